@@ -1,0 +1,74 @@
+"""The application factory: resources as cleanup contexts, the capture signal, the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import MappingProxyType
+from typing import Final
+
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
+
+from . import admin, proxy, tap
+from .capture import IdentityCache
+from .config import Config
+from .keys import CONFIG, IDENTITIES, RECORDER, STORE, UPSTREAM_SESSION
+from .recorder import Recorder
+from .store import Store
+
+# Options of aiohttp's server that codexgate depends on, however it is run (CLI or tests).
+SERVER_OPTIONS: Final = MappingProxyType(
+    {
+        "handler_cancellation": True,  # a client hang-up cancels the upstream request at once
+        "auto_decompress": False,  # request bodies (zstd, gzip) are relayed as their bytes
+    }
+)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    app[STORE] = await Store.open(config.db, heartbeat_seconds=config.history_heartbeat)
+    yield
+    await app[STORE].close()
+
+
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    session = ClientSession(
+        # No pool limit: every open stream holds a connection, and streams last for minutes.
+        connector=TCPConnector(limit=0, ttl_dns_cache=300),
+        # No total timeout, since turns stream for minutes; sock_read is the idle timeout.
+        timeout=ClientTimeout(
+            total=None,
+            connect=config.connect_timeout,
+            sock_connect=config.connect_timeout,
+            sock_read=config.idle_timeout,
+        ),
+        auto_decompress=False,  # bodies pass through with their Content-Encoding
+        cookie_jar=DummyCookieJar(),  # never carry one client's cookies into another's request
+        trust_env=config.upstream_proxy is None,  # HTTPS_PROXY / NO_PROXY
+        proxy=config.upstream_proxy,
+    )
+    app[UPSTREAM_SESSION] = session
+    yield
+    await session.close()
+
+
+async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    recorder = Recorder(app[STORE], queue_size=app[CONFIG].queue_size)
+    app[RECORDER] = recorder
+    recorder.start()
+    yield
+    await recorder.stop()
+
+
+def create_app(config: Config) -> web.Application:
+    """Build a codexgate application for `config`; nothing starts until the app is run."""
+    app = web.Application()
+    app[CONFIG] = config
+    app[IDENTITIES] = IdentityCache()
+    app.cleanup_ctx.extend([_store_ctx, _upstream_ctx, _recorder_ctx])
+    if config.capture:
+        app.on_response_prepare.append(tap.capture_response_headers)
+    admin.add_routes(app, config.admin_prefix)
+    app.router.add_route("*", "/{tail:.*}", proxy.forward)
+    return app

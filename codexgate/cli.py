@@ -1,0 +1,115 @@
+"""The command line: `codexgate [serve]` runs the gateway; settings come from flags or env."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from . import __version__
+from .app import SERVER_OPTIONS, create_app
+from .config import Config, ConfigError, add_arguments, load, log_level_number
+from .store import StoreError
+
+log = logging.getLogger("codexgate")
+
+
+def client_settings(config: Config) -> str:
+    """The Codex CLI config.toml lines that send a client's traffic through this instance."""
+    base = config.public_base
+    return (
+        f'model_provider = "codexgate"\n'
+        f'chatgpt_base_url = "{base}/backend-api/"\n'
+        f"[model_providers.codexgate]\n"
+        f'name = "codexgate"\n'
+        f'base_url = "{base}/backend-api/codex"\n'
+        f'wire_api = "responses"\n'
+        f"requires_openai_auth = true\n"
+        f"supports_websockets = false"
+    )
+
+
+def _log_banner(config: Config) -> None:
+    log.info("codexgate %s listening on %s", __version__, config.public_base)
+    log.info("upstream %s%s", config.upstream,
+             f" via proxy {config.upstream_proxy}" if config.upstream_proxy else "")
+    log.info("database %s", config.db.resolve())
+    log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)
+    log.info("point the Codex CLI here with ~/.codex/config.toml:\n%s", client_settings(config))
+
+
+async def serve(config: Config) -> None:
+    """Run the gateway until SIGINT or SIGTERM, then drain streams and flush snapshots."""
+    runner = web.AppRunner(
+        create_app(config),
+        **SERVER_OPTIONS,
+        access_log=None,
+        shutdown_timeout=config.shutdown_grace,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        _log_banner(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down: in-flight streams get %gs", config.shutdown_grace)
+    finally:
+        await runner.cleanup()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codexgate",
+        description="A streaming gateway for Codex clients that records usage windows.",
+    )
+    parser.add_argument("--version", action="version", version=f"codexgate {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve_parser = commands.add_parser("serve", help="run the gateway (the default)")
+    add_arguments(serve_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `codexgate` and `python -m codexgate`; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
+        args.insert(0, "serve")
+    namespace = _parser().parse_args(args)
+    if namespace.command is None:
+        namespace.command = "serve"
+    try:
+        config = load(vars(namespace))
+    except ConfigError as exc:
+        print(f"codexgate: {exc}", file=sys.stderr)  # noqa: T201 - logging is not set up yet
+        return 2
+    logging.basicConfig(
+        level=log_level_number(config),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(config))
+    except StoreError as exc:
+        log.error("cannot open the database %s: %s", config.db, exc)  # noqa: TRY400
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)  # noqa: TRY400
+        return 1
+    return 0

@@ -1,0 +1,199 @@
+"""The frozen settings of one codexgate instance, read from flags and the environment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from yarl import URL
+
+ENV_PREFIX = "CODEXGATE_"
+_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(Exception):
+    """A setting has a value codexgate cannot use; the message names the setting."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        flag = "--" + setting.replace("_", "-")
+        env = ENV_PREFIX + setting.upper()
+        super().__init__(f"invalid {flag} ({env}): {message}")
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything that shapes one running instance."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    upstream: URL = URL("https://chatgpt.com")
+    db: Path = Path("./data/codexgate.db")
+    admin_prefix: str = "codexgate"
+    upstream_proxy: URL | None = None
+    log_level: str = "INFO"
+    connect_timeout: float = 10.0
+    idle_timeout: float = 300.0  # the Codex CLI's own stream idle timeout is 5 minutes
+    capture: bool = True
+    queue_size: int = 10_000
+    history_heartbeat: float = 300.0
+    shutdown_grace: float = 30.0
+
+    @property
+    def public_base(self) -> str:
+        """The base URL a client on this machine uses to reach the gateway."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    name: str
+    help: str
+    metavar: str = "VALUE"
+    is_flag: bool = False
+
+
+SETTINGS: tuple[_Setting, ...] = (
+    _Setting("host", "address to listen on (default 127.0.0.1)", "HOST"),
+    _Setting("port", "port to listen on (default 8787)", "PORT"),
+    _Setting("upstream", "upstream origin; paths are forwarded as they come (default https://chatgpt.com)", "URL"),
+    _Setting("db", "SQLite database file (default ./data/codexgate.db)", "PATH"),
+    _Setting("admin_prefix", "path prefix of codexgate's own pages and API (default codexgate)", "PREFIX"),
+    _Setting("upstream_proxy", "HTTP(S) proxy for the upstream connection (default: HTTPS_PROXY/NO_PROXY)", "URL"),
+    _Setting("log_level", "DEBUG, INFO, WARNING or ERROR (default INFO)", "LEVEL"),
+    _Setting("connect_timeout", "seconds to wait for the upstream connection (default 10)", "SECONDS"),
+    _Setting("idle_timeout", "seconds a response may stay silent before it is cut (default 300)", "SECONDS"),
+    _Setting("capture", "record usage from responses: on or off (default on)", "on|off"),
+    _Setting("queue_size", "snapshots that may wait for the database (default 10000)", "N"),
+    _Setting("history_heartbeat", "seconds after which an unchanged window gets a new history row (default 300)", "SECONDS"),
+    _Setting("shutdown_grace", "seconds in-flight streams get to finish on shutdown (default 30)", "SECONDS"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare one flag per setting; unset flags stay None so the environment can fill them."""
+    for setting in SETTINGS:
+        parser.add_argument(
+            "--" + setting.name.replace("_", "-"),
+            dest=setting.name,
+            default=None,
+            metavar=setting.metavar,
+            help=f"{setting.help} [env {ENV_PREFIX}{setting.name.upper()}]",
+        )
+
+
+def _number(setting: str, raw: str, *, minimum: float, integer: bool = False) -> float:
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(setting, f"must be {kind}, got {raw!r}") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(setting, f"must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _origin(setting: str, raw: str) -> URL:
+    try:
+        url = URL(raw.strip())
+    except ValueError:
+        raise ConfigError(setting, f"not a URL: {raw!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(setting, f"must be an http:// or https:// URL, got {raw!r}")
+    return url
+
+
+def _upstream(raw: str) -> URL:
+    url = _origin("upstream", raw)
+    if url.path not in ("", "/") or url.query_string or url.fragment or url.user or url.password:
+        raise ConfigError(
+            "upstream",
+            f"must be an origin such as https://chatgpt.com (no path, query or credentials), got {raw!r}",
+        )
+    return url.origin()
+
+
+def _switch(setting: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("on", "true", "1", "yes"):
+        return True
+    if lowered in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(setting, f"must be on or off, got {raw!r}")
+
+
+def _convert(name: str, raw: str) -> object:
+    match name:
+        case "host":
+            if not raw.strip():
+                raise ConfigError(name, "must not be empty")
+            return raw.strip()
+        case "port":
+            port = int(_number(name, raw, minimum=1, integer=True))
+            if port > 65535:
+                raise ConfigError(name, f"must be 1-65535, got {raw!r}")
+            return port
+        case "upstream":
+            return _upstream(raw)
+        case "db":
+            if not raw.strip():
+                raise ConfigError(name, "must not be empty")
+            path = Path(raw).expanduser()
+            if path.is_dir():
+                raise ConfigError(name, f"{raw!r} is a folder; give a file path")
+            return path
+        case "admin_prefix":
+            prefix = raw.strip().strip("/")
+            if not _PREFIX_PATTERN.fullmatch(prefix):
+                raise ConfigError(name, f"use 1-64 letters, digits, '_' or '-', got {raw!r}")
+            return prefix
+        case "upstream_proxy":
+            return _origin(name, raw)
+        case "log_level":
+            level = raw.strip().upper()
+            if level not in _LOG_LEVELS:
+                raise ConfigError(name, f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+            return level
+        case "connect_timeout" | "idle_timeout" | "history_heartbeat" | "shutdown_grace":
+            return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
+        case "capture":
+            return _switch(name, raw)
+        case "queue_size":
+            return int(_number(name, raw, minimum=1, integer=True))
+    raise AssertionError(f"unhandled setting {name}")
+
+
+def load(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> Config:
+    """Build the config: a flag beats its CODEXGATE_ variable, which beats the default."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for setting in SETTINGS:
+        raw = flags.get(setting.name)
+        if raw is None:
+            raw = env.get(ENV_PREFIX + setting.name.upper())
+        if raw is not None:
+            values[setting.name] = _convert(setting.name, raw)
+    return Config(**values)  # type: ignore[arg-type]
+
+
+def from_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Parse serve-style arguments (used by tests and tools that start an instance)."""
+    parser = argparse.ArgumentParser(prog="codexgate")
+    add_arguments(parser)
+    return load(vars(parser.parse_args(list(argv))), environ)
+
+
+def log_level_number(config: Config) -> int:
+    """The logging module's number for the configured level."""
+    return logging.getLevelNamesMapping()[config.log_level]

@@ -1,0 +1,23 @@
+"""Every typed key under which the app and its responses keep shared objects."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import ClientSession, web
+
+if TYPE_CHECKING:
+    from .capture import IdentityCache
+    from .config import Config
+    from .proxy import ProxiedExchange
+    from .recorder import Recorder
+    from .store import Store
+
+CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
+STORE: Final[web.AppKey[Store]] = web.AppKey("store")
+UPSTREAM_SESSION: Final = web.AppKey("upstream_session", ClientSession)
+RECORDER: Final[web.AppKey[Recorder]] = web.AppKey("recorder")
+IDENTITIES: Final[web.AppKey[IdentityCache]] = web.AppKey("identities")
+
+# Set by the proxy on the responses it relays; the capture signal reads only those.
+PROXIED: Final[web.ResponseKey[ProxiedExchange]] = web.ResponseKey("proxied")

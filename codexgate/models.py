@@ -1,0 +1,82 @@
+"""Plain data that flows from capture to the store: windows, reports, identities, snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Slot = Literal["primary", "secondary"]
+ClassifiedBy = Literal["length", "slot"]
+Source = Literal["headers", "event", "usage_body", "error"]
+
+# Window labels: "5h", "daily", "7d", "monthly" for the known lengths, "<minutes>m" for others.
+FIVE_HOUR: str = "5h"
+DAILY: str = "daily"
+SEVEN_DAY: str = "7d"
+MONTHLY: str = "monthly"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One reported rate-limit window of one limit family; None means that field is unknown."""
+
+    slot: Slot
+    label: str
+    classified_by: ClassifiedBy
+    used_percent: float | None
+    window_minutes: int | None
+    resets_at: int | None  # absolute unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReport:
+    """The windows of one limit family (limit id "codex", "codex_bengalfox", ...)."""
+
+    limit_id: str
+    limit_name: str | None
+    windows: tuple[Window, ...]  # only the reported ones; an absent window is unknown
+    over_secondary_limit_percent: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """The credits fields the upstream reports next to the windows."""
+
+    has_credits: bool | None = None
+    unlimited: bool | None = None
+    balance: str | None = None  # decimal string as sent
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Everything one upstream report (a header set, an event, a body) says about usage."""
+
+    limits: tuple[LimitReport, ...]
+    plan_type: str | None = None
+    active_limit: str | None = None
+    credits: Credits | None = None
+    rate_limit_reached_type: str | None = None
+    promo_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The ChatGPT seat a request belongs to, derived from its credentials (never the token)."""
+
+    account_key: str  # stable: "seat:<chatgpt_account_id>:<chatgpt_user_id>" or "token:<sha256>"
+    token_fingerprint: str  # sha256 hex of the bearer token
+    chatgpt_account_id: str | None = None
+    chatgpt_user_id: str | None = None
+    email: str | None = None
+    plan_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One captured usage report, attributed to a seat, at a moment, from a source."""
+
+    identity: Identity
+    captured_at: float  # unix seconds
+    source: Source
+    report: UsageReport
+    http_status: int | None = None

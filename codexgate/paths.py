@@ -1,0 +1,25 @@
+"""Where the data folders (migrations, web) are: inside an installed wheel or a source checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _data_dir(name: str) -> Path:
+    """Return the folder `name`, preferring the copy a wheel installs inside the package."""
+    installed = _PACKAGE_DIR / "_data" / name
+    if installed.is_dir():
+        return installed
+    return _PACKAGE_DIR.parent / name
+
+
+def migrations_dir() -> Path:
+    """The numbered SQL migrations."""
+    return _data_dir("migrations")
+
+
+def web_dir() -> Path:
+    """Templates and static files of the dashboard."""
+    return _data_dir("web")

@@ -1,0 +1,162 @@
+"""The bounded queue between capture and the store, and the task that writes it in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from .models import Snapshot
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+DbState = Literal["ok", "error"]
+
+
+class _OncePerInterval:
+    """Lets a repeated warning through at most once per interval."""
+
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last = float("-inf")
+
+    def ready(self) -> bool:
+        now = self._clock()
+        if now - self._last < self._interval:
+            return False
+        self._last = now
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStats:
+    """Counters shown on healthz."""
+
+    queue_depth: int
+    queue_capacity: int
+    recorded: int
+    dropped: int
+    unattributed: int
+    db_state: DbState
+    last_error: str | None
+
+
+class Recorder:
+    """Takes snapshots without waiting and writes them to the store from one background task."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        queue_size: int,
+        batch_size: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=queue_size)
+        self._batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+        self._idle = False
+        self._stopping = False
+        self._drop_warning = _OncePerInterval(60.0, clock)
+        self.recorded = 0
+        self.dropped = 0
+        self.unattributed = 0
+        self.db_state: DbState = "ok"
+        self.last_error: str | None = None
+
+    def offer(self, snapshot: Snapshot) -> None:
+        """Queue a snapshot for writing; when the queue is full, drop it and count the loss."""
+        try:
+            self._queue.put_nowait(snapshot)
+        except asyncio.QueueFull:
+            self._drop(1, "queue full")
+
+    def count_unattributed(self) -> None:
+        """Note a usage report that came without a credential to attribute it to."""
+        self.unattributed += 1
+
+    def capture_failed(self, where: str) -> None:
+        """Count a snapshot lost to an error while capturing it; call from an except block."""
+        self.dropped += 1
+        if self._drop_warning.ready():
+            log.warning("could not capture usage from %s", where, exc_info=True)
+
+    def stats(self) -> RecorderStats:
+        """A consistent view of the counters."""
+        return RecorderStats(
+            queue_depth=self._queue.qsize(),
+            queue_capacity=self._queue.maxsize,
+            recorded=self.recorded,
+            dropped=self.dropped,
+            unattributed=self.unattributed,
+            db_state=self.db_state,
+            last_error=self.last_error,
+        )
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="codexgate-recorder")
+
+    async def stop(self) -> None:
+        """Stop the writer after it has written everything queued so far."""
+        self._stopping = True
+        task = self._task
+        if task is not None:
+            if self._idle:  # waiting on an empty queue: nothing is lost by cancelling
+                task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+        await self._write_pending()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._idle = True
+            first = await self._queue.get()
+            self._idle = False
+            await self._write(self._take_batch(first))
+
+    def _take_batch(self, first: Snapshot) -> list[Snapshot]:
+        batch = [first]
+        while len(batch) < self._batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _write_pending(self) -> None:
+        while not self._queue.empty():
+            await self._write(self._take_batch(self._queue.get_nowait()))
+
+    async def _write(self, batch: list[Snapshot]) -> None:
+        try:
+            await self._store.record(batch)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            # aiosqlite raises ValueError once its connection is gone.
+            self.db_state = "error"
+            self.last_error = f"{exc.__class__.__name__}: {exc}"
+            self._drop(len(batch), self.last_error)
+            return
+        except Exception as exc:  # a bug here must cost snapshots, not the writer task
+            log.exception("unexpected error while writing %d snapshot(s)", len(batch))
+            self.last_error = f"{exc.__class__.__name__}: {exc}"
+            self._drop(len(batch), self.last_error)
+            return
+        if self.db_state != "ok":
+            log.info("database writes recovered")
+        self.db_state = "ok"
+        self.recorded += len(batch)
+
+    def _drop(self, count: int, reason: str) -> None:
+        self.dropped += count
+        if self._drop_warning.ready():
+            log.warning(
+                "dropped %d usage snapshot(s) (%s); %d dropped since start", count, reason, self.dropped
+            )

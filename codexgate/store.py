@@ -1,0 +1,797 @@
+"""The SQLite store: connection, PRAGMAs, migrations and every SQL statement of codexgate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import aiosqlite
+
+from codexgate import paths
+from codexgate.models import FIVE_HOUR, MONTHLY, SEVEN_DAY, LimitReport, Snapshot, Window
+
+LOG = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+# Reset times derived from reset-after-seconds move by a second or two between reports.
+RESET_TOLERANCE_SECONDS: Final = 5.0
+# SQLite allows 32766 bound variables per statement; stay far below with room for every column.
+_CHUNK: Final = 500
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+
+# The value columns of usage_snapshots, in table order. Two reports are "the same" when these
+# are equal (reset times within the tolerance); times, source and http_status do not count.
+_VALUE_COLUMNS: Final = (
+    "limit_name",
+    "plan_type",
+    "active_limit",
+    "rate_limit_reached_type",
+    "five_hour_used_percent",
+    "five_hour_window_minutes",
+    "five_hour_resets_at",
+    "seven_day_used_percent",
+    "seven_day_window_minutes",
+    "seven_day_resets_at",
+    "monthly_used_percent",
+    "monthly_window_minutes",
+    "monthly_resets_at",
+    "primary_window",
+    "primary_classified_by",
+    "primary_used_percent",
+    "primary_window_minutes",
+    "primary_resets_at",
+    "secondary_window",
+    "secondary_classified_by",
+    "secondary_used_percent",
+    "secondary_window_minutes",
+    "secondary_resets_at",
+    "over_secondary_limit_percent",
+    "credits_has_credits",
+    "credits_unlimited",
+    "credits_balance",
+)
+_RESET_INDEXES: Final = frozenset(
+    i for i, name in enumerate(_VALUE_COLUMNS) if name.endswith("_resets_at")
+)
+# Every usage_snapshots column in table order; UsageRow has the same fields in the same order.
+_USAGE_COLUMNS: Final = (
+    "id",
+    "account_id",
+    "captured_at",
+    "confirmed_at",
+    "source",
+    "http_status",
+    "limit_id",
+    *_VALUE_COLUMNS,
+)
+# 0/1 columns that UsageRow turns into bools.
+_FLAG_INDEXES: Final = (
+    _USAGE_COLUMNS.index("credits_has_credits"),
+    _USAGE_COLUMNS.index("credits_unlimited"),
+)
+_USAGE_SELECT: Final = ", ".join(_USAGE_COLUMNS)
+_USAGE_SELECT_S: Final = ", ".join(f"s.{name}" for name in _USAGE_COLUMNS)
+# Positions inside a usage row (a list laid out like _USAGE_COLUMNS).
+_ID, _ACCOUNT_ID, _CAPTURED_AT, _CONFIRMED_AT, _LIMIT_ID = 0, 1, 2, 3, 6
+_FIRST_VALUE: Final = len(_USAGE_COLUMNS) - len(_VALUE_COLUMNS)
+
+_INSERT_USAGE: Final = (
+    f"INSERT INTO usage_snapshots ({_USAGE_SELECT}) "  # noqa: S608 - column names are constants
+    f"VALUES ({', '.join('?' for _ in _USAGE_COLUMNS)})"
+)
+# The key guards against an id that was deleted behind the Store and handed out again.
+_CONFIRM_USAGE: Final = (
+    "UPDATE usage_snapshots SET confirmed_at = max(confirmed_at, ?) "
+    "WHERE id = ? AND account_id = ? AND limit_id = ?"
+)
+
+_ACCOUNT_COLUMNS: Final = (
+    "id, account_key, chatgpt_account_id, chatgpt_user_id, display_name, email, plan_type, "
+    "token_fingerprint, first_seen_at, last_seen_at"
+)
+# A field takes the batch's value when the batch is at least as new as the row, else it only
+# fills a NULL: the newest non-NULL value wins even when batches arrive out of order.
+_UPDATE_ACCOUNT: Final = """
+UPDATE accounts SET
+    chatgpt_account_id = CASE WHEN :last_seen_at >= last_seen_at
+        THEN coalesce(:chatgpt_account_id, chatgpt_account_id)
+        ELSE coalesce(chatgpt_account_id, :chatgpt_account_id) END,
+    chatgpt_user_id = CASE WHEN :last_seen_at >= last_seen_at
+        THEN coalesce(:chatgpt_user_id, chatgpt_user_id)
+        ELSE coalesce(chatgpt_user_id, :chatgpt_user_id) END,
+    email = CASE WHEN :last_seen_at >= last_seen_at
+        THEN coalesce(:email, email) ELSE coalesce(email, :email) END,
+    plan_type = CASE WHEN :last_seen_at >= last_seen_at
+        THEN coalesce(:plan_type, plan_type) ELSE coalesce(plan_type, :plan_type) END,
+    token_fingerprint = CASE WHEN :last_seen_at >= last_seen_at
+        THEN coalesce(:token_fingerprint, token_fingerprint)
+        ELSE coalesce(token_fingerprint, :token_fingerprint) END,
+    first_seen_at = min(first_seen_at, :first_seen_at),
+    last_seen_at = max(last_seen_at, :last_seen_at)
+WHERE id = :id AND account_key = :account_key
+"""
+_INSERT_ACCOUNT_ROW: Final = "(?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+class StoreError(Exception):
+    """The database cannot be opened or migrated; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What one record() batch wrote."""
+
+    accounts_created: int
+    rows_inserted: int  # new history rows
+    rows_confirmed: int  # limit reports that only advanced an existing row's confirmed_at
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """One row of `accounts`."""
+
+    id: int
+    account_key: str
+    chatgpt_account_id: str | None
+    chatgpt_user_id: str | None
+    display_name: str | None
+    email: str | None
+    plan_type: str | None
+    token_fingerprint: str | None
+    first_seen_at: float
+    last_seen_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One row of `usage_snapshots`; None means not reported (unknown), never 0."""
+
+    id: int
+    account_id: int
+    captured_at: float
+    confirmed_at: float
+    source: str
+    http_status: int | None
+    limit_id: str
+    limit_name: str | None
+    plan_type: str | None
+    active_limit: str | None
+    rate_limit_reached_type: str | None
+    five_hour_used_percent: float | None
+    five_hour_window_minutes: int | None
+    five_hour_resets_at: int | None
+    seven_day_used_percent: float | None
+    seven_day_window_minutes: int | None
+    seven_day_resets_at: int | None
+    monthly_used_percent: float | None
+    monthly_window_minutes: int | None
+    monthly_resets_at: int | None
+    primary_window: str | None
+    primary_classified_by: str | None
+    primary_used_percent: float | None
+    primary_window_minutes: int | None
+    primary_resets_at: int | None
+    secondary_window: str | None
+    secondary_classified_by: str | None
+    secondary_used_percent: float | None
+    secondary_window_minutes: int | None
+    secondary_resets_at: int | None
+    over_secondary_limit_percent: float | None
+    credits_has_credits: bool | None
+    credits_unlimited: bool | None
+    credits_balance: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestUsageRow:
+    """One row of the `latest_usage` view: an account's newest row of one limit family."""
+
+    usage: UsageRow
+    account_key: str
+    display_name: str | None
+    email: str | None
+    account_plan_type: str | None
+    age_seconds: float  # since the values were last confirmed
+    five_hour_reset_in_seconds: float | None  # negative once the reset time has passed
+    seven_day_reset_in_seconds: float | None
+    monthly_reset_in_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Migration:
+    """One numbered migration file, read."""
+
+    number: int
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Last:
+    """Throttle state of one (account, limit): the newest row as far as this Store knows."""
+
+    row_id: int
+    values: tuple[Any, ...]  # of the last inserted row, laid out like _VALUE_COLUMNS
+    captured_at: float
+    confirmed_at: float
+
+
+@dataclass(slots=True)
+class _SeenAccount:
+    """What one batch says about one account: its newest non-NULL fields and time span."""
+
+    account_key: str
+    first_seen_at: float
+    last_seen_at: float
+    chatgpt_account_id: str | None = None
+    chatgpt_user_id: str | None = None
+    email: str | None = None
+    plan_type: str | None = None
+    token_fingerprint: str | None = None
+
+    def params(self, account_id: int) -> dict[str, Any]:
+        """Named parameters for _UPDATE_ACCOUNT."""
+        return {
+            "id": account_id,
+            "account_key": self.account_key,
+            "chatgpt_account_id": self.chatgpt_account_id,
+            "chatgpt_user_id": self.chatgpt_user_id,
+            "email": self.email,
+            "plan_type": self.plan_type,
+            "token_fingerprint": self.token_fingerprint,
+            "first_seen_at": self.first_seen_at,
+            "last_seen_at": self.last_seen_at,
+        }
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Changes one record() call makes to the Store's caches, applied only after COMMIT."""
+
+    account_ids: dict[str, int] = field(default_factory=dict)
+    purged_accounts: set[int] = field(default_factory=set)  # reload their throttle state
+    last: dict[tuple[int, str], _Last | None] = field(default_factory=dict)
+    accounts_created: int = 0
+
+
+class Store:
+    """One aiosqlite connection (the only writer) and the statements codexgate runs on it."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, heartbeat_seconds: float) -> None:
+        """Wrap an open, migrated connection; use Store.open()."""
+        self.path = path
+        self._db = db
+        self._heartbeat = heartbeat_seconds
+        # One connection cannot run two transactions at once: every use takes this lock.
+        self._lock = asyncio.Lock()
+        self._account_ids: dict[str, int] = {}  # account_key -> accounts.id
+        # (account_id, limit_id) -> newest row; None = no row in the database. A key that is
+        # absent has not been looked up since start.
+        self._last: dict[tuple[int, str], _Last | None] = {}
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        migrations: Path | None = None,
+        heartbeat_seconds: float = 300.0,
+    ) -> Store:
+        """Open (creating if needed, private to this user) and migrate the database at path."""
+        folder = migrations if migrations is not None else paths.migrations_dir()
+        scripts = await asyncio.to_thread(_read_migrations, folder)
+        try:
+            await asyncio.to_thread(_create_private_file, path)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        try:
+            store = cls(db, path, heartbeat_seconds)
+            await store._prepare(scripts)
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Close the connection; the Store cannot be used afterwards."""
+        async with self._lock:
+            await self._db.close()
+
+    async def schema_version(self) -> int:
+        """The database's PRAGMA user_version: the number of the last migration applied."""
+        async with self._lock:
+            return await self._user_version()
+
+    # -- opening and migrations -------------------------------------------------------------
+
+    async def _prepare(self, scripts: Sequence[_Migration]) -> None:
+        """Set the PRAGMAs and apply the migrations; refuse a database newer than the code."""
+        latest = scripts[-1].number if scripts else 0
+        try:
+            await self._db.execute("PRAGMA busy_timeout = 5000")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            # Read before anything writes: a refused database must be left exactly as it was.
+            version = await self._user_version()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        if version > latest:
+            raise StoreError(
+                f"database schema version {version} is newer than this codexgate supports "
+                f"({latest}); upgrade codexgate or use another --db"
+            )
+        try:
+            rows = await self._db.execute_fetchall("PRAGMA journal_mode = WAL")
+            await self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        mode = next(iter(rows))[0]
+        if mode != "wal":
+            LOG.warning("database %s stays in journal mode %s, not WAL", self.path, mode)
+        for script in scripts:
+            if script.number > version:
+                await self._apply(script)
+
+    async def _apply(self, script: _Migration) -> None:
+        """Run one migration file and set user_version, all in one transaction."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            # Another process may have applied it while we waited for the write lock.
+            if await self._user_version() >= script.number:
+                await self._db.rollback()
+                return
+            for statement in _split_statements(script.sql):
+                await self._db.execute(statement)
+            # PRAGMA takes no bound parameters; the number comes from the file name's digits.
+            await self._db.execute(f"PRAGMA user_version = {script.number:d}")
+            await self._db.execute("COMMIT")
+        except BaseException as exc:
+            await self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"migration {script.name} failed: {exc}") from exc
+            raise
+        LOG.info("applied migration %s to %s", script.name, self.path)
+
+    async def _rollback(self) -> None:
+        """Roll back the open transaction, if any, without hiding the error that led here."""
+        try:
+            await self._db.rollback()  # a no-op when no transaction is open
+        except (sqlite3.Error, ValueError):
+            LOG.warning("rollback failed on %s", self.path, exc_info=True)
+
+    async def _user_version(self) -> int:
+        """Read PRAGMA user_version (caller holds the lock or is opening)."""
+        rows = await self._db.execute_fetchall("PRAGMA user_version")
+        return int(next(iter(rows))[0])
+
+    # -- recording --------------------------------------------------------------------------
+
+    async def record(self, snapshots: Sequence[Snapshot]) -> RecordResult:
+        """Write a batch of snapshots in one transaction, throttling unchanged values."""
+        if not snapshots:
+            return RecordResult(0, 0, 0)
+        # Time order inside the batch, whatever order the queue delivered them in.
+        ordered = sorted(snapshots, key=lambda snapshot: snapshot.captured_at)
+        async with self._lock:
+            batch = _Batch()
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                await self._resolve_accounts(_seen_accounts(ordered), batch)
+                inserted, confirmed = await self._write_usage(ordered, batch)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                # Nothing of this batch reached the caches: they still match the database.
+                await self._rollback()
+                raise
+            if batch.purged_accounts:
+                purged = batch.purged_accounts
+                self._last = {k: v for k, v in self._last.items() if k[0] not in purged}
+            self._last.update(batch.last)
+            self._account_ids.update(batch.account_ids)
+        return RecordResult(batch.accounts_created, inserted, confirmed)
+
+    async def _resolve_accounts(self, seen: dict[str, _SeenAccount], batch: _Batch) -> None:
+        """Upsert the batch's accounts and put every account_key -> id into batch.account_ids."""
+        cached = {key: self._account_ids[key] for key in seen if key in self._account_ids}
+        if cached:
+            params = [seen[key].params(account_id) for key, account_id in cached.items()]
+            cursor = await self._db.executemany(_UPDATE_ACCOUNT, params)
+            if cursor.rowcount == len(cached):
+                batch.account_ids.update(cached)
+            else:
+                # A row was deleted or replaced behind the cache: look these keys up again and
+                # forget their throttle state, whose rows went with the account.
+                LOG.info("account cache out of date; reloading %s accounts", len(cached))
+                batch.purged_accounts.update(cached.values())
+        missing = [key for key in seen if key not in batch.account_ids]
+        if not missing:
+            return
+        found: dict[str, int] = {}
+        for chunk in _chunks(missing, _CHUNK):
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._db.execute_fetchall(
+                f"SELECT account_key, id FROM accounts WHERE account_key IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found.update((str(key), int(account_id)) for key, account_id in rows)
+        if found:
+            params = [seen[key].params(account_id) for key, account_id in found.items()]
+            await self._db.executemany(_UPDATE_ACCOUNT, params)
+        created: dict[str, int] = {}
+        new = [seen[key] for key in missing if key not in found]
+        for chunk_seen in _chunks(new, _CHUNK):
+            values: list[Any] = []
+            for account in chunk_seen:
+                values += (
+                    account.account_key,
+                    account.chatgpt_account_id,
+                    account.chatgpt_user_id,
+                    account.email,
+                    account.plan_type,
+                    account.token_fingerprint,
+                    account.first_seen_at,
+                    account.last_seen_at,
+                )
+            rows = await self._db.execute_fetchall(
+                "INSERT INTO accounts (account_key, chatgpt_account_id, chatgpt_user_id, email, "  # noqa: S608
+                "plan_type, token_fingerprint, first_seen_at, last_seen_at) VALUES "
+                + ", ".join(_INSERT_ACCOUNT_ROW for _ in chunk_seen)
+                + " RETURNING account_key, id",
+                values,
+            )
+            created.update((str(key), int(account_id)) for key, account_id in rows)
+        batch.accounts_created = len(created)
+        batch.account_ids.update(found)
+        batch.account_ids.update(created)
+        # An id read from the database may have belonged to a deleted account before.
+        batch.purged_accounts.update(found.values())
+        batch.purged_accounts.update(created.values())
+
+    async def _write_usage(self, ordered: Sequence[Snapshot], batch: _Batch) -> tuple[int, int]:
+        """Insert changed rows, confirm unchanged ones; return (inserted, confirmed)."""
+        work: list[tuple[tuple[int, str], list[Any]]] = []
+        for snapshot in ordered:
+            account_id = batch.account_ids[snapshot.identity.account_key]
+            for limit in snapshot.report.limits:
+                row = _usage_row(account_id, snapshot, limit)
+                work.append(((account_id, limit.limit_id), row))
+        if not work:
+            return 0, 0
+        purged = batch.purged_accounts
+        wanted = {key for key, _ in work if key not in self._last or key[0] in purged}
+        if wanted:
+            await self._load_last(wanted, batch)
+        rows = await self._db.execute_fetchall("SELECT max(id) FROM usage_snapshots")
+        # We hold the write lock, so ids after the current maximum are ours to hand out.
+        next_id = int(next(iter(rows))[0] or 0) + 1
+        inserts: list[list[Any]] = []
+        pending: dict[tuple[int, str], list[Any]] = {}  # the newest row inserted per key
+        confirms: dict[tuple[int, str], tuple[float, int, int, str]] = {}
+        state = batch.last
+        inserted = confirmed = 0
+        for key, row in work:
+            last = state[key] if key in state else self._last[key]
+            captured_at: float = row[_CAPTURED_AT]
+            values = tuple(row[_FIRST_VALUE:])
+            if (
+                last is not None
+                and captured_at - last.captured_at < self._heartbeat
+                and _same_values(last.values, values)
+            ):
+                confirmed_at = max(last.confirmed_at, captured_at)
+                written = pending.get(key)
+                if written is not None:  # inserted by this batch: not in the table yet
+                    written[_CONFIRMED_AT] = confirmed_at
+                else:
+                    confirms[key] = (confirmed_at, last.row_id, *key)
+                state[key] = _Last(last.row_id, last.values, last.captured_at, confirmed_at)
+                confirmed += 1
+                continue
+            if last is not None and captured_at < last.captured_at:
+                # Never write a row older than the newest one: the newest must stay current.
+                captured_at = row[_CAPTURED_AT] = row[_CONFIRMED_AT] = last.captured_at
+            row[_ID] = next_id
+            inserts.append(row)
+            pending[key] = row
+            state[key] = _Last(next_id, values, captured_at, captured_at)
+            next_id += 1
+            inserted += 1
+        if inserts:
+            await self._db.executemany(_INSERT_USAGE, inserts)
+        if confirms:
+            cursor = await self._db.executemany(_CONFIRM_USAGE, list(confirms.values()))
+            if cursor.rowcount != len(confirms):
+                # A row vanished behind our back (deleted by hand): this batch's confirmation
+                # of it is lost; reloading the state lets the next report write a fresh row.
+                LOG.warning("%s confirmed usage rows were missing", len(confirms) - cursor.rowcount)
+                for key in confirms:
+                    state.pop(key, None)
+                batch.purged_accounts.update(key[0] for key in confirms)
+        return inserted, confirmed
+
+    async def _load_last(self, keys: set[tuple[int, str]], batch: _Batch) -> None:
+        """Load the newest row of each key into batch.last (None where there is none)."""
+        for key in keys:
+            batch.last[key] = None
+        for chunk in _chunks(sorted(keys), _CHUNK):
+            wanted = ", ".join("(?, ?)" for _ in chunk)
+            params = [part for key in chunk for part in key]
+            rows = await self._db.execute_fetchall(
+                f"WITH wanted (account_id, limit_id) AS (VALUES {wanted}) "  # noqa: S608
+                f"SELECT {_USAGE_SELECT_S} FROM wanted AS w JOIN usage_snapshots AS s ON s.id = ("
+                "SELECT x.id FROM usage_snapshots AS x "
+                "WHERE x.account_id = w.account_id AND x.limit_id = w.limit_id "
+                "ORDER BY x.captured_at DESC, x.id DESC LIMIT 1)",
+                params,
+            )
+            for row in rows:
+                key = (int(row[_ACCOUNT_ID]), str(row[_LIMIT_ID]))
+                batch.last[key] = _Last(
+                    int(row[_ID]),
+                    tuple(row[_FIRST_VALUE:]),
+                    float(row[_CAPTURED_AT]),
+                    float(row[_CONFIRMED_AT]),
+                )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def accounts(self) -> list[AccountRow]:
+        """Every account, oldest first."""
+        async with self._lock:
+            rows = await self._db.execute_fetchall(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id"  # noqa: S608
+            )
+        return [AccountRow(*row) for row in rows]
+
+    async def account(self, account_id: int) -> AccountRow | None:
+        """One account by id, or None."""
+        async with self._lock:
+            rows = await self._db.execute_fetchall(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?",  # noqa: S608
+                (account_id,),
+            )
+        return next((AccountRow(*row) for row in rows), None)
+
+    async def latest_usage(self, account_id: int | None = None) -> list[LatestUsageRow]:
+        """The newest row per account and limit (of one account if given), by account, limit."""
+        sql = (
+            f"SELECT {_USAGE_SELECT}, account_key, display_name, email, account_plan_type, "  # noqa: S608
+            "age_seconds, five_hour_reset_in_seconds, seven_day_reset_in_seconds, "
+            "monthly_reset_in_seconds FROM latest_usage"
+        )
+        params: tuple[Any, ...] = ()
+        if account_id is not None:
+            sql += " WHERE account_id = ?"
+            params = (account_id,)
+        sql += " ORDER BY account_id, limit_id"
+        async with self._lock:
+            rows = await self._db.execute_fetchall(sql, params)
+        width = len(_USAGE_COLUMNS)
+        return [LatestUsageRow(_usage(row), *row[width:]) for row in rows]
+
+    async def history(
+        self,
+        account_id: int,
+        *,
+        limit_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[UsageRow]:
+        """An account's rows with since <= captured_at < until, oldest first, at most limit."""
+        # Only the conditions given, so that SQLite can use the (account, limit, time) index.
+        sql = f"SELECT {_USAGE_SELECT} FROM usage_snapshots WHERE account_id = ?"  # noqa: S608
+        params: list[Any] = [account_id]
+        if limit_id is not None:
+            sql += " AND limit_id = ?"
+            params.append(limit_id)
+        if since is not None:
+            sql += " AND captured_at >= ?"
+            params.append(since)
+        if until is not None:
+            sql += " AND captured_at < ?"
+            params.append(until)
+        sql += " ORDER BY captured_at, id LIMIT ?"
+        params.append(limit)
+        rows = await self._fetch(sql, params)
+        return [_usage(row) for row in rows]
+
+    async def count_history(self) -> int:
+        """The number of usage_snapshots rows."""
+        rows = await self._fetch("SELECT count(*) FROM usage_snapshots", ())
+        return int(rows[0][0])
+
+    # -- account management -----------------------------------------------------------------
+
+    async def rename_account(self, account_id: int, display_name: str | None) -> bool:
+        """Set (or clear, with None) an account's display name; False if there is no such id."""
+        async with self._lock:
+            cursor = await self._db.execute(
+                "UPDATE accounts SET display_name = ? WHERE id = ?", (display_name, account_id)
+            )
+            return cursor.rowcount > 0
+
+    async def delete_account(self, account_id: int) -> bool:
+        """Delete an account and its history; False if there is no such id."""
+        async with self._lock:
+            cursor = await self._db.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+            self._account_ids = {k: v for k, v in self._account_ids.items() if v != account_id}
+            self._last = {k: v for k, v in self._last.items() if k[0] != account_id}
+            return cursor.rowcount > 0
+
+    async def prune_history(self, before: float) -> int:
+        """Delete rows captured before `before`, keeping each account and limit's newest row."""
+        async with self._lock:
+            cursor = await self._db.execute(
+                "DELETE FROM usage_snapshots WHERE captured_at < ? "
+                "AND id NOT IN (SELECT id FROM latest_usage)",
+                (before,),
+            )
+            return cursor.rowcount
+
+    async def _fetch(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        """Run one read under the lock and return all rows."""
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _read_migrations(folder: Path) -> list[_Migration]:
+    """Read the NNNN_name.sql files of folder in number order; reject odd names and repeats."""
+    try:
+        files = sorted(entry for entry in folder.iterdir() if entry.suffix == ".sql")
+    except OSError as exc:
+        raise StoreError(f"cannot read migrations in {folder}: {exc}") from exc
+    scripts: list[_Migration] = []
+    for file in files:
+        match = _MIGRATION_FILE.match(file.name)
+        if match is None:
+            raise StoreError(f"migration file {file} is not named NNNN_name.sql")
+        number = int(match.group(1))
+        if scripts and scripts[-1].number == number:
+            raise StoreError(f"migrations {scripts[-1].name} and {file.name} share a number")
+        scripts.append(_Migration(number, file.name, file.read_text(encoding="utf-8")))
+    if not scripts:
+        raise StoreError(f"no migrations found in {folder}")
+    return scripts
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Split a script into statements (executescript would commit our transaction)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        # complete_statement knows strings, comments and trigger bodies: a ';' inside them
+        # does not end the statement.
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    tail = pending[:-1].strip()  # the ';' added after the last piece
+    if tail:
+        statements.append(tail)  # trailing comments (a no-op) or a last statement without ';'
+    return statements
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database's folder (0700) and file (0600) unless they exist."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # SQLite gives the -wal and -shm files the mode of the database file.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
+def _seen_accounts(ordered: Sequence[Snapshot]) -> dict[str, _SeenAccount]:
+    """Fold a time-ordered batch into one entry per account: newest non-None fields win."""
+    seen: dict[str, _SeenAccount] = {}
+    for snapshot in ordered:
+        identity = snapshot.identity
+        account = seen.get(identity.account_key)
+        if account is None:
+            account = _SeenAccount(identity.account_key, snapshot.captured_at, snapshot.captured_at)
+            seen[identity.account_key] = account
+        account.last_seen_at = snapshot.captured_at
+        account.chatgpt_account_id = identity.chatgpt_account_id or account.chatgpt_account_id
+        account.chatgpt_user_id = identity.chatgpt_user_id or account.chatgpt_user_id
+        account.email = identity.email or account.email
+        account.plan_type = snapshot.report.plan_type or identity.plan_type or account.plan_type
+        account.token_fingerprint = identity.token_fingerprint or account.token_fingerprint
+    return seen
+
+
+def _usage_row(account_id: int, snapshot: Snapshot, limit: LimitReport) -> list[Any]:
+    """Lay one limit report of a snapshot out like _USAGE_COLUMNS (id left to fill)."""
+    report = snapshot.report
+    classified: dict[str, Window] = {}
+    slots: dict[str, Window] = {}
+    for window in limit.windows:
+        classified.setdefault(window.label, window)
+        slots.setdefault(window.slot, window)
+    five_hour = classified.get(FIVE_HOUR)
+    seven_day = classified.get(SEVEN_DAY)
+    monthly = classified.get(MONTHLY)
+    primary = slots.get("primary")
+    secondary = slots.get("secondary")
+    credits = report.credits
+    return [
+        None,
+        account_id,
+        snapshot.captured_at,
+        snapshot.captured_at,
+        snapshot.source,
+        snapshot.http_status,
+        limit.limit_id,
+        limit.limit_name,
+        report.plan_type or snapshot.identity.plan_type,
+        report.active_limit,
+        report.rate_limit_reached_type,
+        *_window_fields(five_hour),
+        *_window_fields(seven_day),
+        *_window_fields(monthly),
+        primary.label if primary else None,
+        primary.classified_by if primary else None,
+        *_window_fields(primary),
+        secondary.label if secondary else None,
+        secondary.classified_by if secondary else None,
+        *_window_fields(secondary),
+        limit.over_secondary_limit_percent,
+        _flag(credits.has_credits) if credits else None,
+        _flag(credits.unlimited) if credits else None,
+        credits.balance if credits else None,
+    ]
+
+
+def _window_fields(window: Window | None) -> tuple[float | None, int | None, int | None]:
+    """(used_percent, window_minutes, resets_at) of a window, all None when it is absent."""
+    if window is None:
+        return None, None, None
+    return window.used_percent, window.window_minutes, window.resets_at
+
+
+def _flag(value: bool | None) -> int | None:
+    """A bool as SQLite stores it."""
+    return None if value is None else int(value)
+
+
+def _same_values(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """Whether two value tuples are equal, reset times within RESET_TOLERANCE_SECONDS."""
+    if old == new:
+        return True
+    for index, (a, b) in enumerate(zip(old, new, strict=True)):
+        if a == b:
+            continue
+        if (
+            index in _RESET_INDEXES
+            and a is not None
+            and b is not None
+            and abs(a - b) <= RESET_TOLERANCE_SECONDS
+        ):
+            continue
+        return False
+    return True
+
+
+def _usage(row: Sequence[Any]) -> UsageRow:
+    """Build a UsageRow from the first len(_USAGE_COLUMNS) columns of a result row."""
+    values = list(row[: len(_USAGE_COLUMNS)])
+    for index in _FLAG_INDEXES:
+        if values[index] is not None:
+            values[index] = bool(values[index])
+    return UsageRow(*values)
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
+    """Consecutive slices of at most size items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,76 @@
+"""Shared fixtures: a fake upstream on loopback and a codexgate app in front of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+from yarl import URL
+
+from codexgate.app import SERVER_OPTIONS, create_app
+from codexgate.config import Config
+
+from .fake_upstream import FakeUpstream
+
+StartGateway = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture
+def fake() -> FakeUpstream:
+    """The fake backend's behaviour and what it received."""
+    return FakeUpstream()
+
+
+@pytest.fixture
+async def upstream_server(aiohttp_server: AiohttpServer, fake: FakeUpstream) -> TestServer:
+    """The fake backend, listening on loopback."""
+    return await aiohttp_server(fake.app(), auto_decompress=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path, upstream_server: TestServer) -> Config:
+    """A config pointing at the fake upstream, with its own database file."""
+    return Config(
+        upstream=URL(f"http://127.0.0.1:{upstream_server.port}"),
+        db=tmp_path / "data" / "codexgate.db",
+        idle_timeout=5.0,
+        connect_timeout=2.0,
+    )
+
+
+@pytest.fixture
+def start_gateway(aiohttp_server: AiohttpServer, config: Config) -> StartGateway:
+    """Start codexgate in this process; keyword arguments override config fields."""
+
+    async def start(**overrides: object) -> TestServer:
+        app = create_app(dataclasses.replace(config, **overrides))  # type: ignore[arg-type]
+        # aiohttp's TestServer always sets handler_cancellation itself.
+        options = {k: v for k, v in SERVER_OPTIONS.items() if k != "handler_cancellation"}
+        return await aiohttp_server(app, **options)
+
+    return start
+
+
+@pytest.fixture
+async def gateway(start_gateway: StartGateway) -> TestServer:
+    """codexgate with the default test config."""
+    return await start_gateway()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[ClientSession]:
+    """A plain client that leaves bodies and encodings as they are on the wire."""
+    async with ClientSession(auto_decompress=False) as session:
+        yield session
+
+
+def app_of(server: TestServer) -> web.Application:
+    """The application a test server runs."""
+    app = server.app
+    assert app is not None
+    return app

@@ -1,0 +1,76 @@
+"""Run `python -m codexgate` as a real process for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import ClientError, ClientSession
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class GatewayProcess:
+    """A codexgate subprocess with its own port and log file."""
+
+    def __init__(self, args: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log_path = workdir / "codexgate.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "codexgate", "--port", str(self.port), *args],
+            cwd=workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until healthz answers, or fail with the process's log."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with ClientSession() as session:
+            while asyncio.get_running_loop().time() < deadline:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"codexgate exited early:\n{self.log()}")
+                try:
+                    async with session.get(f"{self.base}/codexgate/healthz") as response:
+                        if response.status == 200:
+                            return
+                except ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"codexgate did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then wait for the exit code without blocking the loop."""
+        self.process.send_signal(signal.SIGTERM)
+        return await self.wait(timeout)
+
+    async def wait(self, timeout: float = 20.0) -> int:
+        code = await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
