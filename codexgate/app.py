@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 
@@ -16,7 +16,7 @@ from .recorder import Recorder
 from .store import Store
 
 # Options of aiohttp's server that codexgate depends on, however it is run (CLI or tests).
-SERVER_OPTIONS: Final = MappingProxyType(
+SERVER_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
     {
         "handler_cancellation": True,  # a client hang-up cancels the upstream request at once
         "auto_decompress": False,  # request bodies (zstd, gzip) are relayed as their bytes

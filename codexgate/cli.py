@@ -36,8 +36,11 @@ def client_settings(config: Config) -> str:
 
 def _log_banner(config: Config) -> None:
     log.info("codexgate %s listening on %s", __version__, config.public_base)
-    log.info("upstream %s%s", config.upstream,
-             f" via proxy {config.upstream_proxy}" if config.upstream_proxy else "")
+    log.info(
+        "upstream %s%s",
+        config.upstream,
+        f" via proxy {config.upstream_proxy}" if config.upstream_proxy else "",
+    )
     log.info("database %s", config.db.resolve())
     log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)
     log.info("point the Codex CLI here with ~/.codex/config.toml:\n%s", client_settings(config))
@@ -89,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `codexgate` and `python -m codexgate`; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
         args.insert(0, "serve")
     namespace = _parser().parse_args(args)
     if namespace.command is None:
@@ -107,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config))
     except StoreError as exc:
-        log.error("cannot open the database %s: %s", config.db, exc)  # noqa: TRY400
+        log.error("cannot open the database %s: %s", config.db, exc)
         return 1
     except OSError as exc:
-        log.error("cannot start: %s", exc)  # noqa: TRY400
+        log.error("cannot start: %s", exc)
         return 1
     return 0

@@ -9,12 +9,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from yarl import URL
 
 ENV_PREFIX = "CODEXGATE_"
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_UPSTREAM: Final = URL("https://chatgpt.com")
 
 
 class ConfigError(Exception):
@@ -33,7 +35,7 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8787
-    upstream: URL = URL("https://chatgpt.com")
+    upstream: URL = DEFAULT_UPSTREAM
     db: Path = Path("./data/codexgate.db")
     admin_prefix: str = "codexgate"
     upstream_proxy: URL | None = None
@@ -67,17 +69,41 @@ class _Setting:
 SETTINGS: tuple[_Setting, ...] = (
     _Setting("host", "address to listen on (default 127.0.0.1)", "HOST"),
     _Setting("port", "port to listen on (default 8787)", "PORT"),
-    _Setting("upstream", "upstream origin; paths are forwarded as they come (default https://chatgpt.com)", "URL"),
+    _Setting(
+        "upstream",
+        "upstream origin; paths are forwarded as they come (default https://chatgpt.com)",
+        "URL",
+    ),
     _Setting("db", "SQLite database file (default ./data/codexgate.db)", "PATH"),
-    _Setting("admin_prefix", "path prefix of codexgate's own pages and API (default codexgate)", "PREFIX"),
-    _Setting("upstream_proxy", "HTTP(S) proxy for the upstream connection (default: HTTPS_PROXY/NO_PROXY)", "URL"),
+    _Setting(
+        "admin_prefix", "path prefix of codexgate's own pages and API (default codexgate)", "PREFIX"
+    ),
+    _Setting(
+        "upstream_proxy",
+        "HTTP(S) proxy for the upstream connection (default: HTTPS_PROXY/NO_PROXY)",
+        "URL",
+    ),
     _Setting("log_level", "DEBUG, INFO, WARNING or ERROR (default INFO)", "LEVEL"),
-    _Setting("connect_timeout", "seconds to wait for the upstream connection (default 10)", "SECONDS"),
-    _Setting("idle_timeout", "seconds a response may stay silent before it is cut (default 300)", "SECONDS"),
+    _Setting(
+        "connect_timeout", "seconds to wait for the upstream connection (default 10)", "SECONDS"
+    ),
+    _Setting(
+        "idle_timeout",
+        "seconds a response may stay silent before it is cut (default 300)",
+        "SECONDS",
+    ),
     _Setting("capture", "record usage from responses: on or off (default on)", "on|off"),
     _Setting("queue_size", "snapshots that may wait for the database (default 10000)", "N"),
-    _Setting("history_heartbeat", "seconds after which an unchanged window gets a new history row (default 300)", "SECONDS"),
-    _Setting("shutdown_grace", "seconds in-flight streams get to finish on shutdown (default 30)", "SECONDS"),
+    _Setting(
+        "history_heartbeat",
+        "seconds after which an unchanged window gets a new history row (default 300)",
+        "SECONDS",
+    ),
+    _Setting(
+        "shutdown_grace",
+        "seconds in-flight streams get to finish on shutdown (default 30)",
+        "SECONDS",
+    ),
 )
 
 
@@ -119,7 +145,8 @@ def _upstream(raw: str) -> URL:
     if url.path not in ("", "/") or url.query_string or url.fragment or url.user or url.password:
         raise ConfigError(
             "upstream",
-            f"must be an origin such as https://chatgpt.com (no path, query or credentials), got {raw!r}",
+            "must be an origin such as https://chatgpt.com (no path, query or credentials), "
+            f"got {raw!r}",
         )
     return url.origin()
 

@@ -82,11 +82,11 @@ class Recorder:
         """Note a usage report that came without a credential to attribute it to."""
         self.unattributed += 1
 
-    def capture_failed(self, where: str) -> None:
-        """Count a snapshot lost to an error while capturing it; call from an except block."""
+    def capture_failed(self, where: str, error: Exception) -> None:
+        """Count a snapshot lost to an error while capturing it."""
         self.dropped += 1
         if self._drop_warning.ready():
-            log.warning("could not capture usage from %s", where, exc_info=True)
+            log.warning("could not capture usage from %s", where, exc_info=error)
 
     def stats(self) -> RecorderStats:
         """A consistent view of the counters."""
@@ -158,5 +158,8 @@ class Recorder:
         self.dropped += count
         if self._drop_warning.ready():
             log.warning(
-                "dropped %d usage snapshot(s) (%s); %d dropped since start", count, reason, self.dropped
+                "dropped %d usage snapshot(s) (%s); %d dropped since start",
+                count,
+                reason,
+                self.dropped,
             )

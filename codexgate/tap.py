@@ -38,5 +38,5 @@ async def capture_response_headers(request: web.Request, response: web.StreamRes
                 http_status=response.status,
             )
         )
-    except Exception:  # monitoring costs a snapshot, never the response being prepared
-        recorder.capture_failed(f"the response to {request.path}")
+    except Exception as exc:  # noqa: BLE001 - monitoring costs a snapshot, never the response
+        recorder.capture_failed(f"the response to {request.path}", exc)

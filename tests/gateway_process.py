@@ -24,12 +24,19 @@ def free_port() -> int:
 class GatewayProcess:
     """A codexgate subprocess with its own port and log file."""
 
-    def __init__(self, args: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        admin_prefix: str = "codexgate",
+    ) -> None:
         self.port = free_port()
+        self.admin_prefix = admin_prefix
         self.log_path = workdir / "codexgate.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "codexgate", "--port", str(self.port), *args],
+            [sys.executable, "-m", "codexgate", *args, "--port", str(self.port)],
             cwd=workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -40,15 +47,15 @@ class GatewayProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def wait_ready(self, timeout: float = 20.0) -> None:
+    async def wait_ready(self, within: float = 20.0) -> None:
         """Wait until healthz answers, or fail with the process's log."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         async with ClientSession() as session:
             while asyncio.get_running_loop().time() < deadline:
                 if self.process.poll() is not None:
                     raise AssertionError(f"codexgate exited early:\n{self.log()}")
                 try:
-                    async with session.get(f"{self.base}/codexgate/healthz") as response:
+                    async with session.get(f"{self.base}/{self.admin_prefix}/healthz") as response:
                         if response.status == 200:
                             return
                 except ClientError:
@@ -59,13 +66,13 @@ class GatewayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    async def terminate(self, timeout: float = 20.0) -> int:
+    async def terminate(self, within: float = 20.0) -> int:
         """SIGTERM, then wait for the exit code without blocking the loop."""
         self.process.send_signal(signal.SIGTERM)
-        return await self.wait(timeout)
+        return await self.wait(within)
 
-    async def wait(self, timeout: float = 20.0) -> int:
-        code = await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout)
+    async def wait(self, within: float = 20.0) -> int:
+        code = await asyncio.wait_for(asyncio.to_thread(self.process.wait), within)
         self._log.close()
         return code
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 import random
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +18,8 @@ from codexgate.capture import (
     parse_rate_limit_headers,
 )
 from codexgate.models import Identity, LimitReport, Slot, UsageReport, Window
+
+from .tokens import claims_of, make_jwt
 
 DATA = Path(__file__).parent / "data"
 NOW = 1_800_000_000.0
@@ -473,23 +473,6 @@ def test_fuzz_authorization_never_raises() -> None:
 
 
 # --- identity ---------------------------------------------------------------------------------
-
-
-def _b64url(data: bytes) -> str:
-    """base64url without padding, as in a JWT."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def make_jwt(claims: dict[str, Any]) -> str:
-    """An unsigned-looking JWT carrying `claims` (a gateway never checks the signature)."""
-    header = _b64url(orjson.dumps({"alg": "RS256", "typ": "JWT", "kid": "k1"}))
-    return f"{header}.{_b64url(orjson.dumps(claims))}.{_b64url(b'dummy-signature')}"
-
-
-def claims_of(name: str) -> dict[str, Any]:
-    """One payload from tests/data/jwt-claims.json."""
-    claims: dict[str, Any] = orjson.loads((DATA / "jwt-claims.json").read_bytes())[name]
-    return claims
 
 
 def identity_of(name: str, account_header: str | None = None) -> Identity:

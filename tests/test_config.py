@@ -93,7 +93,9 @@ def test_bad_value_stops_start_up_with_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["codexgate: invalid --port (CODEXGATE_PORT): must be a whole number, got 'eighty'"]
+    assert lines == [
+        "codexgate: invalid --port (CODEXGATE_PORT): must be a whole number, got 'eighty'"
+    ]
 
 
 def test_readme_documents_every_setting() -> None:

@@ -1,0 +1,40 @@
+"""The README's example queries run against a real, populated database and answer sensibly."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from codexgate.keys import STORE
+
+from .conftest import app_of
+from .fake_upstream import FakeUpstream, sample_headers
+from .test_gateway_capture import recorded, turn
+from .tokens import bearer
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_queries() -> list[str]:
+    return re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+async def test_readme_example_queries(
+    gateway: TestServer, fake: FakeUpstream, http: ClientSession
+) -> None:
+    queries = readme_queries()
+    assert len(queries) == 3
+    await turn(http, gateway, bearer("seat_a"))  # plus: 46% / 15%
+    fake.response_headers = sample_headers("headers-plus-429-premium.json")  # 100% / 80%
+    await turn(http, gateway, bearer("seat_b"))
+    await recorded(gateway, 2)
+    db_path = app_of(gateway)[STORE].path
+    with sqlite3.connect(db_path) as connection:
+        latest, week, above = (connection.execute(q).fetchall() for q in queries)
+    assert [row[0] for row in latest] == ["bob@example.com", "alice@example.com"]
+    assert len(week) == 1 and week[0][1] == 46.0
+    assert [row[0] for row in above] == ["bob@example.com"]
