@@ -45,8 +45,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         auto_decompress=False,  # bodies pass through with their Content-Encoding
         cookie_jar=DummyCookieJar(),  # never carry one client's cookies into another's request
-        trust_env=config.upstream_proxy is None,  # HTTPS_PROXY / NO_PROXY
-        proxy=config.upstream_proxy,
+        proxy=config.upstream_proxy or proxy.environment_proxy(config.upstream),
     )
     app[UPSTREAM_SESSION] = session
     yield

@@ -14,6 +14,7 @@ from aiohttp import web
 from . import __version__
 from .app import SERVER_OPTIONS, create_app
 from .config import Config, ConfigError, add_arguments, load, log_level_number
+from .proxy import environment_proxy
 from .store import StoreError
 
 log = logging.getLogger("codexgate")
@@ -36,10 +37,9 @@ def client_settings(config: Config) -> str:
 
 def _log_banner(config: Config) -> None:
     log.info("codexgate %s listening on %s", __version__, config.public_base)
+    upstream_proxy = config.upstream_proxy or environment_proxy(config.upstream)
     log.info(
-        "upstream %s%s",
-        config.upstream,
-        f" via proxy {config.upstream_proxy}" if config.upstream_proxy else "",
+        "upstream %s%s", config.upstream, f" via proxy {upstream_proxy}" if upstream_proxy else ""
     )
     log.info("database %s", config.db.resolve())
     log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)

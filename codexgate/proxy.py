@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,6 +52,18 @@ class ProxiedExchange:
     """What the proxy knows about a relayed response, for the capture signal."""
 
     started_at: float  # unix seconds, when the request reached codexgate
+
+
+def environment_proxy(upstream: URL) -> URL | None:
+    """The proxy that HTTP(S)_PROXY / NO_PROXY choose for the upstream, decided once at start.
+
+    aiohttp's trust_env would redo this (and read ~/.netrc) on every request.
+    """
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(upstream.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(upstream.host_port_subcomponent or ""):
+        return None
+    return URL(proxy)
 
 
 def upstream_url(upstream: URL, request_target: URL) -> URL:

@@ -56,11 +56,13 @@ class Recorder:
         *,
         queue_size: int,
         batch_size: int = 1000,
+        linger: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
+        self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._idle = False
         self._stopping = False
@@ -123,6 +125,9 @@ class Recorder:
             self._idle = True
             first = await self._queue.get()
             self._idle = False
+            if self._queue.qsize() < self._batch_size - 1:
+                # Let a batch gather: one transaction per snapshot would cost more than the proxy.
+                await asyncio.sleep(self._linger)
             await self._write(self._take_batch(first))
 
     def _take_batch(self, first: Snapshot) -> list[Snapshot]:

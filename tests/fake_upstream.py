@@ -72,6 +72,7 @@ class FakeUpstream:
         app.router.add_get("/gzip", self._gzip)
         app.router.add_get("/redirect", self._redirect)
         app.router.add_get("/cut", self._cut)
+        app.router.add_get("/stall", self._stall)
         app.router.add_route("*", "/{tail:.*}", self._echo)
         return app
 
@@ -103,8 +104,9 @@ class FakeUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         await self._record(request)
-        body = {"models": [{"slug": "gpt-5-codex"}]}
-        return web.json_response(body, headers=self.response_headers, status=self.status)
+        headers = {**self.response_headers, "Content-Type": "application/json"}
+        body = orjson.dumps({"models": [{"slug": "gpt-5-codex"}]})
+        return web.Response(body=body, headers=headers, status=self.status)
 
     async def _echo(self, request: web.Request) -> web.Response:
         received = await self._record(request)
@@ -155,6 +157,14 @@ class FakeUpstream:
 
     async def _redirect(self, request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": "http://127.0.0.2:1/elsewhere"})
+
+    async def _stall(self, request: web.Request) -> web.StreamResponse:
+        """Sends one event, then goes silent for longer than any test waits."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: first\n\n")
+        await asyncio.sleep(3600)
+        return response
 
     async def _cut(self, request: web.Request) -> web.StreamResponse:
         """Sends part of a declared body, then drops the connection."""

@@ -1,4 +1,4 @@
-"""Capture end to end: proxied responses become usage history in SQLite, and never cost a request."""
+"""Capture end to end: relayed responses become usage history, and never cost a request."""
 
 from __future__ import annotations
 

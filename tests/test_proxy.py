@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 import zstandard
-from aiohttp import ClientPayloadError, ClientSession
+from aiohttp import ClientPayloadError, ClientSession, web
 from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+from yarl import URL
 
 from .conftest import StartGateway
 from .fake_upstream import FakeUpstream, sse_events
@@ -183,8 +186,6 @@ def _closed_port() -> int:
 async def test_unreachable_upstream_gives_502_in_upstream_error_style(
     start_gateway: StartGateway, http: ClientSession
 ) -> None:
-    from yarl import URL
-
     gateway = await start_gateway(upstream=URL(f"http://127.0.0.1:{_closed_port()}"))
     async with http.post(url(gateway, "/backend-api/codex/responses"), data=b"{}") as response:
         assert response.status == 502
@@ -240,3 +241,78 @@ async def test_no_headers_are_invented_for_the_upstream(
     assert received.body == b"abc"
     for name in ("User-Agent", "Accept", "Accept-Encoding", "Content-Type"):
         assert name not in received.headers, name
+
+
+async def _forward_proxy(aiohttp_server: AiohttpServer, seen: list[str]) -> TestServer:
+    """A minimal HTTP forward proxy that answers itself and records the absolute targets."""
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(str(request.url))
+        return web.Response(text="answered by the proxy")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return await aiohttp_server(app)
+
+
+async def test_upstream_proxy_setting_carries_the_upstream_connection(
+    aiohttp_server: AiohttpServer,
+    start_gateway: StartGateway,
+    upstream_server: TestServer,
+    http: ClientSession,
+) -> None:
+    seen: list[str] = []
+    proxy = await _forward_proxy(aiohttp_server, seen)
+    gateway = await start_gateway(upstream_proxy=URL(f"http://127.0.0.1:{proxy.port}"))
+    async with http.get(url(gateway, "/backend-api/codex/models?v=1")) as response:
+        assert await response.text() == "answered by the proxy"
+    assert seen == [f"http://127.0.0.1:{upstream_server.port}/backend-api/codex/models?v=1"]
+
+
+async def test_proxy_environment_is_honoured_without_the_setting(
+    aiohttp_server: AiohttpServer,
+    start_gateway: StartGateway,
+    upstream_server: TestServer,
+    http: ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+    proxy = await _forward_proxy(aiohttp_server, seen)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    gateway = await start_gateway()
+    async with http.get(url(gateway, "/backend-api/codex/models")) as response:
+        assert await response.text() == "answered by the proxy"
+    assert seen == [f"http://127.0.0.1:{upstream_server.port}/backend-api/codex/models"]
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    gateway = await start_gateway()
+    async with http.get(url(gateway, "/backend-api/codex/models")) as response:
+        assert response.status == 200
+        assert "models" in await response.text()
+    assert len(seen) == 1
+
+
+async def test_an_upstream_silent_mid_stream_is_cut_after_the_idle_timeout(
+    start_gateway: StartGateway, http: ClientSession
+) -> None:
+    gateway = await start_gateway(idle_timeout=0.3)
+    async with http.get(url(gateway, "/stall")) as response:
+        assert await response.content.readuntil(b"\n\n") == b"data: first\n\n"
+        started = time.monotonic()
+        with pytest.raises(ClientPayloadError):
+            await response.read()
+    assert time.monotonic() - started < 3
+
+
+async def test_large_request_bodies_stream_up_whole(
+    gateway: TestServer, fake: FakeUpstream, http: ClientSession
+) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(256):
+            yield b"z" * 65536
+
+    async with http.post(url(gateway, "/echo/upload"), data=body()) as response:
+        echoed = orjson.loads(await response.read())
+    assert echoed["body_length"] == 256 * 65536
+    assert fake.received[-1].body == b"z" * (256 * 65536)

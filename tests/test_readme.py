@@ -36,5 +36,5 @@ async def test_readme_example_queries(
     with sqlite3.connect(db_path) as connection:
         latest, week, above = (connection.execute(q).fetchall() for q in queries)
     assert [row[0] for row in latest] == ["bob@example.com", "alice@example.com"]
-    assert len(week) == 1 and week[0][1] == 46.0
+    assert [row[1] for row in week] == [46.0]
     assert [row[0] for row in above] == ["bob@example.com"]

@@ -23,14 +23,16 @@ async def test_serves_records_and_shuts_down_cleanly(
     gateway = GatewayProcess(["serve", "--upstream", upstream], tmp_path)
     try:
         await gateway.wait_ready()
-        async with ClientSession() as http:
-            async with http.post(
+        async with (
+            ClientSession() as http,
+            http.post(
                 f"{gateway.base}/backend-api/codex/responses",
                 data=b"{}",
                 headers={"Authorization": bearer("seat_a")},
-            ) as response:
-                assert response.status == 200
-                assert b"response.completed" in await response.read()
+            ) as response,
+        ):
+            assert response.status == 200
+            assert b"response.completed" in await response.read()
         assert await gateway.terminate() == 0
     finally:
         gateway.kill()
@@ -39,7 +41,8 @@ async def test_serves_records_and_shuts_down_cleanly(
     assert f"upstream {upstream}" in log
     assert str(tmp_path / "data" / "codexgate.db") in log
     assert f'chatgpt_base_url = "http://127.0.0.1:{gateway.port}/backend-api/"' in log
-    assert "Bearer" not in log and "eyJ" not in log  # no token in the logs
+    assert "Bearer" not in log  # no token in the logs
+    assert "eyJ" not in log
     db = tmp_path / "data" / "codexgate.db"
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     with sqlite3.connect(db) as connection:

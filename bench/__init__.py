@@ -1,0 +1,1 @@
+"""The codexgate benchmark: the same traffic direct and through codexgate (`python -m bench`)."""

@@ -1,0 +1,207 @@
+"""The load generator: turns per second, first-byte and first-event latency, stream MB/s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
+
+from .protocol import MEGABYTE, TurnShape, sse_turn
+
+TURN_TIMEOUT: Final = 60.0
+STREAM_IDLE_TIMEOUT: Final = 30.0
+SLOWEST_STREAM: Final = 2 * MEGABYTE  # bytes/s below which a large stream counts as stalled
+MAX_TURNS_PER_WORKER: Final = 10_000_000  # a count bound on top of the time bound
+ERROR_PAUSE: Final = 0.05
+KEPT_ERRORS: Final = 5
+
+
+class BadAnswer(Exception):
+    """An answer with an unexpected status or a body of the wrong length."""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One ready-to-send Codex turn and the body length a complete answer has."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    expected_bytes: int
+
+
+def make_turn(base: str, shape: TurnShape, headers: Mapping[str, str], body: bytes) -> Turn:
+    """The turn of `shape` sent to the target at `base`."""
+    expected = sum(len(event) for event in sse_turn(shape.events, shape.size))
+    return Turn(url=f"{base}{shape.path()}", headers=headers, body=body, expected_bytes=expected)
+
+
+@dataclass(slots=True)
+class Counters:
+    """What one target answered over the whole run: turns answered 200, and failures."""
+
+    answered: int = 0
+    errors: int = 0
+    first_errors: list[str] = field(default_factory=list)
+
+    def fail(self, error: BaseException) -> None:
+        """Count a failed request and keep the first few messages."""
+        self.errors += 1
+        if len(self.first_errors) < KEPT_ERRORS:
+            self.first_errors.append(f"{error.__class__.__name__}: {error}")
+
+
+def new_session() -> ClientSession:
+    """A client session without a connection limit, as one scenario's load generator uses."""
+    return ClientSession(
+        connector=TCPConnector(limit=0),
+        timeout=ClientTimeout(total=None, sock_connect=10.0, sock_read=STREAM_IDLE_TIMEOUT),
+    )
+
+
+async def _send_turn(session: ClientSession, turn: Turn, counters: Counters) -> None:
+    """Send one turn and read the whole answer, checking status and length."""
+    async with asyncio.timeout(TURN_TIMEOUT):
+        async with session.post(turn.url, data=turn.body, headers=turn.headers) as response:
+            if response.status == 200:
+                counters.answered += 1
+            body = await response.read()
+    if response.status != 200 or len(body) != turn.expected_bytes:
+        raise BadAnswer(f"status {response.status}, {len(body)} of {turn.expected_bytes} bytes")
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Complete turns of one rate measurement."""
+
+    done: int = 0
+
+
+async def _turn_worker(
+    session: ClientSession, turn: Turn, counters: Counters, deadline: float, tally: _Tally
+) -> None:
+    """Send turns back to back until the deadline, counting the complete ones."""
+    for _ in range(MAX_TURNS_PER_WORKER):
+        if time.perf_counter() >= deadline:
+            return
+        try:
+            await _send_turn(session, turn, counters)
+        except (ClientError, TimeoutError, BadAnswer) as exc:
+            counters.fail(exc)
+            await asyncio.sleep(ERROR_PAUSE)
+        else:
+            tally.done += 1
+
+
+async def turns_per_second(
+    session: ClientSession, turn: Turn, counters: Counters, *, concurrency: int, seconds: float
+) -> float:
+    """Complete turns per second with `concurrency` workers sending for `seconds`."""
+    tally = _Tally()
+    started = time.perf_counter()
+    deadline = started + seconds
+    async with asyncio.timeout(seconds + TURN_TIMEOUT + 5.0), asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(_turn_worker(session, turn, counters, deadline, tally))
+    return tally.done / (time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class Latencies:
+    """Seconds from sending a turn to its response headers, and to its first complete event."""
+
+    first_byte: list[float]
+    first_event: list[float]
+
+
+async def _timed_turn(
+    session: ClientSession, turn: Turn, counters: Counters
+) -> tuple[float, float]:
+    """Send one turn; the times to its headers and to its first complete event, in seconds."""
+    first_event: float | None = None
+    head = b""
+    received = 0
+    async with asyncio.timeout(TURN_TIMEOUT):
+        started = time.perf_counter()
+        async with session.post(turn.url, data=turn.body, headers=turn.headers) as response:
+            first_byte = time.perf_counter() - started
+            if response.status == 200:
+                counters.answered += 1
+            async for chunk in response.content.iter_any():
+                if first_event is None:
+                    head += chunk
+                    if b"\n\n" in head:
+                        first_event = time.perf_counter() - started
+                received += len(chunk)
+    if response.status != 200 or received != turn.expected_bytes or first_event is None:
+        raise BadAnswer(f"status {response.status}, {received} of {turn.expected_bytes} bytes")
+    return first_byte, first_event
+
+
+async def _latency_worker(
+    session: ClientSession,
+    turn: Turn,
+    counters: Counters,
+    tickets: Iterator[int],
+    into: Latencies,
+    start_after: float,
+) -> None:
+    """After `start_after` s, take sample tickets until none are left, timing a turn for each."""
+    await asyncio.sleep(start_after)
+    for _ in tickets:
+        try:
+            first_byte, first_event = await _timed_turn(session, turn, counters)
+        except (ClientError, TimeoutError, BadAnswer) as exc:
+            counters.fail(exc)
+            await asyncio.sleep(ERROR_PAUSE)
+        else:
+            into.first_byte.append(first_byte)
+            into.first_event.append(first_event)
+
+
+async def latencies(
+    session: ClientSession,
+    turn: Turn,
+    counters: Counters,
+    *,
+    samples: int,
+    concurrency: int,
+    spread: float,
+) -> Latencies:
+    """`samples` timed turns, `concurrency` at a time, worker starts spread over `spread` s."""
+    into = Latencies(first_byte=[], first_event=[])
+    tickets = iter(range(samples))
+    gap = spread / concurrency  # so that the workers' turns do not start in lock step
+    async with asyncio.timeout(spread + samples * TURN_TIMEOUT / concurrency + 5.0):
+        async with asyncio.TaskGroup() as group:
+            for index in range(concurrency):
+                group.create_task(
+                    _latency_worker(session, turn, counters, tickets, into, index * gap)
+                )
+    return into
+
+
+async def stream_megabytes_per_second(
+    session: ClientSession, url: str, expected_bytes: int, counters: Counters
+) -> float:
+    """Read one large stream with iter_any; decimal MB/s from sending the request to its end."""
+    received = 0
+    started = time.perf_counter()
+    try:
+        async with (
+            asyncio.timeout(STREAM_IDLE_TIMEOUT + expected_bytes / SLOWEST_STREAM),
+            session.get(url) as response,
+        ):
+            async for chunk in response.content.iter_any():
+                received += len(chunk)
+        elapsed = time.perf_counter() - started
+        if response.status != 200 or received != expected_bytes:
+            raise BadAnswer(f"status {response.status}, {received} of {expected_bytes} bytes")
+    except (ClientError, TimeoutError, BadAnswer) as exc:
+        counters.fail(exc)
+        return float("nan")
+    return received / elapsed / MEGABYTE
