@@ -11,7 +11,7 @@ from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, 
 from . import admin, proxy, tap
 from .capture import IdentityCache
 from .config import Config
-from .keys import CONFIG, IDENTITIES, RECORDER, STORE, UPSTREAM_SESSION
+from .keys import CONFIG, IDENTITIES, RECORDER, STORE, UPSTREAM_SESSION, UPSTREAM_WS_SESSION
 from .recorder import Recorder
 from .store import Store
 
@@ -52,6 +52,23 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
+async def _upstream_ws_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    session = ClientSession(
+        connector=TCPConnector(limit=0, ttl_dns_cache=300),
+        timeout=ClientTimeout(
+            total=None, connect=config.connect_timeout, sock_connect=config.connect_timeout
+        ),
+        auto_decompress=False,
+        cookie_jar=DummyCookieJar(),
+        proxy=config.upstream_proxy or proxy.environment_proxy(config.upstream),
+        trace_configs=[proxy.handshake_trace()],
+    )
+    app[UPSTREAM_WS_SESSION] = session
+    yield
+    await session.close()
+
+
 async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = Recorder(app[STORE], queue_size=app[CONFIG].queue_size)
     app[RECORDER] = recorder
@@ -65,7 +82,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[IDENTITIES] = IdentityCache()
-    app.cleanup_ctx.extend([_store_ctx, _upstream_ctx, _recorder_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _upstream_ctx, _upstream_ws_ctx, _recorder_ctx])
     if config.capture:
         app.on_response_prepare.append(tap.capture_response_headers)
     admin.add_routes(app, config.admin_prefix)

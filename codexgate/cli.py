@@ -1,4 +1,4 @@
-"""The command line: `codexgate [serve]` runs the gateway; settings come from flags or env."""
+"""The command line: `codexgate [serve]` runs the gateway, `codexgate codex-config` the client."""
 
 from __future__ import annotations
 
@@ -11,28 +11,13 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, codex_config
 from .app import SERVER_OPTIONS, create_app
 from .config import Config, ConfigError, add_arguments, load, log_level_number
 from .proxy import environment_proxy
 from .store import StoreError
 
 log = logging.getLogger("codexgate")
-
-
-def client_settings(config: Config) -> str:
-    """The Codex CLI config.toml lines that send a client's traffic through this instance."""
-    base = config.public_base
-    return (
-        f'model_provider = "codexgate"\n'
-        f'chatgpt_base_url = "{base}/backend-api/"\n'
-        f"[model_providers.codexgate]\n"
-        f'name = "codexgate"\n'
-        f'base_url = "{base}/backend-api/codex"\n'
-        f'wire_api = "responses"\n'
-        f"requires_openai_auth = true\n"
-        f"supports_websockets = false"
-    )
 
 
 def _log_banner(config: Config) -> None:
@@ -43,7 +28,10 @@ def _log_banner(config: Config) -> None:
     )
     log.info("database %s", config.db.resolve())
     log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)
-    log.info("point the Codex CLI here with ~/.codex/config.toml:\n%s", client_settings(config))
+    log.info(
+        "point the Codex CLI here with ~/.codex/config.toml (codexgate codex-config --write):\n%s",
+        codex_config.client_settings(config),
+    )
 
 
 async def serve(config: Config) -> None:
@@ -86,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     serve_parser = commands.add_parser("serve", help="run the gateway (the default)")
     add_arguments(serve_parser)
+    codex_parser = commands.add_parser(
+        "codex-config",
+        help="print the Codex CLI config.toml settings for this instance, or --write them",
+    )
+    add_arguments(codex_parser)
+    codex_config.add_arguments(codex_parser)
     return parser
 
 
@@ -102,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"codexgate: {exc}", file=sys.stderr)  # noqa: T201 - logging is not set up yet
         return 2
+    if namespace.command == "codex-config":
+        return codex_config.run(
+            config,
+            write_file=namespace.write,
+            home=namespace.codex_home,
+            transport=namespace.transport,
+        )
     logging.basicConfig(
         level=log_level_number(config),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -9,9 +9,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from yarl import URL
+
+WebSocketMode = Literal["relay", "refuse"]
 
 ENV_PREFIX = "CODEXGATE_"
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -43,6 +45,7 @@ class Config:
     connect_timeout: float = 10.0
     idle_timeout: float = 300.0  # the Codex CLI's own stream idle timeout is 5 minutes
     capture: bool = True
+    websocket: WebSocketMode = "relay"
     queue_size: int = 10_000
     history_heartbeat: float = 300.0
     shutdown_grace: float = 30.0
@@ -50,9 +53,8 @@ class Config:
     @property
     def public_base(self) -> str:
         """The base URL a client on this machine uses to reach the gateway."""
-        host = self.host
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
-            host = "127.0.0.1"
+        # A wildcard bind is reached through the loopback address of its own family.
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)  # noqa: S104
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
@@ -93,6 +95,11 @@ SETTINGS: tuple[_Setting, ...] = (
         "SECONDS",
     ),
     _Setting("capture", "record usage from responses: on or off (default on)", "on|off"),
+    _Setting(
+        "websocket",
+        "relay WebSocket upgrades, or refuse them with 426 so clients use HTTP (default relay)",
+        "relay|refuse",
+    ),
     _Setting("queue_size", "snapshots that may wait for the database (default 10000)", "N"),
     _Setting(
         "history_heartbeat",
@@ -196,6 +203,11 @@ def _convert(name: str, raw: str) -> object:
             return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
         case "capture":
             return _switch(name, raw)
+        case "websocket":
+            mode = raw.strip().lower()
+            if mode not in ("relay", "refuse"):
+                raise ConfigError(name, f"must be relay or refuse, got {raw!r}")
+            return mode
         case "queue_size":
             return int(_number(name, raw, minimum=1, integer=True))
     raise AssertionError(f"unhandled setting {name}")

@@ -9,15 +9,17 @@ from aiohttp import ClientSession, web
 if TYPE_CHECKING:
     from .capture import IdentityCache
     from .config import Config
-    from .proxy import ProxiedExchange
+    from .observe import Exchange
     from .recorder import Recorder
     from .store import Store
 
 CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
 STORE: Final[web.AppKey[Store]] = web.AppKey("store")
 UPSTREAM_SESSION: Final = web.AppKey("upstream_session", ClientSession)
+# WebSocket upgrades use their own session: no idle timeout, and a trace that keeps handshakes.
+UPSTREAM_WS_SESSION: Final = web.AppKey("upstream_ws_session", ClientSession)
 RECORDER: Final[web.AppKey[Recorder]] = web.AppKey("recorder")
 IDENTITIES: Final[web.AppKey[IdentityCache]] = web.AppKey("identities")
 
 # Set by the proxy on the responses it relays; the capture signal reads only those.
-PROXIED: Final[web.ResponseKey[ProxiedExchange]] = web.ResponseKey("proxied")
+PROXIED: Final[web.ResponseKey[Exchange]] = web.ResponseKey("proxied")

@@ -8,6 +8,7 @@ from typing import Literal
 Slot = Literal["primary", "secondary"]
 ClassifiedBy = Literal["length", "slot"]
 Source = Literal["headers", "event", "usage_body", "error"]
+Transport = Literal["http", "sse", "websocket"]
 
 # Window labels: "5h", "daily", "7d", "monthly" for the known lengths, "<minutes>m" for others.
 FIVE_HOUR: str = "5h"
@@ -48,6 +49,26 @@ class Credits:
 
 
 @dataclass(frozen=True, slots=True)
+class SpendControl:
+    """A workspace's spend limit on a seat, as `wham/usage` reports it (amounts as sent)."""
+
+    reached: bool | None = None
+    limit: str | None = None
+    used: str | None = None
+    used_percent: float | None = None
+    resets_at: int | None = None
+    source: str | None = None  # e.g. "workspace_spend_controls"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitHit:
+    """A quota error (429 usage_limit_reached): the limit is hit and comes back at resets_at."""
+
+    error_type: str  # "usage_limit_reached", "usage_not_included", ...
+    resets_at: int | None = None  # absolute unix seconds
+
+
+@dataclass(frozen=True, slots=True)
 class UsageReport:
     """Everything one upstream report (a header set, an event, a body) says about usage."""
 
@@ -57,6 +78,8 @@ class UsageReport:
     credits: Credits | None = None
     rate_limit_reached_type: str | None = None
     promo_message: str | None = None
+    spend_control: SpendControl | None = None
+    limit_hit: LimitHit | None = None  # set on source "error"; applies to the "codex" limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +103,35 @@ class Snapshot:
     source: Source
     report: UsageReport
     http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Token counts of one finished turn (`response.completed` → `response.usage`)."""
+
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None  # part of input_tokens
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None  # part of output_tokens
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One proxied HTTP request or WebSocket turn, for the request log."""
+
+    started_at: float  # unix seconds, when the request (or the turn's response.create) arrived
+    identity: Identity | None
+    method: str
+    path: str  # without the query string
+    transport: Transport
+    status: int | None  # HTTP status; for a WebSocket turn 200, or the wrapped error's status
+    model: str | None = None
+    upstream_request_id: str | None = None
+    response_id: str | None = None
+    ttfb_ms: float | None = None  # until the first response byte (or server frame) arrived
+    duration_ms: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    tokens: TokenUsage | None = None
+    error_code: str | None = None

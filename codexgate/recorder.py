@@ -10,12 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .models import Snapshot
+from .models import RequestRecord, Snapshot
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 DbState = Literal["ok", "error"]
+Item = Snapshot | RequestRecord
 
 
 class _OncePerInterval:
@@ -40,15 +41,17 @@ class RecorderStats:
 
     queue_depth: int
     queue_capacity: int
-    recorded: int
-    dropped: int
+    recorded: int  # snapshots
+    dropped: int  # snapshots
     unattributed: int
+    requests_logged: int
+    requests_dropped: int
     db_state: DbState
     last_error: str | None
 
 
 class Recorder:
-    """Takes snapshots without waiting and writes them to the store from one background task."""
+    """Takes snapshots and request records without waiting; one task writes them in batches."""
 
     def __init__(
         self,
@@ -60,7 +63,7 @@ class Recorder:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._linger = linger
         self._task: asyncio.Task[None] | None = None
@@ -70,15 +73,17 @@ class Recorder:
         self.recorded = 0
         self.dropped = 0
         self.unattributed = 0
+        self.requests_logged = 0
+        self.requests_dropped = 0
         self.db_state: DbState = "ok"
         self.last_error: str | None = None
 
-    def offer(self, snapshot: Snapshot) -> None:
-        """Queue a snapshot for writing; when the queue is full, drop it and count the loss."""
+    def offer(self, item: Item) -> None:
+        """Queue an item for writing; when the queue is full, drop it and count the loss."""
         try:
-            self._queue.put_nowait(snapshot)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            self._drop(1, "queue full")
+            self._drop([item], "queue full")
 
     def count_unattributed(self) -> None:
         """Note a usage report that came without a credential to attribute it to."""
@@ -98,6 +103,8 @@ class Recorder:
             recorded=self.recorded,
             dropped=self.dropped,
             unattributed=self.unattributed,
+            requests_logged=self.requests_logged,
+            requests_dropped=self.requests_dropped,
             db_state=self.db_state,
             last_error=self.last_error,
         )
@@ -130,7 +137,7 @@ class Recorder:
                 await asyncio.sleep(self._linger)
             await self._write(self._take_batch(first))
 
-    def _take_batch(self, first: Snapshot) -> list[Snapshot]:
+    def _take_batch(self, first: Item) -> list[Item]:
         batch = [first]
         while len(batch) < self._batch_size and not self._queue.empty():
             batch.append(self._queue.get_nowait())
@@ -140,31 +147,41 @@ class Recorder:
         while not self._queue.empty():
             await self._write(self._take_batch(self._queue.get_nowait()))
 
-    async def _write(self, batch: list[Snapshot]) -> None:
+    async def _write(self, batch: list[Item]) -> None:
         try:
             await self._store.record(batch)
         except (sqlite3.Error, OSError, ValueError) as exc:
             # aiosqlite raises ValueError once its connection is gone.
             self.db_state = "error"
             self.last_error = f"{exc.__class__.__name__}: {exc}"
-            self._drop(len(batch), self.last_error)
+            self._drop(batch, self.last_error)
             return
         except Exception as exc:  # a bug here must cost snapshots, not the writer task
             log.exception("unexpected error while writing %d snapshot(s)", len(batch))
             self.last_error = f"{exc.__class__.__name__}: {exc}"
-            self._drop(len(batch), self.last_error)
+            self._drop(batch, self.last_error)
             return
         if self.db_state != "ok":
             log.info("database writes recovered")
         self.db_state = "ok"
-        self.recorded += len(batch)
+        snapshots = _count_snapshots(batch)
+        self.recorded += snapshots
+        self.requests_logged += len(batch) - snapshots
 
-    def _drop(self, count: int, reason: str) -> None:
-        self.dropped += count
+    def _drop(self, items: list[Item], reason: str) -> None:
+        snapshots = _count_snapshots(items)
+        self.dropped += snapshots
+        self.requests_dropped += len(items) - snapshots
         if self._drop_warning.ready():
             log.warning(
-                "dropped %d usage snapshot(s) (%s); %d dropped since start",
-                count,
+                "dropped %d snapshot(s) and %d request record(s) (%s); since start: %d and %d",
+                snapshots,
+                len(items) - snapshots,
                 reason,
                 self.dropped,
+                self.requests_dropped,
             )
+
+
+def _count_snapshots(items: list[Item]) -> int:
+    return sum(1 for item in items if isinstance(item, Snapshot))

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import aiosqlite
 
 from codexgate import paths
-from codexgate.models import FIVE_HOUR, MONTHLY, SEVEN_DAY, LimitReport, Snapshot, Window
+from codexgate.models import (
+    FIVE_HOUR,
+    MONTHLY,
+    SEVEN_DAY,
+    Identity,
+    LimitReport,
+    RequestRecord,
+    Snapshot,
+    Window,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -27,6 +38,9 @@ RESET_TOLERANCE_SECONDS: Final = 5.0
 _CHUNK: Final = 500
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+
+# The limit family that a report's limit_hit and spend_control are about.
+CODEX_LIMIT: Final = "codex"
 
 # The value columns of usage_snapshots, in table order. Two reports are "the same" when these
 # are equal (reset times within the tolerance); times, source and http_status do not count.
@@ -58,6 +72,14 @@ _VALUE_COLUMNS: Final = (
     "credits_has_credits",
     "credits_unlimited",
     "credits_balance",
+    "limit_hit_type",
+    "limit_hit_resets_at",
+    "spend_control_reached",
+    "spend_limit",
+    "spend_used",
+    "spend_used_percent",
+    "spend_resets_at",
+    "spend_source",
 )
 _RESET_INDEXES: Final = frozenset(
     i for i, name in enumerate(_VALUE_COLUMNS) if name.endswith("_resets_at")
@@ -77,6 +99,7 @@ _USAGE_COLUMNS: Final = (
 _FLAG_INDEXES: Final = (
     _USAGE_COLUMNS.index("credits_has_credits"),
     _USAGE_COLUMNS.index("credits_unlimited"),
+    _USAGE_COLUMNS.index("spend_control_reached"),
 )
 _USAGE_SELECT: Final = ", ".join(_USAGE_COLUMNS)
 _USAGE_SELECT_S: Final = ", ".join(f"s.{name}" for name in _USAGE_COLUMNS)
@@ -121,6 +144,35 @@ WHERE id = :id AND account_key = :account_key
 """
 _INSERT_ACCOUNT_ROW: Final = "(?, ?, ?, ?, ?, ?, ?, ?)"
 
+# Every requests column in table order; RequestRow has the same fields in the same order.
+_REQUEST_COLUMNS: Final = (
+    "id",
+    "started_at",
+    "account_id",
+    "method",
+    "path",
+    "transport",
+    "status",
+    "model",
+    "upstream_request_id",
+    "response_id",
+    "ttfb_ms",
+    "duration_ms",
+    "bytes_in",
+    "bytes_out",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "error_code",
+)
+_REQUEST_SELECT: Final = ", ".join(_REQUEST_COLUMNS)
+_INSERT_REQUEST: Final = (
+    f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS[1:])}) "  # noqa: S608 - constants
+    f"VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS[1:])})"
+)
+
 
 class StoreError(Exception):
     """The database cannot be opened or migrated; the message says why and what to do."""
@@ -133,6 +185,7 @@ class RecordResult:
     accounts_created: int
     rows_inserted: int  # new history rows
     rows_confirmed: int  # limit reports that only advanced an existing row's confirmed_at
+    requests_inserted: int = 0  # new requests rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +242,14 @@ class UsageRow:
     credits_has_credits: bool | None
     credits_unlimited: bool | None
     credits_balance: str | None
+    limit_hit_type: str | None  # the quota error's type while the limit is hit ("codex" rows)
+    limit_hit_resets_at: int | None
+    spend_control_reached: bool | None  # the workspace spend limit ("codex" rows)
+    spend_limit: str | None
+    spend_used: str | None
+    spend_used_percent: float | None
+    spend_resets_at: int | None
+    spend_source: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +265,34 @@ class LatestUsageRow:
     five_hour_reset_in_seconds: float | None  # negative once the reset time has passed
     seven_day_reset_in_seconds: float | None
     monthly_reset_in_seconds: float | None
+    limit_hit_reset_in_seconds: float | None
+    spend_reset_in_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    """One row of `requests`; token counts are None unless the turn completed with usage."""
+
+    id: int
+    started_at: float
+    account_id: int | None  # None: the request carried no credential
+    method: str
+    path: str
+    transport: str
+    status: int | None
+    model: str | None
+    upstream_request_id: str | None
+    response_id: str | None
+    ttfb_ms: float | None
+    duration_ms: float | None
+    bytes_in: int
+    bytes_out: int
+    input_tokens: int | None
+    cached_input_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    total_tokens: int | None
+    error_code: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,18 +464,27 @@ class Store:
 
     # -- recording --------------------------------------------------------------------------
 
-    async def record(self, snapshots: Sequence[Snapshot]) -> RecordResult:
-        """Write a batch of snapshots in one transaction, throttling unchanged values."""
-        if not snapshots:
-            return RecordResult(0, 0, 0)
+    async def record(self, items: Sequence[Snapshot | RequestRecord]) -> RecordResult:
+        """Write snapshots (throttling unchanged values) and requests in one transaction."""
+        if not items:
+            return RecordResult(0, 0, 0, 0)
+        snapshots: list[Snapshot] = []
+        requests: list[RequestRecord] = []  # in the order given
+        for item in items:
+            if isinstance(item, Snapshot):
+                snapshots.append(item)
+            else:
+                requests.append(item)
         # Time order inside the batch, whatever order the queue delivered them in.
         ordered = sorted(snapshots, key=lambda snapshot: snapshot.captured_at)
         async with self._lock:
             batch = _Batch()
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
-                await self._resolve_accounts(_seen_accounts(ordered), batch)
+                await self._resolve_accounts(_seen_accounts(ordered, requests), batch)
                 inserted, confirmed = await self._write_usage(ordered, batch)
+                if requests:
+                    await self._db.executemany(_INSERT_REQUEST, _request_rows(requests, batch))
                 await self._db.execute("COMMIT")
             except BaseException:
                 # Nothing of this batch reached the caches: they still match the database.
@@ -397,7 +495,7 @@ class Store:
                 self._last = {k: v for k, v in self._last.items() if k[0] not in purged}
             self._last.update(batch.last)
             self._account_ids.update(batch.account_ids)
-        return RecordResult(batch.accounts_created, inserted, confirmed)
+        return RecordResult(batch.accounts_created, inserted, confirmed, len(requests))
 
     async def _resolve_accounts(self, seen: dict[str, _SeenAccount], batch: _Batch) -> None:
         """Upsert the batch's accounts and put every account_key -> id into batch.account_ids."""
@@ -461,7 +559,7 @@ class Store:
         work: list[tuple[tuple[int, str], list[Any]]] = []
         for snapshot in ordered:
             account_id = batch.account_ids[snapshot.identity.account_key]
-            for limit in snapshot.report.limits:
+            for limit in _limits(snapshot):
                 row = _usage_row(account_id, snapshot, limit)
                 work.append(((account_id, limit.limit_id), row))
         if not work:
@@ -566,7 +664,8 @@ class Store:
         sql = (
             f"SELECT {_USAGE_SELECT}, account_key, display_name, email, account_plan_type, "  # noqa: S608
             "age_seconds, five_hour_reset_in_seconds, seven_day_reset_in_seconds, "
-            "monthly_reset_in_seconds FROM latest_usage"
+            "monthly_reset_in_seconds, limit_hit_reset_in_seconds, spend_reset_in_seconds "
+            "FROM latest_usage"
         )
         params: tuple[Any, ...] = ()
         if account_id is not None:
@@ -610,6 +709,52 @@ class Store:
         rows = await self._fetch("SELECT count(*) FROM usage_snapshots", ())
         return int(rows[0][0])
 
+    async def requests(
+        self,
+        *,
+        account_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[RequestRow]:
+        """Requests with since <= started_at < until, newest first, at most limit.
+
+        Newest first is (started_at, id) descending. before_id is the last id of the previous
+        page: only rows strictly older than that row in this order are returned, none if no
+        row has that id (pruned, or deleted with its account).
+        """
+        sql = f"SELECT {_REQUEST_SELECT} FROM requests"  # noqa: S608 - column names are constants
+        conditions: list[str] = []
+        params: list[Any] = []
+        if account_id is not None:
+            conditions.append("account_id = ?")
+            params.append(account_id)
+        if since is not None:
+            conditions.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            conditions.append("started_at < ?")
+            params.append(until)
+        if before_id is not None:
+            # A row value: SQLite turns it into a range on the started_at index (whose last
+            # column is the rowid id), so a page costs its rows, not the rows before it.
+            conditions.append(
+                "(started_at, id) < (SELECT c.started_at, c.id FROM requests AS c WHERE c.id = ?)"
+            )
+            params.append(before_id)
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        rows = await self._fetch(sql, params)
+        return [RequestRow(*row) for row in rows]
+
+    async def count_requests(self) -> int:
+        """The number of requests rows."""
+        rows = await self._fetch("SELECT count(*) FROM requests", ())
+        return int(rows[0][0])
+
     # -- account management -----------------------------------------------------------------
 
     async def rename_account(self, account_id: int, display_name: str | None) -> bool:
@@ -621,7 +766,7 @@ class Store:
             return cursor.rowcount > 0
 
     async def delete_account(self, account_id: int) -> bool:
-        """Delete an account and its history; False if there is no such id."""
+        """Delete an account, its history and its requests; False if there is no such id."""
         async with self._lock:
             cursor = await self._db.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
             self._account_ids = {k: v for k, v in self._account_ids.items() if v != account_id}
@@ -692,22 +837,80 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-def _seen_accounts(ordered: Sequence[Snapshot]) -> dict[str, _SeenAccount]:
-    """Fold a time-ordered batch into one entry per account: newest non-None fields win."""
+def _seen_accounts(
+    ordered: Sequence[Snapshot], requests: Sequence[RequestRecord]
+) -> dict[str, _SeenAccount]:
+    """Fold a batch's identities, in time order, into one entry per account: newest wins."""
+    # (time, identity, plan): a snapshot's plan is its report's, else the token claim.
+    sightings: Iterable[tuple[float, Identity, str | None]] = (
+        (s.captured_at, s.identity, s.report.plan_type or s.identity.plan_type) for s in ordered
+    )
+    if requests:
+        by_time = sorted(
+            (
+                (r.started_at, r.identity, r.identity.plan_type)
+                for r in requests
+                if r.identity is not None
+            ),
+            key=itemgetter(0),
+        )
+        # Requests first: at equal times the snapshot comes later, so its report's plan wins.
+        sightings = heapq.merge(by_time, sightings, key=itemgetter(0))
     seen: dict[str, _SeenAccount] = {}
-    for snapshot in ordered:
-        identity = snapshot.identity
+    for at, identity, plan_type in sightings:
         account = seen.get(identity.account_key)
         if account is None:
-            account = _SeenAccount(identity.account_key, snapshot.captured_at, snapshot.captured_at)
+            account = _SeenAccount(identity.account_key, at, at)
             seen[identity.account_key] = account
-        account.last_seen_at = snapshot.captured_at
+        account.last_seen_at = at
         account.chatgpt_account_id = identity.chatgpt_account_id or account.chatgpt_account_id
         account.chatgpt_user_id = identity.chatgpt_user_id or account.chatgpt_user_id
         account.email = identity.email or account.email
-        account.plan_type = snapshot.report.plan_type or identity.plan_type or account.plan_type
+        account.plan_type = plan_type or account.plan_type
         account.token_fingerprint = identity.token_fingerprint or account.token_fingerprint
     return seen
+
+
+def _limits(snapshot: Snapshot) -> tuple[LimitReport, ...]:
+    """The limit reports to write: a windowless "codex" one added when only it is hit or capped."""
+    report = snapshot.report
+    if (report.limit_hit is None and report.spend_control is None) or any(
+        limit.limit_id == CODEX_LIMIT for limit in report.limits
+    ):
+        return report.limits
+    return (LimitReport(CODEX_LIMIT, None, ()), *report.limits)
+
+
+def _request_rows(requests: Sequence[RequestRecord], batch: _Batch) -> list[tuple[Any, ...]]:
+    """Lay requests out like _REQUEST_COLUMNS without the id, in the order given."""
+    rows: list[tuple[Any, ...]] = []
+    for request in requests:
+        identity = request.identity
+        tokens = request.tokens
+        rows.append(
+            (
+                request.started_at,
+                None if identity is None else batch.account_ids[identity.account_key],
+                request.method,
+                request.path,
+                request.transport,
+                request.status,
+                request.model,
+                request.upstream_request_id,
+                request.response_id,
+                request.ttfb_ms,
+                request.duration_ms,
+                request.bytes_in,
+                request.bytes_out,
+                None if tokens is None else tokens.input_tokens,
+                None if tokens is None else tokens.cached_input_tokens,
+                None if tokens is None else tokens.output_tokens,
+                None if tokens is None else tokens.reasoning_tokens,
+                None if tokens is None else tokens.total_tokens,
+                request.error_code,
+            )
+        )
+    return rows
 
 
 def _usage_row(account_id: int, snapshot: Snapshot, limit: LimitReport) -> list[Any]:
@@ -724,6 +927,9 @@ def _usage_row(account_id: int, snapshot: Snapshot, limit: LimitReport) -> list[
     primary = slots.get("primary")
     secondary = slots.get("secondary")
     credits = report.credits
+    codex = limit.limit_id == CODEX_LIMIT
+    hit = report.limit_hit if codex else None
+    spend = report.spend_control if codex else None
     return [
         None,
         account_id,
@@ -749,6 +955,14 @@ def _usage_row(account_id: int, snapshot: Snapshot, limit: LimitReport) -> list[
         _flag(credits.has_credits) if credits else None,
         _flag(credits.unlimited) if credits else None,
         credits.balance if credits else None,
+        hit.error_type if hit else None,
+        hit.resets_at if hit else None,
+        _flag(spend.reached) if spend else None,
+        spend.limit if spend else None,
+        spend.used if spend else None,
+        spend.used_percent if spend else None,
+        spend.resets_at if spend else None,
+        spend.source if spend else None,
     ]
 
 

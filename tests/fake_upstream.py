@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 DATA: Final = Path(__file__).parent / "data"
@@ -56,7 +56,14 @@ class FakeUpstream:
     event_delay: float = 0.0
     # When set, the stream waits for it after the first event (proves nothing is buffered).
     release_second_event: asyncio.Event | None = None
+    # When set, POST responses answer this JSON body (e.g. a 429 usage_limit_reached) instead.
+    error_body: bytes | None = None
+    usage_body: bytes = field(default_factory=lambda: (DATA / "wham-usage-plus.json").read_bytes())
     received: list[Received] = field(default_factory=list)
+    ws_received: list[tuple[str, Any]] = field(default_factory=list)
+    ws_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    ws_close_code: int | None = None
+    ws_handshake_status: int = 101
     stream_closed_by_client: asyncio.Event = field(default_factory=asyncio.Event)
     stream_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -64,6 +71,9 @@ class FakeUpstream:
         """The aiohttp app serving the fake backend."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/backend-api/codex/responses", self._responses)
+        app.router.add_get("/backend-api/codex/responses", self._websocket)
+        app.router.add_get("/backend-api/wham/usage", self._usage)
+        app.router.add_get("/api/codex/usage", self._usage)
         app.router.add_get("/backend-api/codex/models", self._models)
         app.router.add_route("*", "/echo/{tail:.*}", self._echo)
         app.router.add_get("/big", self._big)
@@ -89,6 +99,9 @@ class FakeUpstream:
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
+        if self.error_body is not None:
+            json_headers = {**self.response_headers, "Content-Type": "application/json"}
+            return web.Response(status=self.status, body=self.error_body, headers=json_headers)
         headers = CIMultiDict(self.response_headers)
         headers.setdefault("Content-Type", "text/event-stream")
         response = web.StreamResponse(status=self.status, headers=headers)
@@ -101,6 +114,64 @@ class FakeUpstream:
             await response.write(event)
         await response.write_eof()
         return response
+
+    async def _usage(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        body = self.usage_body
+        headers = {"Content-Type": "application/json"}
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """The WebSocket transport: turns for response.create, echoes for anything else."""
+        await self._record(request)
+        if self.ws_handshake_status != 101:
+            return web.Response(status=self.ws_handshake_status, headers=self.response_headers)
+        ws = web.WebSocketResponse(
+            protocols=("proto-x",), autoping=False, autoclose=False, compress=True
+        )
+        ws.headers.update(self.response_headers)
+        ws.headers.pop("Content-Type", None)
+        await ws.prepare(request)
+        self.ws_received.append(("compress", ws.compress))
+        try:
+            await self._websocket_session(ws)
+        finally:
+            self.ws_closed.set()
+        return ws
+
+    async def _websocket_session(self, ws: web.WebSocketResponse) -> None:
+        frames = [
+            orjson.loads(line) for line in (DATA / "ws-frames.jsonl").read_bytes().splitlines()
+        ]
+        server_frames = [f["frame"] for f in frames[1:] if f["dir"] == "server"]
+        first_turn, error_frame = server_frames[:4], server_frames[4]
+        while True:
+            message = await ws.receive()
+            self.ws_received.append((message.type.name, message.data))
+            if message.type is WSMsgType.TEXT:
+                text: str = message.data
+                if text.startswith("close-me:"):
+                    await ws.close(code=int(text.split(":")[1]), message=b"bye")
+                    return
+                if '"response.create"' in text:
+                    is_retry = "previous_response_id" in text
+                    for frame in [error_frame] if is_retry else first_turn:
+                        await ws.send_str(orjson.dumps(frame).decode())
+                else:
+                    await ws.send_str("echo:" + text)
+            elif message.type is WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+            elif message.type is WSMsgType.PING:
+                await ws.pong(message.data)
+            elif message.type is WSMsgType.CLOSE:
+                self.ws_close_code = message.data
+                await ws.close(code=message.data, message=(message.extra or "").encode())
+                return
+            else:
+                return
 
     async def _models(self, request: web.Request) -> web.Response:
         await self._record(request)

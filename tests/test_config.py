@@ -44,6 +44,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "connect_timeout": "3",
         "idle_timeout": "60",
         "capture": "off",
+        "websocket": "refuse",
         "queue_size": "50",
         "history_heartbeat": "30",
         "shutdown_grace": "0",
@@ -55,6 +56,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert config.admin_prefix == "api_secret"
     assert config.upstream_proxy == URL("http://proxy.internal:3128")
     assert config.capture is False
+    assert config.websocket == "refuse"
     assert config.queue_size == 50
     assert config.public_base == "http://[::1]:1234"
 
@@ -73,6 +75,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         ("--idle-timeout", "-1", "--idle-timeout"),
         ("--idle-timeout", "nan", "--idle-timeout"),
         ("--capture", "maybe", "must be on or off"),
+        ("--websocket", "tunnel", "must be relay or refuse"),
         ("--queue-size", "0", "--queue-size"),
     ],
 )

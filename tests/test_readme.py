@@ -27,14 +27,14 @@ async def test_readme_example_queries(
     gateway: TestServer, fake: FakeUpstream, http: ClientSession
 ) -> None:
     queries = readme_queries()
-    assert len(queries) == 3
+    assert len(queries) == 4
     await turn(http, gateway, bearer("seat_a"))  # plus: 46% / 15%
     fake.response_headers = sample_headers("headers-plus-429-premium.json")  # 100% / 80%
     await turn(http, gateway, bearer("seat_b"))
     await recorded(gateway, 2)
     db_path = app_of(gateway)[STORE].path
     with sqlite3.connect(db_path) as connection:
-        latest, week, above = (connection.execute(q).fetchall() for q in queries)
+        latest, week, above, _requests = (connection.execute(q).fetchall() for q in queries)
     assert [row[0] for row in latest] == ["bob@example.com", "alice@example.com"]
     assert [row[1] for row in week] == [46.0]
     assert [row[0] for row in above] == ["bob@example.com"]

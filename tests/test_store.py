@@ -24,6 +24,7 @@ from codexgate.models import (
 )
 from codexgate.store import RecordResult, Store, StoreError
 
+LATEST = 2  # the number of the newest file in migrations/
 T0 = 1_890_000_000.0  # a capture time; reset times below are a few hours/days after it
 FIVE_H_RESET = 1_890_010_000
 SEVEN_D_RESET = 1_890_400_000
@@ -96,6 +97,53 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
+# The columns of latest_usage as migration 0001 created it, in order.
+V1_LATEST_USAGE_COLUMNS = (
+    "id",
+    "account_id",
+    "account_key",
+    "display_name",
+    "email",
+    "account_plan_type",
+    "limit_id",
+    "limit_name",
+    "captured_at",
+    "confirmed_at",
+    "age_seconds",
+    "source",
+    "http_status",
+    "plan_type",
+    "active_limit",
+    "rate_limit_reached_type",
+    "five_hour_used_percent",
+    "five_hour_window_minutes",
+    "five_hour_resets_at",
+    "five_hour_reset_in_seconds",
+    "seven_day_used_percent",
+    "seven_day_window_minutes",
+    "seven_day_resets_at",
+    "seven_day_reset_in_seconds",
+    "monthly_used_percent",
+    "monthly_window_minutes",
+    "monthly_resets_at",
+    "monthly_reset_in_seconds",
+    "primary_window",
+    "primary_classified_by",
+    "primary_used_percent",
+    "primary_window_minutes",
+    "primary_resets_at",
+    "secondary_window",
+    "secondary_classified_by",
+    "secondary_used_percent",
+    "secondary_window_minutes",
+    "secondary_resets_at",
+    "over_secondary_limit_percent",
+    "credits_has_credits",
+    "credits_unlimited",
+    "credits_balance",
+)
+
+
 def query(path: Path, sql: str) -> list[tuple[object, ...]]:
     """Read the database through a separate plain sqlite3 connection."""
     with sqlite3.connect(path) as db:
@@ -111,7 +159,7 @@ async def test_migrates_empty_database_to_latest(tmp_path: Path) -> None:
     path = tmp_path / "codexgate.db"
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == LATEST
     finally:
         await store.close()
     names = {
@@ -123,7 +171,10 @@ async def test_migrates_empty_database_to_latest(tmp_path: Path) -> None:
     assert ("view", "latest_usage") in names
     assert ("index", "usage_snapshots_account_limit_time") in names
     assert ("index", "usage_snapshots_time") in names
-    assert query(path, "PRAGMA user_version") == [(1,)]
+    assert ("table", "requests") in names
+    assert ("index", "requests_time") in names
+    assert ("index", "requests_account_time") in names
+    assert query(path, "PRAGMA user_version") == [(LATEST,)]
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
 
 
@@ -134,7 +185,7 @@ async def test_reopen_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
     await store.close()
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == LATEST
         assert len(await store.accounts()) == 1
         assert await store.count_history() == 1
     finally:
@@ -148,7 +199,7 @@ async def test_newer_database_is_refused_and_left_unchanged(tmp_path: Path) -> N
         db.execute("PRAGMA user_version = 99")
     db.close()
     before = path.read_bytes()
-    with pytest.raises(StoreError, match=r"schema version 99 is newer .* supports \(1\)"):
+    with pytest.raises(StoreError, match=r"schema version 99 is newer .* supports \(2\)"):
         await Store.open(path)
     assert path.read_bytes() == before
     assert query(path, "PRAGMA user_version") == [(99,)]
@@ -171,6 +222,65 @@ async def test_failing_migration_rolls_back_and_names_the_file(tmp_path: Path) -
     (folder / "0002_broken.sql").unlink()
     store = await Store.open(path, migrations=folder)
     await store.close()
+
+
+async def test_version_1_database_with_data_migrates_to_latest(tmp_path: Path) -> None:
+    only_first = tmp_path / "migrations"
+    only_first.mkdir()
+    shutil.copy(paths.migrations_dir() / "0001_initial.sql", only_first)
+    path = tmp_path / "codexgate.db"
+    old = await Store.open(path, migrations=only_first)
+    try:
+        assert await old.schema_version() == 1
+    finally:
+        await old.close()
+    # Rows as a version 1 codexgate wrote them (this code's writes need version 2).
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO accounts (id, account_key, email, first_seen_at, last_seen_at) "
+            "VALUES (1, 'seat:acct-1:user-1', 'one@example.com', ?, ?)",
+            (T0, T0 + 60),
+        )
+        db.executemany(
+            "INSERT INTO usage_snapshots (account_id, captured_at, confirmed_at, source, "
+            "http_status, limit_id, plan_type, five_hour_used_percent, five_hour_window_minutes, "
+            "five_hour_resets_at, primary_window, primary_classified_by, primary_used_percent, "
+            "primary_window_minutes, primary_resets_at) "
+            "VALUES (1, ?, ?, 'headers', 200, 'codex', 'plus', "
+            "?, 300, ?, '5h', 'length', ?, 300, ?)",
+            [
+                (at, at, used, FIVE_H_RESET, used, FIVE_H_RESET)
+                for at, used in ((T0, 10.0), (T0 + 60, 20.0))
+            ],
+        )
+    db.close()
+    before = query(path, "SELECT * FROM usage_snapshots ORDER BY id")
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == LATEST
+        [account] = await store.accounts()
+        assert account.account_key == "seat:acct-1:user-1"
+        rows = await store.history(account.id)
+        assert [r.five_hour_used_percent for r in rows] == [10.0, 20.0]
+        for row in rows:
+            assert {row.limit_hit_type, row.limit_hit_resets_at} == {None}
+            assert {row.spend_control_reached, row.spend_limit, row.spend_used} == {None}
+            assert {row.spend_used_percent, row.spend_resets_at, row.spend_source} == {None}
+        [latest] = await store.latest_usage()
+        assert latest.usage == rows[-1]
+        assert {latest.limit_hit_reset_in_seconds, latest.spend_reset_in_seconds} == {None}
+        assert await store.count_requests() == 0
+        # The old rows are untouched (the new columns are appended, NULL) and still throttle.
+        after = query(path, "SELECT * FROM usage_snapshots ORDER BY id")
+        assert [row[: len(before[0])] for row in after] == before
+        assert {row[len(before[0]) :] for row in after} == {(None,) * 8}
+        result = await store.record([snap(at=T0 + 61, wins=windows(20.0, None))])
+        assert (result.rows_inserted, result.rows_confirmed) == (0, 1)
+    finally:
+        await store.close()
+    # Every column the version 1 view had is still there, under the same name.
+    columns = [row[1] for row in query(path, "PRAGMA table_info(latest_usage)")]
+    assert columns[: len(V1_LATEST_USAGE_COLUMNS)] == list(V1_LATEST_USAGE_COLUMNS)
 
 
 async def test_migration_statements_split_like_sqlite(tmp_path: Path) -> None:
