@@ -19,6 +19,7 @@ async def healthz(request: web.Request) -> web.Response:
         "version": __version__,
         "upstream": str(config.upstream),
         "capture": config.capture,
+        "websocket": config.websocket,
         "db": {"state": stats.db_state, "last_error": stats.last_error},
         "queue": {"depth": stats.queue_depth, "capacity": stats.queue_capacity},
         "snapshots": {
@@ -26,6 +27,7 @@ async def healthz(request: web.Request) -> web.Response:
             "dropped": stats.dropped,
             "unattributed": stats.unattributed,
         },
+        "requests": {"logged": stats.requests_logged, "dropped": stats.requests_dropped},
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
