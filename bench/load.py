@@ -1,4 +1,4 @@
-"""The load generator: turns per second, first-byte and first-event latency, stream MB/s."""
+"""The HTTP load generator: requests per second, first-byte and first-event latency, MB/s."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 
-from .protocol import MEGABYTE, TurnShape, sse_turn
+from .protocol import MEGABYTE, USAGE_PATH, TurnShape, sse_turn
 
 TURN_TIMEOUT: Final = 60.0
 STREAM_IDLE_TIMEOUT: Final = 30.0
@@ -24,14 +24,19 @@ class BadAnswer(Exception):
     """An answer with an unexpected status or a body of the wrong length."""
 
 
+Kind = Literal["turn", "usage"]
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One ready-to-send Codex turn and the body length a complete answer has."""
+    """One ready-to-send request (a Codex turn, a usage query) and its complete answer's length."""
 
     url: str
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes | None
     expected_bytes: int
+    method: str = "POST"
+    kind: Kind = "turn"
 
 
 def make_turn(base: str, shape: TurnShape, headers: Mapping[str, str], body: bytes) -> Turn:
@@ -40,13 +45,41 @@ def make_turn(base: str, shape: TurnShape, headers: Mapping[str, str], body: byt
     return Turn(url=f"{base}{shape.path()}", headers=headers, body=body, expected_bytes=expected)
 
 
+def make_usage_query(base: str, headers: Mapping[str, str], expected_bytes: int) -> Turn:
+    """GET /backend-api/wham/usage on the target at `base`."""
+    return Turn(
+        url=f"{base}{USAGE_PATH}",
+        headers=headers,
+        body=None,
+        expected_bytes=expected_bytes,
+        method="GET",
+        kind="usage",
+    )
+
+
 @dataclass(slots=True)
 class Counters:
-    """What one target answered over the whole run: turns answered 200, and failures."""
+    """What one target answered over the whole run, per kind of traffic, and the failures.
 
-    answered: int = 0
+    Each count goes up when codexgate has shown the client what it captures from: the status
+    of an HTTP answer, the 101 of a WebSocket handshake, a frame as it arrives.
+    """
+
+    turns: int = 0  # SSE turns answered 200
+    usage: int = 0  # wham/usage queries answered 200
+    streams: int = 0  # large streams answered 200
+    ws_opened: int = 0  # WebSocket handshakes answered 101
+    ws_rate_limits: int = 0  # codex.rate_limits frames received
+    ws_turns: int = 0  # WebSocket turns whose response.completed arrived
     errors: int = 0
     first_errors: list[str] = field(default_factory=list)
+
+    def answered(self, kind: Kind) -> None:
+        """Count a request of `kind` answered 200."""
+        if kind == "turn":
+            self.turns += 1
+        else:
+            self.usage += 1
 
     def fail(self, error: BaseException) -> None:
         """Count a failed request and keep the first few messages."""
@@ -64,11 +97,13 @@ def new_session() -> ClientSession:
 
 
 async def _send_turn(session: ClientSession, turn: Turn, counters: Counters) -> None:
-    """Send one turn and read the whole answer, checking status and length."""
+    """Send one request and read the whole answer, checking status and length."""
     async with asyncio.timeout(TURN_TIMEOUT):
-        async with session.post(turn.url, data=turn.body, headers=turn.headers) as response:
+        async with session.request(
+            turn.method, turn.url, data=turn.body, headers=turn.headers
+        ) as response:
             if response.status == 200:
-                counters.answered += 1
+                counters.answered(turn.kind)
             body = await response.read()
     if response.status != 200 or len(body) != turn.expected_bytes:
         raise BadAnswer(f"status {response.status}, {len(body)} of {turn.expected_bytes} bytes")
@@ -100,7 +135,7 @@ async def _turn_worker(
 async def turns_per_second(
     session: ClientSession, turn: Turn, counters: Counters, *, concurrency: int, seconds: float
 ) -> float:
-    """Complete turns per second with `concurrency` workers sending for `seconds`."""
+    """Complete requests per second with `concurrency` workers sending for `seconds`."""
     tally = _Tally()
     started = time.perf_counter()
     deadline = started + seconds
@@ -127,10 +162,12 @@ async def _timed_turn(
     received = 0
     async with asyncio.timeout(TURN_TIMEOUT):
         started = time.perf_counter()
-        async with session.post(turn.url, data=turn.body, headers=turn.headers) as response:
+        async with session.request(
+            turn.method, turn.url, data=turn.body, headers=turn.headers
+        ) as response:
             first_byte = time.perf_counter() - started
             if response.status == 200:
-                counters.answered += 1
+                counters.answered(turn.kind)
             async for chunk in response.content.iter_any():
                 if first_event is None:
                     head += chunk
@@ -196,6 +233,8 @@ async def stream_megabytes_per_second(
             asyncio.timeout(STREAM_IDLE_TIMEOUT + expected_bytes / SLOWEST_STREAM),
             session.get(url) as response,
         ):
+            if response.status == 200:
+                counters.streams += 1
             async for chunk in response.content.iter_any():
                 received += len(chunk)
         elapsed = time.perf_counter() - started

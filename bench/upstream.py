@@ -8,17 +8,24 @@ import signal
 from collections.abc import Sequence
 from typing import Final
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .loops import loop_factory
 from .protocol import (
     BIG_PATH,
     CHUNK_SIZE,
+    CREATE,
     MEGABYTE,
     PING_PATH,
     RESPONSES_PATH,
+    USAGE_PATH,
+    WS_TURN,
+    frame_type_prefix,
+    handshake_headers,
     rate_limit_headers,
     sse_turn,
+    usage_body,
+    ws_turn,
 )
 
 MAX_EVENTS: Final = 10_000
@@ -26,6 +33,8 @@ MAX_EVENT_SIZE: Final = 1_000_000
 MAX_DELAY_MS: Final = 10_000
 MAX_MEGABYTES: Final = 100_000
 MAX_CACHED_TURNS: Final = 16
+MAX_WS_MESSAGES: Final = 10_000_000  # client frames one WebSocket may send before it is closed
+MAX_WS_MESSAGE_SIZE: Final = 16 * 1024 * 1024
 
 
 def _query_int(request: web.Request, name: str, default: int, maximum: int) -> int:
@@ -43,17 +52,23 @@ def _query_int(request: web.Request, name: str, default: int, maximum: int) -> i
 
 
 class BenchUpstream:
-    """Serves Codex-shaped SSE turns with real rate-limit headers, and large byte streams."""
+    """Serves Codex-shaped SSE and WebSocket turns with real rate limits, usage, large streams."""
 
     def __init__(self) -> None:
         self._headers = rate_limit_headers()
+        self._handshake_headers = handshake_headers()
         self._turns: dict[tuple[int, int], list[bytes]] = {}
+        self._ws_frames = ws_turn(WS_TURN)
+        self._create = frame_type_prefix(CREATE)
+        self._usage = usage_body()
         self._chunk = b"x" * CHUNK_SIZE
 
     def app(self) -> web.Application:
         """The aiohttp app of the fake upstream."""
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post(RESPONSES_PATH, self._responses)
+        app.router.add_get(RESPONSES_PATH, self._responses_websocket)
+        app.router.add_get(USAGE_PATH, self._usage_report)
         app.router.add_get(BIG_PATH, self._big)
         app.router.add_get(PING_PATH, self._ping)
         return app
@@ -84,6 +99,30 @@ class BenchUpstream:
             await response.write(event)
         await response.write_eof()
         return response
+
+    async def _responses_websocket(self, request: web.Request) -> web.StreamResponse:
+        """The WebSocket transport: a 101 with the rate-limit headers, then a turn per create.
+
+        permessage-deflate is accepted when the client offers it, as the Codex backend does.
+        """
+        ws = web.WebSocketResponse(compress=True, max_msg_size=MAX_WS_MESSAGE_SIZE)
+        ws.headers.update(self._handshake_headers)
+        await ws.prepare(request)
+        for _ in range(MAX_WS_MESSAGES):
+            message = await ws.receive()
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
+            if message.type == WSMsgType.ERROR:
+                break
+            if message.type == WSMsgType.TEXT and message.data.startswith(self._create):
+                for frame in self._ws_frames:
+                    await ws.send_str(frame)
+        await ws.close()
+        return ws
+
+    async def _usage_report(self, request: web.Request) -> web.Response:
+        """GET /backend-api/wham/usage: a Plus seat's usage report."""
+        return web.Response(body=self._usage, content_type="application/json")
 
     async def _big(self, request: web.Request) -> web.StreamResponse:
         """`mb` decimal megabytes in 64 KiB chunks, chunked like a long SSE stream."""

@@ -1,0 +1,1 @@
+"""End-to-end tests: the real Codex CLI, codexgate and a fake ChatGPT backend on loopback."""
