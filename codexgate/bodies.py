@@ -285,11 +285,9 @@ def _spend_control(value: object, now: float) -> SpendControl | None:
 
 
 def _usage_limit_hit(rate_limit: object, codex: LimitReport) -> LimitHit | None:
-    """A LimitHit when rate_limit says limit_reached or not allowed, else None.
-
-    It comes back when the window at 100% or more resets (the latest such one), or else
-    when the latest reported window resets.
-    """
+    """A LimitHit when rate_limit says limit_reached or not allowed, else None."""
+    # Kept simple: the seat is back when its full window (>= 100%) resets; with no full
+    # window reported, when the latest reported window resets (the latest of several).
     if not isinstance(rate_limit, dict):
         return None
     if rate_limit.get("limit_reached") is not True and rate_limit.get("allowed") is not False:

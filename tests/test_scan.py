@@ -625,14 +625,18 @@ def test_junk_members_never_raise(kind: str, members: dict[str, object]) -> None
     assert scan_chunks([b"data: " + text.encode() + b"\n\n"]) == [event]
 
 
+# Pieces that make random bytes look like a stream: line ends, fields, markers, broken UTF-8.
+STREAM_BITS = (
+    b"\n", b"\r", b"\r\n", b"data:", b"data: ", b"\xff", b"\xc3", b'{"type":"error"}',
+    b'{"type":"response.completed","response":{}}', b'"type": "codex.rate_limits"',
+)  # fmt: skip
+
+
 @FUZZ
 @given(
     data=st.binary(max_size=2000)
     | st.lists(
-        st.sampled_from(
-            [b"\n", b"\r", b"\r\n", b"data:", b"data: ", b'{"type":"error"}', b"\xff", b"\xc3"]
-        )
-        | st.binary(max_size=20),
+        st.sampled_from(STREAM_BITS) | st.binary(max_size=20),
         max_size=50,
     ).map(b"".join),
     cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=20),

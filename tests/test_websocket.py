@@ -178,4 +178,5 @@ async def test_turns_are_captured_and_logged(
     assert latest.usage.limit_hit_type == "usage_limit_reached"
     assert latest.usage.limit_hit_resets_at == 1893456000
     history = await store.history(latest.usage.account_id)
-    assert "event" in {row.source for row in history}
+    # The handshake's headers, then the rate-limits frame, then the wrapped error.
+    assert [row.source for row in history] == ["headers", "event", "error"]
