@@ -319,9 +319,13 @@ async def relay_websocket(request: web.Request, target: URL) -> web.StreamRespon
         if exchange is not None:
             client[PROXIED] = exchange
         await client.prepare(request)
-        async with asyncio.TaskGroup() as pumps:
-            pumps.create_task(_client_to_upstream(client, upstream, exchange))
-            pumps.create_task(_upstream_to_client(upstream, client, exchange))
+        try:
+            async with asyncio.TaskGroup() as pumps:
+                pumps.create_task(_client_to_upstream(client, upstream, exchange))
+                pumps.create_task(_upstream_to_client(upstream, client, exchange))
+        except* (ConnectionError, ClientError) as broken:
+            # One side went away mid-frame; the other is closed below. Nothing to report.
+            log.debug("WebSocket relay for %s ended: %r", request.path, broken.exceptions[0])
         return client
     finally:
         await upstream.close()
