@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Final
 
 RATE_CONCURRENCIES: Final = (1, 32)
+WS_CONCURRENCIES: Final = (1, 32)
+USAGE_CONCURRENCY: Final = 32
 LATENCY_CONCURRENCY: Final = 4
+# Per rate run (plus a fifth of it as warm-up): 5 rate scenarios x 3 targets x 3 rounds, so
+# the default run stays under 4 minutes (it took 5 s when there were 2 scenarios x 2 targets).
+DEFAULT_SECONDS: Final = 2.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,8 @@ class Settings:
     quick: bool
     gateway_args: tuple[str, ...] = ()
     rate_concurrencies: tuple[int, ...] = RATE_CONCURRENCIES
+    ws_concurrencies: tuple[int, ...] = WS_CONCURRENCIES
+    usage_concurrency: int = USAGE_CONCURRENCY
     latency_concurrency: int = LATENCY_CONCURRENCY
 
     @property
@@ -59,9 +66,14 @@ def _positive_float(raw: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="codexgate against a direct connection to the same fake upstream, one run.",
+        description=(
+            "codexgate with capture on and with capture off against a direct connection to "
+            "the same fake upstream, one run."
+        ),
     )
-    parser.add_argument("--seconds", type=_positive_float, help="per rate run (default 5)")
+    parser.add_argument(
+        "--seconds", type=_positive_float, help=f"per rate run (default {DEFAULT_SECONDS:g})"
+    )
     parser.add_argument("--rounds", type=_positive_int, help="rounds, medians (default 3)")
     parser.add_argument("--samples", type=_positive_int, help="latency samples (default 200)")
     parser.add_argument(
@@ -73,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ARG",
-        help="extra codexgate argument, repeatable (e.g. --codexgate-arg=--capture=off)",
+        help=(
+            "extra argument for both codexgate instances, repeatable "
+            "(e.g. --codexgate-arg=--queue-size=100000); --capture is set by the bench"
+        ),
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke check: 1 s runs, 1 round, 50 samples, 20 MB"
@@ -86,7 +101,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     args = _parser().parse_args(argv)
     quick: bool = args.quick
     return Settings(
-        seconds=args.seconds or (1.0 if quick else 5.0),
+        seconds=args.seconds or (1.0 if quick else DEFAULT_SECONDS),
         rounds=args.rounds or (1 if quick else 3),
         samples=args.samples or (50 if quick else 200),
         megabytes=args.megabytes or (20 if quick else 200),
