@@ -68,6 +68,7 @@ class Recorder:
         self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self._idle = False
+        self._in_flight = 0  # taken off the queue, not yet written or dropped
         self._stopping = False
         self._drop_warning = _OncePerInterval(60.0, clock)
         self.recorded = 0
@@ -98,7 +99,7 @@ class Recorder:
     def stats(self) -> RecorderStats:
         """A consistent view of the counters."""
         return RecorderStats(
-            queue_depth=self._queue.qsize(),
+            queue_depth=self._queue.qsize() + self._in_flight,
             queue_capacity=self._queue.maxsize,
             recorded=self.recorded,
             dropped=self.dropped,
@@ -132,6 +133,7 @@ class Recorder:
             self._idle = True
             first = await self._queue.get()
             self._idle = False
+            self._in_flight = 1
             if self._queue.qsize() < self._batch_size - 1:
                 # Let a batch gather: one transaction per snapshot would cost more than the proxy.
                 await asyncio.sleep(self._linger)
@@ -148,6 +150,13 @@ class Recorder:
             await self._write(self._take_batch(self._queue.get_nowait()))
 
     async def _write(self, batch: list[Item]) -> None:
+        self._in_flight = len(batch)
+        try:
+            await self._write_batch(batch)
+        finally:
+            self._in_flight = 0
+
+    async def _write_batch(self, batch: list[Item]) -> None:
         try:
             await self._store.record(batch)
         except (sqlite3.Error, OSError, ValueError) as exc:

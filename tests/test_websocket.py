@@ -55,6 +55,7 @@ async def test_frames_pass_in_order_both_ways(
     assert received["session-id"] == "s-1"
     assert received["Authorization"] == HANDSHAKE_HEADERS["Authorization"]
     assert "X-Forwarded-For" in received
+    assert ("compress", 0) in fake.ws_received  # no deflate offered, none asked upstream
 
 
 async def test_subprotocol_and_compression_are_negotiated_on_each_side(
