@@ -14,7 +14,13 @@ from typing import Concatenate, Final, ParamSpec, Protocol, TypeVar
 from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy
 
-from .bodies import decode_body, error_code_of_body, parse_error_body, parse_usage_body
+from .bodies import (
+    decode_body,
+    error_code_of_body,
+    parse_error_body,
+    parse_usage_body,
+    plan_type_of_error_body,
+)
 from .capture import IdentityCache, parse_rate_limit_headers
 from .models import Identity, RequestRecord, Snapshot, Source, TokenUsage, Transport, UsageReport
 from .recorder import Recorder
@@ -191,7 +197,9 @@ class HttpExchange:
             if hit is not None:
                 base = self._pending_headers or UsageReport(limits=())
                 self._pending_headers = None
-                self._sink.snapshot(dataclasses.replace(base, limit_hit=hit), "error", status)
+                plan_type = base.plan_type or plan_type_of_error_body(body)
+                report = dataclasses.replace(base, limit_hit=hit, plan_type=plan_type)
+                self._sink.snapshot(report, "error", status)
         elif status == 200:
             self._sink.snapshot(parse_usage_body(body, now), "usage_body", status)
 
