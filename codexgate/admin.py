@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from . import __version__
+from . import __version__, api, compat, openapi
 from .errors import error_response
 from .keys import CONFIG, RECORDER
 
@@ -40,5 +40,8 @@ async def not_found(request: web.Request) -> web.Response:
 def add_routes(app: web.Application, prefix: str) -> None:
     """Register the admin routes; they must come before the proxy's catch-all."""
     app.router.add_get(f"/{prefix}/healthz", healthz)
+    api.add_routes(app, prefix)
+    openapi.add_routes(app, prefix)
+    compat.add_routes(app, prefix)
     app.router.add_route("*", f"/{prefix}", not_found)
     app.router.add_route("*", f"/{prefix}/{{tail:.*}}", not_found)

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 
-from . import admin, proxy, tap
+from . import admin, errors, events, proxy, security, tap
 from .capture import IdentityCache
 from .config import Config
 from .keys import CONFIG, IDENTITIES, RECORDER, STORE, UPSTREAM_SESSION, UPSTREAM_WS_SESSION
@@ -82,9 +82,23 @@ def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[IDENTITIES] = IdentityCache()
-    app.cleanup_ctx.extend([_store_ctx, _upstream_ctx, _upstream_ws_ctx, _recorder_ctx])
+    app.cleanup_ctx.extend(
+        [_store_ctx, security.auth_ctx, _upstream_ctx, _upstream_ws_ctx, _recorder_ctx]
+    )
+    app.cleanup_ctx.append(events.bus_ctx)  # follows the recorder's commits: after it
+    app.on_shutdown.append(events.close_streams)  # or graceful shutdown waits for every stream
     if config.capture:
         app.on_response_prepare.append(tap.capture_response_headers)
+    app.middlewares.append(errors.error_middleware(config.admin_prefix))  # outermost: envelope
+    # Security: the admin credential guards the prefix; own answers get security headers.
+    app.middlewares.append(security.auth_middleware(config.admin_prefix))
+    app.on_response_prepare.append(
+        security.security_headers(config.admin_prefix, own_error_header=proxy.ERROR_HEADER)
+    )
+    security.add_routes(app, config.admin_prefix)
+    app.router.add_get(
+        f"/{config.admin_prefix}/api/v1/events", events.stream_events, allow_head=False
+    )
     admin.add_routes(app, config.admin_prefix)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
     return app

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -18,6 +19,8 @@ WebSocketMode = Literal["relay", "refuse"]
 ENV_PREFIX = "CODEXGATE_"
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Visible ASCII only: the token travels in a URL query and an Authorization header.
+_ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{16,}")
 DEFAULT_UPSTREAM: Final = URL("https://chatgpt.com")
 
 
@@ -49,6 +52,17 @@ class Config:
     queue_size: int = 10_000
     history_heartbeat: float = 300.0
     shutdown_grace: float = 30.0
+    admin_token: str | None = field(default=None, repr=False)  # never in a repr or a log line
+    no_auth: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse --no-auth on an address other machines can reach, however the Config is built."""
+        if self.no_auth and not is_loopback(self.host):
+            raise ConfigError(
+                "no_auth",
+                "only allowed with a loopback --host (127.0.0.0/8, ::1 or localhost), "
+                f"got --host {self.host!r}",
+            )
 
     @property
     def public_base(self) -> str:
@@ -111,6 +125,17 @@ SETTINGS: tuple[_Setting, ...] = (
         "seconds in-flight streams get to finish on shutdown (default 30)",
         "SECONDS",
     ),
+    _Setting(
+        "admin_token",
+        "token for the admin pages and API, at least 16 characters "
+        "(default: generated on first start and logged once)",
+        "TOKEN",
+    ),
+    _Setting(
+        "no_auth",
+        "on turns authentication off; only with a loopback --host (default off)",
+        "on|off",
+    ),
 )
 
 
@@ -167,6 +192,17 @@ def _switch(setting: str, raw: str) -> bool:
     raise ConfigError(setting, f"must be on or off, got {raw!r}")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (127.0.0.0/8, ::1) or localhost."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _convert(name: str, raw: str) -> object:
     match name:
         case "host":
@@ -201,7 +237,7 @@ def _convert(name: str, raw: str) -> object:
             return level
         case "connect_timeout" | "idle_timeout" | "history_heartbeat" | "shutdown_grace":
             return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
-        case "capture":
+        case "capture" | "no_auth":
             return _switch(name, raw)
         case "websocket":
             mode = raw.strip().lower()
@@ -210,6 +246,13 @@ def _convert(name: str, raw: str) -> object:
             return mode
         case "queue_size":
             return int(_number(name, raw, minimum=1, integer=True))
+        case "admin_token":
+            if not _ADMIN_TOKEN_PATTERN.fullmatch(raw):
+                # The message never repeats the value: it is a secret.
+                raise ConfigError(
+                    name, "must be at least 16 visible ASCII characters, without spaces"
+                )
+            return raw
     raise AssertionError(f"unhandled setting {name}")
 
 

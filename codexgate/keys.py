@@ -9,8 +9,10 @@ from aiohttp import ClientSession, web
 if TYPE_CHECKING:
     from .capture import IdentityCache
     from .config import Config
+    from .events import EventBus, FeedOptions
     from .observe import Exchange
     from .recorder import Recorder
+    from .security import AdminAuth
     from .store import Store
 
 CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
@@ -20,6 +22,12 @@ UPSTREAM_SESSION: Final = web.AppKey("upstream_session", ClientSession)
 UPSTREAM_WS_SESSION: Final = web.AppKey("upstream_ws_session", ClientSession)
 RECORDER: Final[web.AppKey[Recorder]] = web.AppKey("recorder")
 IDENTITIES: Final[web.AppKey[IdentityCache]] = web.AppKey("identities")
+# The live feed's bus (set by its cleanup context); FEED_OPTIONS, when set before the app starts,
+# overrides the feed's defaults (queue size, ping interval: tests make them small).
+EVENT_BUS: Final[web.AppKey[EventBus]] = web.AppKey("event_bus")
+FEED_OPTIONS: Final[web.AppKey[FeedOptions]] = web.AppKey("feed_options")
+# The admin credential (token hash, cookie key) loaded from the store at start.
+ADMIN_AUTH: Final[web.AppKey[AdminAuth]] = web.AppKey("admin_auth")
 
 # Set by the proxy on the responses it relays; the capture signal reads only those.
 PROXIED: Final[web.ResponseKey[Exchange]] = web.ResponseKey("proxied")

@@ -30,6 +30,7 @@ from yarl import URL
 from .errors import error_response
 from .keys import CONFIG, IDENTITIES, PROXIED, RECORDER, UPSTREAM_SESSION, UPSTREAM_WS_SESSION
 from .observe import HttpExchange, WebSocketExchange
+from .security import SESSION_COOKIE_MARK, strip_admin_cookie
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,13 @@ def request_headers_for_upstream(request: web.Request) -> CIMultiDict[str]:
     forwarded[hdrs.X_FORWARDED_PROTO] = _appended(
         forwarded.get(hdrs.X_FORWARDED_PROTO), request.scheme
     )
+    # The admin session cookie never goes upstream; other cookies pass. Rare, so test cheaply.
+    cookies = forwarded.getall(hdrs.COOKIE, ())
+    if cookies and any(SESSION_COOKIE_MARK in cookie for cookie in cookies):
+        del forwarded[hdrs.COOKIE]
+        for cookie in cookies:
+            if (kept := strip_admin_cookie(cookie)) is not None:
+                forwarded.add(hdrs.COOKIE, kept)
     return forwarded
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .models import RequestRecord, Snapshot
-from .store import Store
+from .store import RecordResult, Store
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ class Recorder:
         self.requests_dropped = 0
         self.db_state: DbState = "ok"
         self.last_error: str | None = None
+        # Told what each batch wrote, right after its COMMIT, on the writer task: they must not
+        # block (the event bus only notes the result and wakes its own task).
+        self.on_commit: list[Callable[[RecordResult], None]] = []
 
     def offer(self, item: Item) -> None:
         """Queue an item for writing; when the queue is full, drop it and count the loss."""
@@ -158,7 +161,7 @@ class Recorder:
 
     async def _write_batch(self, batch: list[Item]) -> None:
         try:
-            await self._store.record(batch)
+            result = await self._store.record(batch)
         except (sqlite3.Error, OSError, ValueError) as exc:
             # aiosqlite raises ValueError once its connection is gone.
             self.db_state = "error"
@@ -176,6 +179,15 @@ class Recorder:
         snapshots = _count_snapshots(batch)
         self.recorded += snapshots
         self.requests_logged += len(batch) - snapshots
+        self._committed(result)
+
+    def _committed(self, result: RecordResult) -> None:
+        """Tell every on_commit callback; one that fails is logged and the writer goes on."""
+        for callback in tuple(self.on_commit):
+            try:
+                callback(result)
+            except Exception:  # a subscriber's bug must cost its notice, not the writer task
+                log.exception("on_commit callback %r failed", callback)
 
     def _drop(self, items: list[Item], reason: str) -> None:
         snapshots = _count_snapshots(items)

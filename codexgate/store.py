@@ -8,11 +8,13 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import aiosqlite
 
@@ -174,6 +176,25 @@ _INSERT_REQUEST: Final = (
 )
 
 
+# history_page(window=...): the used_percent column that must be reported for a row to count.
+_WINDOW_COLUMNS: Final = {
+    FIVE_HOUR: "five_hour_used_percent",
+    SEVEN_DAY: "seven_day_used_percent",
+    MONTHLY: "monthly_used_percent",
+}
+
+_LATEST_SELECT: Final = (
+    f"SELECT {_USAGE_SELECT}, account_key, display_name, email, account_plan_type, "  # noqa: S608
+    "age_seconds, five_hour_reset_in_seconds, seven_day_reset_in_seconds, "
+    "monthly_reset_in_seconds, limit_hit_reset_in_seconds, spend_reset_in_seconds "
+    "FROM latest_usage"
+)
+
+_INSERT_EVENT: Final = "INSERT INTO account_events (account_id, kind, at) VALUES (?, ?, ?)"
+
+AccountEventKind = Literal["created", "updated", "deleted"]
+
+
 class StoreError(Exception):
     """The database cannot be opened or migrated; the message says why and what to do."""
 
@@ -186,6 +207,10 @@ class RecordResult:
     rows_inserted: int  # new history rows
     rows_confirmed: int  # limit reports that only advanced an existing row's confirmed_at
     requests_inserted: int = 0  # new requests rows
+    # Ids of existing usage rows whose confirmed_at this batch advanced (no row inserted for
+    # them), ascending: their values are unchanged but their age starts again. Not compared,
+    # so that a result still equals RecordResult(created, inserted, confirmed, requests).
+    confirmed_row_ids: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +318,25 @@ class RequestRow:
     reasoning_tokens: int | None
     total_tokens: int | None
     error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """One row of `account_events`: a change to an account, in commit order (by id)."""
+
+    id: int
+    account_id: int  # the account's id then; a 'deleted' account no longer has a row
+    kind: AccountEventKind
+    at: float  # unix seconds when the change was written
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCursor:
+    """The newest id of each table the feed follows; 0 when the table is empty."""
+
+    usage: int  # usage_snapshots.id
+    request: int  # requests.id
+    account: int  # account_events.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +506,47 @@ class Store:
         rows = await self._db.execute_fetchall("PRAGMA user_version")
         return int(next(iter(rows))[0])
 
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (caller holds the lock)."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            yield
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._rollback()
+            raise
+
+    # -- settings ---------------------------------------------------------------------------
+
+    async def get_setting(self, name: str) -> str | None:
+        """The value stored under name, or None."""
+        rows = await self._fetch("SELECT value FROM settings WHERE name = ?", (name,))
+        return next((str(row[0]) for row in rows), None)
+
+    async def set_setting(self, name: str, value: str) -> None:
+        """Store value under name, replacing what was there."""
+        async with self._lock, self._transaction():
+            await self._db.execute(
+                "INSERT INTO settings (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    async def set_setting_if_absent(self, name: str, value: str) -> str:
+        """Store value under name unless a value is there; return the stored value.
+
+        Two processes starting at once both get the value of whichever wrote first.
+        """
+        async with self._lock, self._transaction():
+            await self._db.execute(
+                "INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)", (name, value)
+            )
+            rows = await self._db.execute_fetchall(
+                "SELECT value FROM settings WHERE name = ?", (name,)
+            )
+        return str(next(iter(rows))[0])
+
     # -- recording --------------------------------------------------------------------------
 
     async def record(self, items: Sequence[Snapshot | RequestRecord]) -> RecordResult:
@@ -482,7 +567,7 @@ class Store:
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
                 await self._resolve_accounts(_seen_accounts(ordered, requests), batch)
-                inserted, confirmed = await self._write_usage(ordered, batch)
+                inserted, confirmed, confirmed_ids = await self._write_usage(ordered, batch)
                 if requests:
                     await self._db.executemany(_INSERT_REQUEST, _request_rows(requests, batch))
                 await self._db.execute("COMMIT")
@@ -495,7 +580,9 @@ class Store:
                 self._last = {k: v for k, v in self._last.items() if k[0] not in purged}
             self._last.update(batch.last)
             self._account_ids.update(batch.account_ids)
-        return RecordResult(batch.accounts_created, inserted, confirmed, len(requests))
+        return RecordResult(
+            batch.accounts_created, inserted, confirmed, len(requests), confirmed_ids
+        )
 
     async def _resolve_accounts(self, seen: dict[str, _SeenAccount], batch: _Batch) -> None:
         """Upsert the batch's accounts and put every account_key -> id into batch.account_ids."""
@@ -547,6 +634,12 @@ class Store:
                 values,
             )
             created.update((str(key), int(account_id)) for key, account_id in rows)
+        if created:
+            now = time.time()
+            await self._db.executemany(
+                _INSERT_EVENT,
+                [(account_id, "created", now) for account_id in sorted(created.values())],
+            )
         batch.accounts_created = len(created)
         batch.account_ids.update(found)
         batch.account_ids.update(created)
@@ -554,8 +647,13 @@ class Store:
         batch.purged_accounts.update(found.values())
         batch.purged_accounts.update(created.values())
 
-    async def _write_usage(self, ordered: Sequence[Snapshot], batch: _Batch) -> tuple[int, int]:
-        """Insert changed rows, confirm unchanged ones; return (inserted, confirmed)."""
+    async def _write_usage(
+        self, ordered: Sequence[Snapshot], batch: _Batch
+    ) -> tuple[int, int, tuple[int, ...]]:
+        """Insert changed rows, confirm unchanged ones.
+
+        Returns (inserted, confirmed, ids of the existing rows whose confirmed_at was set).
+        """
         work: list[tuple[tuple[int, str], list[Any]]] = []
         for snapshot in ordered:
             account_id = batch.account_ids[snapshot.identity.account_key]
@@ -563,7 +661,7 @@ class Store:
                 row = _usage_row(account_id, snapshot, limit)
                 work.append(((account_id, limit.limit_id), row))
         if not work:
-            return 0, 0
+            return 0, 0, ()
         purged = batch.purged_accounts
         wanted = {key for key, _ in work if key not in self._last or key[0] in purged}
         if wanted:
@@ -605,8 +703,10 @@ class Store:
             inserted += 1
         if inserts:
             await self._db.executemany(_INSERT_USAGE, inserts)
+        confirmed_ids: tuple[int, ...] = ()
         if confirms:
             cursor = await self._db.executemany(_CONFIRM_USAGE, list(confirms.values()))
+            confirmed_ids = tuple(sorted(confirm[1] for confirm in confirms.values()))
             if cursor.rowcount != len(confirms):
                 # A row vanished behind our back (deleted by hand): this batch's confirmation
                 # of it is lost; reloading the state lets the next report write a fresh row.
@@ -614,7 +714,20 @@ class Store:
                 for key in confirms:
                     state.pop(key, None)
                 batch.purged_accounts.update(key[0] for key in confirms)
-        return inserted, confirmed
+                confirmed_ids = await self._existing_usage_ids(confirmed_ids)
+        return inserted, confirmed, confirmed_ids
+
+    async def _existing_usage_ids(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """The ids of usage_snapshots that exist, ascending."""
+        found: list[int] = []
+        for chunk in _chunks(ids, _CHUNK):
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._db.execute_fetchall(
+                f"SELECT id FROM usage_snapshots WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found += (int(row[0]) for row in rows)
+        return tuple(sorted(found))
 
     async def _load_last(self, keys: set[tuple[int, str]], batch: _Batch) -> None:
         """Load the newest row of each key into batch.last (None where there is none)."""
@@ -661,12 +774,7 @@ class Store:
 
     async def latest_usage(self, account_id: int | None = None) -> list[LatestUsageRow]:
         """The newest row per account and limit (of one account if given), by account, limit."""
-        sql = (
-            f"SELECT {_USAGE_SELECT}, account_key, display_name, email, account_plan_type, "  # noqa: S608
-            "age_seconds, five_hour_reset_in_seconds, seven_day_reset_in_seconds, "
-            "monthly_reset_in_seconds, limit_hit_reset_in_seconds, spend_reset_in_seconds "
-            "FROM latest_usage"
-        )
+        sql = _LATEST_SELECT
         params: tuple[Any, ...] = ()
         if account_id is not None:
             sql += " WHERE account_id = ?"
@@ -674,8 +782,21 @@ class Store:
         sql += " ORDER BY account_id, limit_id"
         async with self._lock:
             rows = await self._db.execute_fetchall(sql, params)
-        width = len(_USAGE_COLUMNS)
-        return [LatestUsageRow(_usage(row), *row[width:]) for row in rows]
+        return [_latest(row) for row in rows]
+
+    async def latest_usage_of(self, account_ids: Sequence[int]) -> list[LatestUsageRow]:
+        """latest_usage of the given accounts (unknown ids are skipped), by account, limit."""
+        wanted = sorted(set(account_ids))
+        result: list[LatestUsageRow] = []
+        async with self._lock:
+            for chunk in _chunks(wanted, _CHUNK):
+                marks = ", ".join("?" for _ in chunk)
+                rows = await self._db.execute_fetchall(
+                    f"{_LATEST_SELECT} WHERE account_id IN ({marks}) ORDER BY account_id, limit_id",
+                    chunk,
+                )
+                result += (_latest(row) for row in rows)
+        return result
 
     async def history(
         self,
@@ -703,6 +824,68 @@ class Store:
         params.append(limit)
         rows = await self._fetch(sql, params)
         return [_usage(row) for row in rows]
+
+    async def history_page(
+        self,
+        account_id: int,
+        *,
+        limit_id: str | None = None,
+        window: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: tuple[float, int] | None = None,
+        limit: int = 500,
+    ) -> list[UsageRow]:
+        """One page of an account's history, oldest first: (captured_at, id) ascending.
+
+        Rows with since <= captured_at < until; after is the (captured_at, id) of the previous
+        page's last row, and only rows strictly after it come back (a keyset cursor: a row
+        written or pruned between pages neither repeats nor shifts a page). window ("5h",
+        "7d" or "monthly") keeps only the rows that reported that window's used_percent.
+        Raises ValueError for another window or a negative limit.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        sql = f"SELECT {_USAGE_SELECT} FROM usage_snapshots WHERE account_id = ?"  # noqa: S608
+        params: list[Any] = [account_id]
+        if window is not None:
+            column = _WINDOW_COLUMNS.get(window)
+            if column is None:
+                raise ValueError(f"unknown window {window!r}: use one of {sorted(_WINDOW_COLUMNS)}")
+            sql += f" AND {column} IS NOT NULL"
+        if limit_id is not None:
+            sql += " AND limit_id = ?"
+            params.append(limit_id)
+        if since is not None:
+            sql += " AND captured_at >= ?"
+            params.append(since)
+        if until is not None:
+            sql += " AND captured_at < ?"
+            params.append(until)
+        if after is not None:
+            # A row value: with limit_id given, a range on the (account, limit, time) index,
+            # whose last column is the rowid id. The plain bound lets it seek without limit_id.
+            sql += " AND captured_at >= ? AND (captured_at, id) > (?, ?)"
+            params += (after[0], after[0], after[1])
+        sql += " ORDER BY captured_at, id LIMIT ?"
+        params.append(limit)
+        rows = await self._fetch(sql, params)
+        return [_usage(row) for row in rows]
+
+    async def usage_rows(self, ids: Sequence[int]) -> list[UsageRow]:
+        """The usage_snapshots rows with these ids (missing ones skipped), by id."""
+        wanted = sorted(set(ids))
+        result: list[UsageRow] = []
+        async with self._lock:
+            for chunk in _chunks(wanted, _CHUNK):
+                marks = ", ".join("?" for _ in chunk)
+                rows = await self._db.execute_fetchall(
+                    f"SELECT {_USAGE_SELECT} FROM usage_snapshots "  # noqa: S608
+                    f"WHERE id IN ({marks}) ORDER BY id",
+                    chunk,
+                )
+                result += (_usage(row) for row in rows)
+        return result
 
     async def count_history(self) -> int:
         """The number of usage_snapshots rows."""
@@ -755,23 +938,141 @@ class Store:
         rows = await self._fetch("SELECT count(*) FROM requests", ())
         return int(rows[0][0])
 
+    # -- feed replay ------------------------------------------------------------------------
+
+    async def usage_after(self, after_id: int, limit: int = 500) -> list[UsageRow]:
+        """usage_snapshots rows with id > after_id, by id, at most limit."""
+        rows = await self._fetch(
+            f"SELECT {_USAGE_SELECT} FROM usage_snapshots WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+            (after_id, _checked_limit(limit)),
+        )
+        return [_usage(row) for row in rows]
+
+    async def requests_after(self, after_id: int, limit: int = 500) -> list[RequestRow]:
+        """requests rows with id > after_id, by id, at most limit."""
+        rows = await self._fetch(
+            f"SELECT {_REQUEST_SELECT} FROM requests WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+            (after_id, _checked_limit(limit)),
+        )
+        return [RequestRow(*row) for row in rows]
+
+    async def account_events_after(self, after_id: int, limit: int = 500) -> list[AccountEvent]:
+        """account_events rows with id > after_id, by id, at most limit."""
+        rows = await self._fetch(
+            "SELECT id, account_id, kind, at FROM account_events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, _checked_limit(limit)),
+        )
+        return [AccountEvent(*row) for row in rows]
+
+    async def feed_cursor(self) -> FeedCursor:
+        """The newest id of usage_snapshots, requests and account_events (0 when empty)."""
+        rows = await self._fetch(
+            "SELECT (SELECT coalesce(max(id), 0) FROM usage_snapshots), "
+            "(SELECT coalesce(max(id), 0) FROM requests), "
+            "(SELECT coalesce(max(id), 0) FROM account_events)",
+            (),
+        )
+        usage, request, account = next(iter(rows))
+        return FeedCursor(int(usage), int(request), int(account))
+
     # -- account management -----------------------------------------------------------------
+
+    async def create_account(
+        self, identity: Identity, display_name: str | None, now: float
+    ) -> tuple[AccountRow, bool]:
+        """Add the account of identity, or update it if its account_key exists: (row, created).
+
+        A new account is first and last seen at now. An existing one takes identity's
+        non-NULL fields and display_name unless it is None; its seen times do not move (they
+        follow traffic). Writes a 'created' or 'updated' account event at now.
+        """
+        params = {
+            "account_key": identity.account_key,
+            "chatgpt_account_id": identity.chatgpt_account_id,
+            "chatgpt_user_id": identity.chatgpt_user_id,
+            "display_name": display_name,
+            "email": identity.email,
+            "plan_type": identity.plan_type,
+            "token_fingerprint": identity.token_fingerprint,
+            "now": now,
+        }
+        async with self._lock:
+            async with self._transaction():
+                rows = await self._db.execute_fetchall(
+                    "INSERT INTO accounts (account_key, chatgpt_account_id, chatgpt_user_id, "  # noqa: S608
+                    "display_name, email, plan_type, token_fingerprint, first_seen_at, "
+                    "last_seen_at) VALUES (:account_key, :chatgpt_account_id, :chatgpt_user_id, "
+                    ":display_name, :email, :plan_type, :token_fingerprint, :now, :now) "
+                    "ON CONFLICT (account_key) DO NOTHING "
+                    f"RETURNING {_ACCOUNT_COLUMNS}",
+                    params,
+                )
+                created = bool(rows)
+                if not created:
+                    rows = await self._db.execute_fetchall(
+                        "UPDATE accounts SET "  # noqa: S608
+                        "chatgpt_account_id = coalesce(:chatgpt_account_id, chatgpt_account_id), "
+                        "chatgpt_user_id = coalesce(:chatgpt_user_id, chatgpt_user_id), "
+                        "display_name = coalesce(:display_name, display_name), "
+                        "email = coalesce(:email, email), "
+                        "plan_type = coalesce(:plan_type, plan_type), "
+                        "token_fingerprint = coalesce(:token_fingerprint, token_fingerprint) "
+                        f"WHERE account_key = :account_key RETURNING {_ACCOUNT_COLUMNS}",
+                        params,
+                    )
+                row = AccountRow(*next(iter(rows)))
+                await self._db.execute(
+                    _INSERT_EVENT, (row.id, "created" if created else "updated", now)
+                )
+            if created:
+                # The id may have belonged to a deleted account: forget its throttle state.
+                self._last = {k: v for k, v in self._last.items() if k[0] != row.id}
+            self._account_ids[row.account_key] = row.id
+        return row, created
+
+    async def update_account(
+        self, account_id: int, *, display_name: str | None, now: float | None = None
+    ) -> AccountRow | None:
+        """Set (or clear, with None) an account's display name and write an 'updated' event.
+
+        Returns the updated row, or None (and writes nothing) if there is no such id. now is
+        the event's time, the clock's by default.
+        """
+        async with self._lock, self._transaction():
+            rows = await self._db.execute_fetchall(
+                f"UPDATE accounts SET display_name = ? WHERE id = ? RETURNING {_ACCOUNT_COLUMNS}",  # noqa: S608
+                (display_name, account_id),
+            )
+            row = next((AccountRow(*row) for row in rows), None)
+            if row is not None:
+                at = time.time() if now is None else now
+                await self._db.execute(_INSERT_EVENT, (row.id, "updated", at))
+        return row
 
     async def rename_account(self, account_id: int, display_name: str | None) -> bool:
         """Set (or clear, with None) an account's display name; False if there is no such id."""
-        async with self._lock:
-            cursor = await self._db.execute(
-                "UPDATE accounts SET display_name = ? WHERE id = ?", (display_name, account_id)
-            )
-            return cursor.rowcount > 0
+        return await self.update_account(account_id, display_name=display_name) is not None
 
-    async def delete_account(self, account_id: int) -> bool:
-        """Delete an account, its history and its requests; False if there is no such id."""
+    async def delete_account(self, account_id: int, *, now: float | None = None) -> bool:
+        """Delete an account, its history and its requests; False if there is no such id.
+
+        Writes a 'deleted' account event at now (the clock's by default) when it deleted one.
+        """
         async with self._lock:
-            cursor = await self._db.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
-            self._account_ids = {k: v for k, v in self._account_ids.items() if v != account_id}
-            self._last = {k: v for k, v in self._last.items() if k[0] != account_id}
-            return cursor.rowcount > 0
+            try:
+                async with self._transaction():
+                    cursor = await self._db.execute(
+                        "DELETE FROM accounts WHERE id = ?", (account_id,)
+                    )
+                    deleted = cursor.rowcount > 0
+                    if deleted:
+                        at = time.time() if now is None else now
+                        await self._db.execute(_INSERT_EVENT, (account_id, "deleted", at))
+            finally:
+                # Forgetting is always safe: the caches reload from the database.
+                self._account_ids = {k: v for k, v in self._account_ids.items() if v != account_id}
+                self._last = {k: v for k, v in self._last.items() if k[0] != account_id}
+        return deleted
 
     async def prune_history(self, before: float) -> int:
         """Delete rows captured before `before`, keeping each account and limit's newest row."""
@@ -994,6 +1295,18 @@ def _same_values(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
             continue
         return False
     return True
+
+
+def _latest(row: Sequence[Any]) -> LatestUsageRow:
+    """Build a LatestUsageRow from a row of _LATEST_SELECT."""
+    return LatestUsageRow(_usage(row), *row[len(_USAGE_COLUMNS) :])
+
+
+def _checked_limit(limit: int) -> int:
+    """limit itself; a negative one (which SQLite reads as "no limit") is a ValueError."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
+    return limit
 
 
 def _usage(row: Sequence[Any]) -> UsageRow:

@@ -48,6 +48,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "queue_size": "50",
         "history_heartbeat": "30",
         "shutdown_grace": "0",
+        "admin_token": "a-long-admin-token-0123",
+        "no_auth": "on",
     }
     assert {s.name for s in SETTINGS} == set(values)
     config = from_argv([], environ={f"CODEXGATE_{k.upper()}": v for k, v in values.items()})
@@ -58,6 +60,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert config.capture is False
     assert config.websocket == "refuse"
     assert config.queue_size == 50
+    assert config.admin_token == "a-long-admin-token-0123"
+    assert config.no_auth is True
     assert config.public_base == "http://[::1]:1234"
 
 
@@ -77,6 +81,9 @@ def test_every_setting_can_come_from_the_environment() -> None:
         ("--capture", "maybe", "must be on or off"),
         ("--websocket", "tunnel", "must be relay or refuse"),
         ("--queue-size", "0", "--queue-size"),
+        ("--admin-token", "too-short", "--admin-token (CODEXGATE_ADMIN_TOKEN): must be at least"),
+        ("--admin-token", "has spaces in the middle", "without spaces"),
+        ("--no-auth", "maybe", "--no-auth (CODEXGATE_NO_AUTH): must be on or off"),
     ],
 )
 def test_bad_values_name_the_setting(flag: str, value: str, words: str) -> None:

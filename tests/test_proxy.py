@@ -209,9 +209,14 @@ async def test_silent_upstream_gives_504_after_the_idle_timeout(
 
 
 async def test_admin_prefix_is_never_proxied(
-    gateway: TestServer, fake: FakeUpstream, http: ClientSession
+    start_gateway: StartGateway, fake: FakeUpstream, http: ClientSession
 ) -> None:
-    async with http.get(url(gateway, "/codexgate/nothing-here")) as response:
+    admin = "a" * 32
+    gateway = await start_gateway(admin_token=admin)
+    path = url(gateway, "/codexgate/nothing-here")
+    async with http.get(path) as response:
+        assert response.status == 401  # codexgate's own, so it asks for its own credential
+    async with http.get(path, headers={"Authorization": f"Bearer {admin}"}) as response:
         assert response.status == 404
         body = orjson.loads(await response.read())
     assert body["error"]["type"] == "not_found"
