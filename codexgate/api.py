@@ -91,14 +91,10 @@ def _history_window(
     used_percent: float | None, window_minutes: int | None, resets_at: int | None
 ) -> dict[str, Any] | None:
     """A window of a history row: as reported then, without a countdown."""
-    if used_percent is None and window_minutes is None and resets_at is None:
-        return None
-    return {
-        "used_percent": used_percent,
-        "window_minutes": window_minutes,
-        "resets_at": resets_at,
-        "resets_at_iso": iso(resets_at),
-    }
+    window = window_json(used_percent, window_minutes, resets_at, None)
+    if window is not None:
+        del window["reset_in_seconds"]
+    return window
 
 
 def _slot(
