@@ -606,13 +606,15 @@ async def list_requests(request: web.Request) -> web.Response:
 # -- routes -----------------------------------------------------------------------------------
 
 
-def add_resource(app: web.Application, path: str, handlers: Mapping[str, Handler]) -> None:
+def add_resource(
+    app: web.Application, path: str, handlers: Mapping[str, Handler], *, head: bool = True
+) -> None:
     """Register path's methods; any other method answers 405 with Allow (not the catch-all)."""
     resource = app.router.add_resource(path)
     allowed = set(handlers)
     for method, handler in handlers.items():
         resource.add_route(method, handler)
-        if method == hdrs.METH_GET:
+        if method == hdrs.METH_GET and head:
             resource.add_route(hdrs.METH_HEAD, handler)
             allowed.add(hdrs.METH_HEAD)
 

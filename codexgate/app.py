@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, hdrs, web
 
-from . import admin, errors, events, proxy, security, tap
+from . import admin, api, errors, events, proxy, security, tap
 from .capture import IdentityCache
 from .config import Config
 from .keys import CONFIG, IDENTITIES, RECORDER, STORE, UPSTREAM_SESSION, UPSTREAM_WS_SESSION
@@ -96,8 +96,11 @@ def create_app(config: Config) -> web.Application:
         security.security_headers(config.admin_prefix, own_error_header=proxy.ERROR_HEADER)
     )
     security.add_routes(app, config.admin_prefix)
-    app.router.add_get(
-        f"/{config.admin_prefix}/api/v1/events", events.stream_events, allow_head=False
+    api.add_resource(  # a stream has no HEAD; other methods answer 405
+        app,
+        f"/{config.admin_prefix}/api/v1/events",
+        {hdrs.METH_GET: events.stream_events},
+        head=False,
     )
     admin.add_routes(app, config.admin_prefix)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)

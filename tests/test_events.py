@@ -569,3 +569,15 @@ async def test_a_failing_commit_callback_costs_nothing_but_its_notice(
     assert "on_commit callback" in caplog.text
     assert "broken subscriber" in caplog.text
     feed.response.close()
+
+
+async def test_other_methods_on_the_feed_answer_405(
+    start_gateway: StartGateway, http: ClientSession
+) -> None:
+    gateway = await start_gateway(admin_token=ADMIN)
+    url = f"http://127.0.0.1:{gateway.port}/codexgate/api/v1/events"
+    async with http.post(url, headers={"Authorization": f"Bearer {ADMIN}"}) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET"
+        body = await response.json()
+    assert body["error"]["type"] == "method_not_allowed"
