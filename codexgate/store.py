@@ -171,9 +171,35 @@ _REQUEST_COLUMNS: Final = (
 )
 _REQUEST_SELECT: Final = ", ".join(_REQUEST_COLUMNS)
 _INSERT_REQUEST: Final = (
-    f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS[1:])}) "  # noqa: S608 - constants
-    f"VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS[1:])})"
+    f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) "  # noqa: S608 - constants
+    f"VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
 )
+
+# Row ids are the live feed's positions, so they must never come back. Without AUTOINCREMENT,
+# deleting an account that holds the newest rows would let max(id)+1 hand their ids out again:
+# delete_account keeps the highest id each table ever had in `settings`, and new ids start
+# above it.
+_ID_FLOOR_TABLES: Final = ("usage_snapshots", "requests")
+_NEXT_ID: Final = {
+    table: (
+        f"SELECT max(coalesce((SELECT max(id) FROM {table}), 0), "  # noqa: S608 - constants
+        "coalesce((SELECT CAST(value AS INTEGER) FROM settings WHERE name = ?), 0)) + 1"
+    )
+    for table in _ID_FLOOR_TABLES
+}
+_RAISE_ID_FLOOR: Final = {
+    table: (
+        "INSERT INTO settings (name, value) "  # noqa: S608 - constants
+        f"SELECT ?, CAST(coalesce(max(id), 0) AS TEXT) FROM {table} WHERE true "
+        "ON CONFLICT (name) DO UPDATE SET value = CAST(max(CAST(settings.value AS INTEGER), "
+        "CAST(excluded.value AS INTEGER)) AS TEXT)"
+    )
+    for table in _ID_FLOOR_TABLES
+}
+
+
+def _id_floor_setting(table: str) -> str:
+    return f"{table}_id_floor"
 
 
 # history_page(window=...): the used_percent column that must be reported for a row to count.
@@ -506,6 +532,11 @@ class Store:
         rows = await self._db.execute_fetchall("PRAGMA user_version")
         return int(next(iter(rows))[0])
 
+    async def _next_id(self, table: str) -> int:
+        """The first id this transaction may hand out in table (caller holds the lock)."""
+        rows = await self._db.execute_fetchall(_NEXT_ID[table], (_id_floor_setting(table),))
+        return int(next(iter(rows))[0])
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (caller holds the lock)."""
@@ -569,7 +600,11 @@ class Store:
                 await self._resolve_accounts(_seen_accounts(ordered, requests), batch)
                 inserted, confirmed, confirmed_ids = await self._write_usage(ordered, batch)
                 if requests:
-                    await self._db.executemany(_INSERT_REQUEST, _request_rows(requests, batch))
+                    first_id = await self._next_id("requests")
+                    rows = _request_rows(requests, batch)
+                    await self._db.executemany(
+                        _INSERT_REQUEST, [(first_id + n, *row) for n, row in enumerate(rows)]
+                    )
                 await self._db.execute("COMMIT")
             except BaseException:
                 # Nothing of this batch reached the caches: they still match the database.
@@ -666,9 +701,8 @@ class Store:
         wanted = {key for key, _ in work if key not in self._last or key[0] in purged}
         if wanted:
             await self._load_last(wanted, batch)
-        rows = await self._db.execute_fetchall("SELECT max(id) FROM usage_snapshots")
         # We hold the write lock, so ids after the current maximum are ours to hand out.
-        next_id = int(next(iter(rows))[0] or 0) + 1
+        next_id = await self._next_id("usage_snapshots")
         inserts: list[list[Any]] = []
         pending: dict[tuple[int, str], list[Any]] = {}  # the newest row inserted per key
         confirms: dict[tuple[int, str], tuple[float, int, int, str]] = {}
@@ -1061,6 +1095,8 @@ class Store:
         async with self._lock:
             try:
                 async with self._transaction():
+                    for table in _ID_FLOOR_TABLES:
+                        await self._db.execute(_RAISE_ID_FLOOR[table], (_id_floor_setting(table),))
                     cursor = await self._db.execute(
                         "DELETE FROM accounts WHERE id = ?", (account_id,)
                     )

@@ -406,11 +406,15 @@ async def test_version_2_database_migrates_and_keeps_its_data(tmp_path: Path) ->
     old = await Store.open(path, migrations=first_two)
     try:
         assert await old.schema_version() == 2
-        # Version 2 has no account_events: write its rows the way a version 2 codexgate did.
-        await old.record([request(anonymous=True)])
     finally:
         await old.close()
+    # Rows as a version 2 codexgate wrote them (it had no account_events and no settings).
     with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO requests (started_at, method, path, transport, status) "
+            "VALUES (?, 'GET', '/backend-api/codex/models', 'http', 200)",
+            (T0,),
+        )
         db.execute(
             "INSERT INTO accounts (id, account_key, display_name, first_seen_at, last_seen_at) "
             "VALUES (1, 'seat:acct-1:user-1', 'Named', ?, ?)",
@@ -444,3 +448,19 @@ async def test_version_2_database_migrates_and_keeps_its_data(tmp_path: Path) ->
         assert kinds(await store.account_events_after(0)) == [(1, "deleted")]
     finally:
         await store.close()
+
+
+async def test_ids_never_come_back_after_deleting_the_account_with_the_newest_rows(
+    store: Store,
+) -> None:
+    await store.record([snap(T0), request(T0, anonymous=True)])
+    newest = RequestRecord(T0 + 11, OTHER, "POST", "/backend-api/codex/responses", "sse", 200)
+    await store.record([snap(T0 + 10, who=OTHER), newest])
+    before = await store.feed_cursor()
+    [doomed] = [a for a in await store.accounts() if a.account_key == OTHER.account_key]
+    assert await store.delete_account(doomed.id)
+    await store.record([snap(T0 + 20, plan="pro"), request(T0 + 21, anonymous=True)])
+    after = await store.feed_cursor()
+    # The feed's positions only move forward, so a reconnecting client misses nothing.
+    assert after.usage > before.usage
+    assert after.request > before.request
