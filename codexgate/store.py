@@ -635,14 +635,10 @@ class Store:
         missing = [key for key in seen if key not in batch.account_ids]
         if not missing:
             return
-        found: dict[str, int] = {}
-        for chunk in _chunks(missing, _CHUNK):
-            marks = ", ".join("?" for _ in chunk)
-            rows = await self._db.execute_fetchall(
-                f"SELECT account_key, id FROM accounts WHERE account_key IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            found.update((str(key), int(account_id)) for key, account_id in rows)
+        known = await self._select_in(
+            "SELECT account_key, id FROM accounts WHERE account_key IN ({marks})", missing
+        )
+        found = {str(key): int(account_id) for key, account_id in known}
         if found:
             params = [seen[key].params(account_id) for key, account_id in found.items()]
             await self._db.executemany(_UPDATE_ACCOUNT, params)
@@ -753,15 +749,19 @@ class Store:
 
     async def _existing_usage_ids(self, ids: Sequence[int]) -> tuple[int, ...]:
         """The ids of usage_snapshots that exist, ascending."""
-        found: list[int] = []
-        for chunk in _chunks(ids, _CHUNK):
+        rows = await self._select_in("SELECT id FROM usage_snapshots WHERE id IN ({marks})", ids)
+        return tuple(sorted(int(row[0]) for row in rows))
+
+    async def _select_in(self, sql: str, values: Sequence[Any]) -> list[Any]:
+        """Run sql, whose `{marks}` is an IN list, over values in chunks (caller holds the lock).
+
+        SQLite limits the bound variables of one statement, so long lists take several.
+        """
+        rows: list[Any] = []
+        for chunk in _chunks(values, _CHUNK):
             marks = ", ".join("?" for _ in chunk)
-            rows = await self._db.execute_fetchall(
-                f"SELECT id FROM usage_snapshots WHERE id IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            found += (int(row[0]) for row in rows)
-        return tuple(sorted(found))
+            rows.extend(await self._db.execute_fetchall(sql.format(marks=marks), chunk))
+        return rows
 
     async def _load_last(self, keys: set[tuple[int, str]], batch: _Batch) -> None:
         """Load the newest row of each key into batch.last (None where there is none)."""
@@ -820,17 +820,10 @@ class Store:
 
     async def latest_usage_of(self, account_ids: Sequence[int]) -> list[LatestUsageRow]:
         """latest_usage of the given accounts (unknown ids are skipped), by account, limit."""
-        wanted = sorted(set(account_ids))
-        result: list[LatestUsageRow] = []
+        sql = _LATEST_SELECT + " WHERE account_id IN ({marks}) ORDER BY account_id, limit_id"
         async with self._lock:
-            for chunk in _chunks(wanted, _CHUNK):
-                marks = ", ".join("?" for _ in chunk)
-                rows = await self._db.execute_fetchall(
-                    f"{_LATEST_SELECT} WHERE account_id IN ({marks}) ORDER BY account_id, limit_id",
-                    chunk,
-                )
-                result += (_latest(row) for row in rows)
-        return result
+            rows = await self._select_in(sql, sorted(set(account_ids)))
+        return [_latest(row) for row in rows]
 
     async def history(
         self,
@@ -908,18 +901,10 @@ class Store:
 
     async def usage_rows(self, ids: Sequence[int]) -> list[UsageRow]:
         """The usage_snapshots rows with these ids (missing ones skipped), by id."""
-        wanted = sorted(set(ids))
-        result: list[UsageRow] = []
+        sql = f"SELECT {_USAGE_SELECT} FROM usage_snapshots WHERE id IN ({{marks}}) ORDER BY id"  # noqa: S608
         async with self._lock:
-            for chunk in _chunks(wanted, _CHUNK):
-                marks = ", ".join("?" for _ in chunk)
-                rows = await self._db.execute_fetchall(
-                    f"SELECT {_USAGE_SELECT} FROM usage_snapshots "  # noqa: S608
-                    f"WHERE id IN ({marks}) ORDER BY id",
-                    chunk,
-                )
-                result += (_usage(row) for row in rows)
-        return result
+            rows = await self._select_in(sql, sorted(set(ids)))
+        return [_usage(row) for row in rows]
 
     async def count_history(self) -> int:
         """The number of usage_snapshots rows."""
