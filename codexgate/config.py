@@ -54,9 +54,17 @@ class Config:
     shutdown_grace: float = 30.0
     admin_token: str | None = field(default=None, repr=False)  # never in a repr or a log line
     no_auth: bool = False
+    warn_percent: float = 50.0  # the dashboard's bars turn amber from here
+    critical_percent: float = 80.0  # and red from here; also what "near the limit" means
 
     def __post_init__(self) -> None:
-        """Refuse --no-auth on an address other machines can reach, however the Config is built."""
+        """Refuse --no-auth on an address other machines can reach, and crossed thresholds."""
+        if not 0 < self.warn_percent < self.critical_percent <= 100:
+            raise ConfigError(
+                "critical_percent",
+                "needs 0 < --warn-percent < --critical-percent <= 100, got "
+                f"{self.warn_percent:g} and {self.critical_percent:g}",
+            )
         if self.no_auth and not is_loopback(self.host):
             raise ConfigError(
                 "no_auth",
@@ -135,6 +143,16 @@ SETTINGS: tuple[_Setting, ...] = (
         "no_auth",
         "on turns authentication off; only with a loopback --host (default off)",
         "on|off",
+    ),
+    _Setting(
+        "warn_percent",
+        "used percent from which the dashboard shows a window amber (default 50)",
+        "PERCENT",
+    ),
+    _Setting(
+        "critical_percent",
+        "used percent from which a window shows red and counts as near its limit (default 80)",
+        "PERCENT",
     ),
 )
 
@@ -244,6 +262,11 @@ def _convert(name: str, raw: str) -> object:
             if mode not in ("relay", "refuse"):
                 raise ConfigError(name, f"must be relay or refuse, got {raw!r}")
             return mode
+        case "warn_percent" | "critical_percent":
+            percent = _number(name, raw, minimum=0.001)
+            if percent > 100:
+                raise ConfigError(name, f"must be at most 100, got {raw!r}")
+            return percent
         case "queue_size":
             return int(_number(name, raw, minimum=1, integer=True))
         case "admin_token":

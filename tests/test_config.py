@@ -50,6 +50,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "shutdown_grace": "0",
         "admin_token": "a-long-admin-token-0123",
         "no_auth": "on",
+        "warn_percent": "60",
+        "critical_percent": "90.5",
     }
     assert {s.name for s in SETTINGS} == set(values)
     config = from_argv([], environ={f"CODEXGATE_{k.upper()}": v for k, v in values.items()})
@@ -62,6 +64,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert config.queue_size == 50
     assert config.admin_token == "a-long-admin-token-0123"
     assert config.no_auth is True
+    assert (config.warn_percent, config.critical_percent) == (60.0, 90.5)
     assert config.public_base == "http://[::1]:1234"
 
 
@@ -84,6 +87,9 @@ def test_every_setting_can_come_from_the_environment() -> None:
         ("--admin-token", "too-short", "--admin-token (CODEXGATE_ADMIN_TOKEN): must be at least"),
         ("--admin-token", "has spaces in the middle", "without spaces"),
         ("--no-auth", "maybe", "--no-auth (CODEXGATE_NO_AUTH): must be on or off"),
+        ("--warn-percent", "0", "--warn-percent (CODEXGATE_WARN_PERCENT): must be at least"),
+        ("--critical-percent", "101", "must be at most 100"),
+        ("--warn-percent", "85", "needs 0 < --warn-percent < --critical-percent <= 100"),
     ],
 )
 def test_bad_values_name_the_setting(flag: str, value: str, words: str) -> None:
