@@ -347,6 +347,15 @@ class RequestRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    """Requests and tokens of one time bucket of the request log."""
+
+    index: int  # 0 is the bucket starting at `since`
+    requests: int
+    tokens: int  # sum of total_tokens (NULL counts as 0)
+
+
+@dataclass(frozen=True, slots=True)
 class AccountEvent:
     """One row of `account_events`: a change to an account, in commit order (by id)."""
 
@@ -956,6 +965,36 @@ class Store:
         """The number of requests rows."""
         rows = await self._fetch("SELECT count(*) FROM requests", ())
         return int(rows[0][0])
+
+    async def request_activity(
+        self,
+        *,
+        since: float,
+        until: float,
+        bucket_seconds: float,
+        account_id: int | None = None,
+    ) -> list[ActivityBucket]:
+        """Requests with since <= started_at < until per bucket_seconds from since, by index.
+
+        Only non-empty buckets come back. Raises ValueError when bucket_seconds <= 0 or
+        until < since.
+        """
+        if not bucket_seconds > 0:
+            raise ValueError(f"bucket_seconds must be > 0, not {bucket_seconds}")
+        if not until >= since:
+            raise ValueError(f"until must not be before since, not {until} < {since}")
+        # A range scan of requests_time, or of requests_account_time with an account.
+        sql = (
+            "SELECT CAST((started_at - ?) / ? AS INTEGER) AS bucket, count(*), "
+            "coalesce(sum(total_tokens), 0) FROM requests WHERE started_at >= ? AND started_at < ?"
+        )
+        params: list[Any] = [since, bucket_seconds, since, until]
+        if account_id is not None:
+            sql += " AND account_id = ?"
+            params.append(account_id)
+        sql += " GROUP BY bucket ORDER BY bucket"
+        rows = await self._fetch(sql, params)
+        return [ActivityBucket(*row) for row in rows]
 
     # -- feed replay ------------------------------------------------------------------------
 
