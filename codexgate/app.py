@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, hdrs, web
 
-from . import admin, api, errors, events, proxy, security, tap
+from . import admin, api, dashboard, errors, events, pages, proxy, security, tap
 from .capture import IdentityCache
 from .config import Config
 from .keys import CONFIG, IDENTITIES, RECORDER, STORE, UPSTREAM_SESSION, UPSTREAM_WS_SESSION
@@ -95,7 +95,9 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(
         security.security_headers(config.admin_prefix, own_error_header=proxy.ERROR_HEADER)
     )
+    pages.setup(app, config.admin_prefix)
     security.add_routes(app, config.admin_prefix)
+    dashboard.add_routes(app, config.admin_prefix)
     api.add_resource(  # a stream has no HEAD; other methods answer 405
         app,
         f"/{config.admin_prefix}/api/v1/events",

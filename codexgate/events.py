@@ -532,7 +532,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     row's newest state is always one REST call away.
     """
     bus = request.app[EVENT_BUS]
-    raw = request.headers.get("Last-Event-ID", "").strip()
+    # The header (sent by EventSource when it reconnects) wins; a page's first connection names
+    # the position it was rendered at in the query, since EventSource cannot set the header.
+    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id", "")).strip()
     after = parse_event_id(raw) if raw else None
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import ClientSession, web
@@ -26,6 +27,8 @@ IDENTITIES: Final[web.AppKey[IdentityCache]] = web.AppKey("identities")
 # overrides the feed's defaults (queue size, ping interval: tests make them small).
 EVENT_BUS: Final[web.AppKey[EventBus]] = web.AppKey("event_bus")
 FEED_OPTIONS: Final[web.AppKey[FeedOptions]] = web.AppKey("feed_options")
+# The content hash of each static file, put in its URL so that a browser never runs a stale copy.
+STATIC_VERSIONS: Final[web.AppKey[Mapping[str, str]]] = web.AppKey("static_versions")
 # The admin credential (token hash, cookie key) loaded from the store at start.
 ADMIN_AUTH: Final[web.AppKey[AdminAuth]] = web.AppKey("admin_auth")
 

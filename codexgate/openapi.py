@@ -528,7 +528,13 @@ def document(prefix: str) -> dict[str, Any]:
                         "required": False,
                         "schema": _STR,
                         "description": "the id of the last event received",
-                    }
+                    },
+                    _query(
+                        "last_event_id",
+                        _STR,
+                        "the same position as Last-Event-ID, for a first connection that cannot "
+                        "set the header (a page's EventSource); the header wins",
+                    ),
                 ],
                 operation_id="events",
             )

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
+from urllib.parse import quote
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
+from . import pages
 from .errors import error_response
 from .keys import ADMIN_AUTH, CONFIG, STORE
 
@@ -215,7 +216,8 @@ def auth_middleware(prefix: str) -> Middleware:
     """The middleware that guards every path under /<prefix>/ but healthz, login and static/."""
     own = f"/{prefix}"
     under = f"{own}/"
-    open_paths = frozenset({f"{under}healthz", f"{under}login"})
+    # The language switch only sets a cookie; the sign-in page has one too.
+    open_paths = frozenset({f"{under}healthz", f"{under}login", f"{under}language"})
     static = f"{under}static/"
 
     @web.middleware
@@ -232,10 +234,17 @@ def auth_middleware(prefix: str) -> Middleware:
         if auth.enabled:
             refusal = _refusal(request, auth, prefix)
             if refusal is not None:
+                if refusal.status == 401 and _page_navigation(request):
+                    return _see_other(f"{under}login?next={quote(request.path_qs, safe='/')}")
                 return refusal
         return await handler(request)
 
     return authenticate
+
+
+def _page_navigation(request: web.Request) -> bool:
+    """A browser opening a page (not a script calling the API): it is sent to sign in."""
+    return request.method == hdrs.METH_GET and "text/html" in request.headers.get(hdrs.ACCEPT, "")
 
 
 ResponseSignal = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
@@ -264,50 +273,6 @@ def security_headers(prefix: str, own_error_header: str) -> ResponseSignal:
     return add_security_headers
 
 
-_PAGE: Final = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>codexgate: {title}</title>
-</head>
-<body>
-<h1>codexgate</h1>
-{body}
-</body>
-</html>
-"""
-
-
-def _page(
-    status: int, title: str, body: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """An HTML page; `body` is already escaped, `title` is escaped here."""
-    text = _PAGE.format(title=html.escape(title), body=body)
-    return web.Response(
-        status=status, text=text, content_type="text/html", charset="utf-8", headers=headers
-    )
-
-
-def _login_page(prefix: str, *, rejected: bool) -> web.Response:
-    action = html.escape(f"/{prefix}/login")
-    notice = "<p><strong>That token is not valid.</strong></p>\n" if rejected else ""
-    body = (
-        f"{notice}"
-        f'<form method="post" action="{action}">\n'
-        '<p><label for="token">Admin token</label>\n'
-        '<input id="token" name="token" type="password" autocomplete="current-password" '
-        "required autofocus>\n"
-        '<button type="submit">Sign in</button></p>\n'
-        "</form>\n"
-        "<p>codexgate logged a sign-in link with the token on its first start. To set a new "
-        "token, start it with <code>--admin-token TOKEN</code>.</p>"
-    )
-    if rejected:
-        return _page(401, "sign in", body, {hdrs.WWW_AUTHENTICATE: WWW_AUTHENTICATE})
-    return _page(200, "sign in", body)
-
-
 def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={hdrs.LOCATION: location})
 
@@ -317,18 +282,22 @@ async def login(request: web.Request) -> web.Response:
     prefix = request.app[CONFIG].admin_prefix
     auth = request.app[ADMIN_AUTH]
     token: str | None
+    next_field: object = request.query.get("next")
     if request.method == hdrs.METH_POST:
-        field = (await request.post()).get("token")
+        form = await request.post()
+        field = form.get("token")
         token = field if isinstance(field, str) else None
+        next_field = form.get("next", next_field)
     else:
         token = request.query.get("token")
+    next_path = pages.local_path(next_field if isinstance(next_field, str) else None, prefix)
     if not auth.enabled:
-        return _see_other(f"/{prefix}/")
+        return _see_other(next_path)
     if not token:
-        return _login_page(prefix, rejected=False)
+        return pages.login_page(request, rejected=False, next_path=next_path)
     if not auth.token_matches(token):
-        return _login_page(prefix, rejected=True)
-    response = _see_other(f"/{prefix}/")
+        return pages.login_page(request, rejected=True, next_path=next_path)
+    response = _see_other(next_path)
     response.set_cookie(
         SESSION_COOKIE,
         auth.session_value(int(time.time()) + SESSION_MAX_AGE),
@@ -355,21 +324,8 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
-async def signed_in(request: web.Request) -> web.Response:
-    """The page at /<prefix>/ until the dashboard replaces it."""
-    prefix = html.escape(request.app[CONFIG].admin_prefix)
-    body = (
-        "<p>You are signed in.</p>\n"
-        '<p>The API: <a href="api/v1/accounts">api/v1/accounts</a></p>\n'
-        f'<form method="post" action="/{prefix}/logout">'
-        '<button type="submit">Sign out</button></form>'
-    )
-    return _page(200, "signed in", body)
-
-
 def add_routes(app: web.Application, prefix: str) -> None:
-    """Register sign-in, sign-out and the signed-in page; before the admin catch-all."""
+    """Register sign-in and sign-out; before the admin catch-all."""
     app.router.add_get(f"/{prefix}/login", login)
     app.router.add_post(f"/{prefix}/login", login)
     app.router.add_post(f"/{prefix}/logout", logout)
-    app.router.add_get(f"/{prefix}/", signed_in)

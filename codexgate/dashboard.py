@@ -1,0 +1,252 @@
+"""The dashboard's pages: the accounts overview and one account's history and requests.
+
+Both are complete with JavaScript off; web/static/dashboard.js then keeps them live from the
+feed. Each page carries the feed position read before its data, so the script's first connection
+replays whatever was committed while the page was being built: nothing falls between the two.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from . import charts, events, views
+from .api import account_of, parse_id
+from .errors import ApiError
+from .keys import CONFIG, EVENT_BUS, STORE
+from .pages import render
+from .store import ActivityBucket, UsageRow
+
+# period: (bucket seconds, buckets) of the summary's sparklines.
+PERIODS: Final = {"24h": (3600, 24), "7d": (6 * 3600, 28)}
+RANGES: Final = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+VIEWS: Final = ("used", "remaining")
+REQUESTS_PAGE: Final = 25
+# History rows read for one chart page; the charts downsample what they draw.
+HISTORY_ROWS: Final = 50_000
+CHART_WIDTH: Final = 600
+CHART_HEIGHT: Final = 160
+# A value is drawn as holding for at most this long after its sample (or its window's length).
+DEFAULT_HOLD: Final = 6 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Requests and tokens per bucket over the summary's period, oldest bucket first."""
+
+    since: float
+    bucket_seconds: int
+    requests: list[int]
+    tokens: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One window's history chart."""
+
+    limit_id: str
+    limit_name: str | None
+    window: str
+    path: charts.SeriesPath
+    ticks: list[tuple[float, float]]  # (x fraction, unix time)
+
+
+def _choice(request: web.Request, name: str, allowed: Sequence[str], default: str) -> str:
+    value = request.query.get(name, default)
+    return value if value in allowed else default
+
+
+def _thresholds(request: web.Request) -> views.Thresholds:
+    config = request.app[CONFIG]
+    return views.Thresholds(config.warn_percent, config.critical_percent)
+
+
+def activity(buckets: Sequence[ActivityBucket], since: float, size: int, count: int) -> Activity:
+    """Dense per-bucket lists from the store's non-empty buckets."""
+    requests = [0] * count
+    tokens = [0] * count
+    for bucket in buckets:
+        if 0 <= bucket.index < count:
+            requests[bucket.index] = bucket.requests
+            tokens[bucket.index] = bucket.tokens
+    return Activity(since, size, requests, tokens)
+
+
+def _feed_position(request: web.Request) -> str:
+    return events.event_id(request.app[EVENT_BUS].cursor)
+
+
+async def overview(request: web.Request) -> web.Response:
+    """GET /<prefix>/ (and codex/dashboard): the summary strip and every account's card."""
+    cursor = _feed_position(request)  # before the data: the feed replays anything newer
+    store = request.app[STORE]
+    thresholds = _thresholds(request)
+    now = time.time()
+    sort = _choice(request, "sort", views.SORTS, "name")
+    view = _choice(request, "view", VIEWS, "used")
+    period = _choice(request, "period", tuple(PERIODS), "24h")
+    size, count = PERIODS[period]
+    # Buckets on whole multiples of their size, so the page script can add live requests.
+    since = (math.floor(now / size) - count + 1) * size
+    buckets = await store.request_activity(
+        since=since, until=since + size * count, bucket_seconds=size
+    )
+    spark = activity(buckets, since, size, count)
+    cards = views.cards(await store.accounts(), await store.latest_usage(), now, thresholds)
+    context = {
+        "cards": views.sort_cards(cards, sort, now),
+        "summary": views.summary(cards, now, thresholds),
+        "thresholds": thresholds,
+        "now": now,
+        "sort": sort,
+        "view": view,
+        "period": period,
+        "periods": tuple(PERIODS),
+        "activity": spark,
+        "requests_line": charts.sparkline(spark.requests),
+        "tokens_line": charts.sparkline(spark.tokens),
+    }
+    page_data = {
+        "page": "overview",
+        "cursor": cursor,
+        "thresholds": {"warn": thresholds.warn, "critical": thresholds.critical},
+        "stale_after": views.STALE_AFTER_SECONDS,
+        "view": view,
+        "sort": sort,
+        "activity": {
+            "since": spark.since,
+            "bucket": spark.bucket_seconds,
+            "requests": spark.requests,
+            "tokens": spark.tokens,
+        },
+    }
+    return render(request, "dashboard.html", context, page_data=page_data)
+
+
+def _samples(rows: Sequence[UsageRow], window: str) -> list[tuple[float, float]]:
+    """(captured_at, used percent) of the rows that reported `window`, by time."""
+    samples = []
+    for row in rows:
+        used = _used(row, window)
+        if used is not None:
+            samples.append((row.captured_at, used))
+    return samples
+
+
+def _used(row: UsageRow, window: str) -> float | None:
+    if window == "5h":
+        return row.five_hour_used_percent
+    if window == "7d":
+        return row.seven_day_used_percent
+    if window == "monthly":
+        return row.monthly_used_percent
+    if row.primary_window == window:
+        return row.primary_used_percent
+    if row.secondary_window == window:
+        return row.secondary_used_percent
+    return None
+
+
+def _minutes(row: UsageRow, window: str) -> int | None:
+    fixed = {
+        "5h": row.five_hour_window_minutes,
+        "7d": row.seven_day_window_minutes,
+        "monthly": row.monthly_window_minutes,
+    }
+    if window in fixed:
+        return fixed[window]
+    if row.primary_window == window:
+        return row.primary_window_minutes
+    return row.secondary_window_minutes if row.secondary_window == window else None
+
+
+def history_charts(
+    rows: Sequence[UsageRow], start: float, end: float, thresholds: views.Thresholds
+) -> list[Chart]:
+    """A chart per limit family and window the rows reported, the main family first."""
+    by_limit: dict[str, list[UsageRow]] = {}
+    for row in rows:
+        by_limit.setdefault(row.limit_id, []).append(row)
+    result = []
+    ticks = charts.time_ticks(start, end)
+    for limit_id in sorted(by_limit, key=lambda lid: (lid != views.MAIN_LIMIT, lid)):
+        limit_rows = by_limit[limit_id]
+        windows: list[str] = []
+        for row in limit_rows:
+            for reported in views.windows_of(row, thresholds):
+                if reported.used_percent is not None and reported.key not in windows:
+                    windows.append(reported.key)
+        order = {key: i for i, key in enumerate(views.FIXED_WINDOWS)}
+        for window in sorted(windows, key=lambda key: (order.get(key, len(order)), key)):
+            minutes = next(
+                (m for m in (_minutes(r, window) for r in reversed(limit_rows)) if m), None
+            )
+            hold = minutes * 60 if minutes else DEFAULT_HOLD
+            path = charts.step_path(
+                _samples(limit_rows, window),
+                start=start,
+                end=end,
+                width=CHART_WIDTH,
+                height=CHART_HEIGHT,
+                max_gap=hold,
+            )
+            name = limit_rows[-1].limit_name
+            result.append(Chart(limit_id, name, window, path, ticks))
+    return result
+
+
+async def account_page(request: web.Request) -> web.Response:
+    """GET /<prefix>/accounts/{id}: the card, the history charts and the requests table."""
+    cursor = _feed_position(request)
+    try:
+        account = await account_of(request, request.match_info["id"])
+    except ApiError:
+        return render(request, "missing.html", {}, status=404)
+    store = request.app[STORE]
+    thresholds = _thresholds(request)
+    now = time.time()
+    chosen = _choice(request, "range", tuple(RANGES), "24h")
+    start = now - RANGES[chosen]
+    # From a little earlier, so a value reported before the range opens the line.
+    rows = await store.history(account.id, since=start - DEFAULT_HOLD, limit=HISTORY_ROWS)
+    before = parse_id(request.query.get("before"))
+    page = await store.requests(account_id=account.id, before_id=before, limit=REQUESTS_PAGE + 1)
+    latest = await store.latest_usage(account.id)
+    card = views.cards([account], latest, now, thresholds)[0]
+    context: dict[str, Any] = {
+        "card": card,
+        "thresholds": thresholds,
+        "now": now,
+        "view": _choice(request, "view", VIEWS, "used"),
+        "range": chosen,
+        "ranges": tuple(RANGES),
+        "charts": history_charts(rows, start, now, thresholds),
+        "chart_width": CHART_WIDTH,
+        "chart_height": CHART_HEIGHT,
+        "requests": page[:REQUESTS_PAGE],
+        "older": page[REQUESTS_PAGE - 1].id if len(page) > REQUESTS_PAGE else None,
+        "first_page": before is None,
+    }
+    page_data = {
+        "page": "account",
+        "account_id": account.id,
+        "cursor": cursor,
+        "thresholds": {"warn": thresholds.warn, "critical": thresholds.critical},
+        "stale_after": views.STALE_AFTER_SECONDS,
+        "view": context["view"],
+        "live_requests": before is None,
+        "requests_page": REQUESTS_PAGE,
+    }
+    return render(request, "account.html", context, page_data=page_data)
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    """Register the pages; before the admin catch-all."""
+    app.router.add_get(f"/{prefix}/", overview)
+    app.router.add_get(f"/{prefix}/codex/dashboard", overview)
+    app.router.add_get(f"/{prefix}/accounts/{{id}}", account_page)

@@ -1,0 +1,728 @@
+// codexgate dashboard: keeps the server-rendered page live from the admin feed (SSE), ticks the
+// countdowns, and manages accounts through the JSON API. Every value goes into the page with
+// textContent or an attribute, never as markup. The rules for windows and levels are the same as
+// codexgate/views.py's.
+"use strict";
+
+(() => {
+  const dataElement = document.getElementById("page-data");
+  if (!dataElement) return;
+  const page = JSON.parse(dataElement.textContent);
+  const messages = page.messages;
+  const base = "/" + page.prefix;
+  const api = base + "/api/v1";
+  // The server's clock, so countdowns agree with it even when this machine's clock is off.
+  const skewMs = page.server_now * 1000 - Date.now();
+  const now = () => (Date.now() + skewMs) / 1000;
+
+  const FIXED = ["5h", "7d", "monthly"];
+  const ALWAYS_SHOWN = ["5h", "7d"];
+  const MAIN_LIMIT = "codex";
+  const SOURCES = ["headers", "event", "usage_body", "error"];
+  const storage = {
+    get(key) { try { return window.localStorage.getItem("codexgate." + key); } catch { return null; } },
+    set(key, value) { try { window.localStorage.setItem("codexgate." + key, value); } catch { /* private mode */ } },
+  };
+
+  // -- text -----------------------------------------------------------------------------------
+
+  function t(key, fields) {
+    let text = Object.prototype.hasOwnProperty.call(messages, key) ? messages[key] : key;
+    if (fields) {
+      for (const [name, value] of Object.entries(fields)) text = text.split("{" + name + "}").join(String(value));
+    }
+    return text;
+  }
+
+  function duration(seconds) {
+    let rest = Math.max(0, Math.floor(seconds));
+    const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]].map(([unit, size]) => {
+      const n = Math.floor(rest / size);
+      rest -= n * size;
+      return [unit, n];
+    });
+    let first = units.findIndex(([, n]) => n > 0);
+    if (first < 0) first = units.length - 1;
+    const shown = [units[first]];
+    if (first < units.length - 1 && units[first + 1][1] > 0) shown.push(units[first + 1]);
+    return shown.map(([unit, n]) => t("duration." + unit, { n })).join(t("duration.join"));
+  }
+
+  function percentText(value) {
+    const rounded = Math.round(value * 10) / 10;
+    return Number.isInteger(rounded) ? rounded.toFixed(0) : rounded.toFixed(1);
+  }
+
+  function level(used) {
+    if (used === null || !Number.isFinite(used)) return "unknown";
+    if (used >= 100) return "full";
+    if (used >= page.thresholds.critical) return "critical";
+    if (used >= page.thresholds.warn) return "warn";
+    return "ok";
+  }
+
+  const timeFormats = {
+    time: { hour: "2-digit", minute: "2-digit" },
+    date: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
+    datetime: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" },
+  };
+  function localTime(at, format) {
+    try {
+      return new Intl.DateTimeFormat(page.lang, timeFormats[format] || timeFormats.datetime).format(new Date(at * 1000));
+    } catch {
+      return new Date(at * 1000).toISOString();
+    }
+  }
+  function localizeTimes(root) {
+    for (const element of root.querySelectorAll("[data-at]")) {
+      const at = Number(element.dataset.at);
+      if (element.dataset.at !== "" && Number.isFinite(at)) element.textContent = localTime(at, element.dataset.format);
+    }
+  }
+
+  function field(root, name) {
+    return root.querySelector('[data-field="' + name + '"]');
+  }
+
+  // -- messages in the page -------------------------------------------------------------------
+
+  function notice(text) {
+    const box = document.getElementById("notices");
+    if (!box) return;
+    const line = document.createElement("p");
+    line.textContent = text;
+    box.replaceChildren(line);
+  }
+
+  function showError(text, withSignIn) {
+    const box = document.getElementById("errors");
+    if (!box) return;
+    const line = document.createElement("p");
+    line.textContent = text + " ";
+    if (withSignIn) {
+      const link = document.createElement("a");
+      link.href = base + "/login?next=" + encodeURIComponent(location.pathname + location.search);
+      link.textContent = t("title.sign_in");
+      line.append(link);
+    }
+    box.replaceChildren(line);
+  }
+
+  function clearErrors() {
+    const box = document.getElementById("errors");
+    if (box) box.replaceChildren();
+  }
+
+  // -- windows, limits and cards --------------------------------------------------------------
+
+  let view = page.view;
+
+  function setCountdown(element, at) {
+    element.dataset.resetAt = at === null || at === undefined ? "" : String(at);
+    tickCountdown(element, now());
+  }
+
+  function tickCountdown(element, current) {
+    if (element.dataset.resetAt === "") {
+      element.textContent = t("window.reset_unknown");
+      return;
+    }
+    const at = Number(element.dataset.resetAt);
+    element.textContent = at > current
+      ? t(element.dataset.running, { duration: duration(at - current) })
+      : t(element.dataset.done);
+  }
+
+  function drawWindow(item) {
+    const raw = item.dataset.used;
+    const used = raw === "" ? null : Number(raw);
+    const pct = field(item, "pct");
+    const fill = item.querySelector(".fill");
+    if (used === null) {
+      pct.textContent = t("window.unknown");
+      fill.setAttribute("width", "0");
+      return;
+    }
+    const left = Math.min(100, Math.max(0, 100 - used));
+    const shown = view === "remaining" ? left : Math.min(100, Math.max(0, used));
+    pct.textContent = view === "remaining"
+      ? t("window.left", { percent: percentText(left) })
+      : t("window.used", { percent: percentText(used) });
+    fill.setAttribute("width", String(Math.round(shown * 100) / 100));
+  }
+
+  function setWindow(item, used, resetsAt) {
+    const value = used === null || used === undefined || !Number.isFinite(Number(used)) ? null : Number(used);
+    const lvl = level(value);
+    item.dataset.used = value === null ? "" : String(value);
+    item.className = "window level-" + lvl;
+    field(item, "level").textContent = t("level." + lvl);
+    drawWindow(item);
+    setCountdown(item.querySelector(".countdown"), resetsAt);
+  }
+
+  function cloneTemplate(id) {
+    const template = document.getElementById(id);
+    return template.content.firstElementChild.cloneNode(true);
+  }
+
+  function windowsOf(row) {
+    const result = [
+      { key: "5h", used: row.five_hour_used_percent, resetsAt: row.five_hour_resets_at },
+      { key: "7d", used: row.seven_day_used_percent, resetsAt: row.seven_day_resets_at },
+      { key: "monthly", used: row.monthly_used_percent, resetsAt: row.monthly_resets_at },
+    ];
+    const slots = [
+      [row.primary_window, row.primary_used_percent, row.primary_resets_at],
+      [row.secondary_window, row.secondary_used_percent, row.secondary_resets_at],
+    ];
+    for (const [label, used, resetsAt] of slots) {
+      if (label && !FIXED.includes(label) && (used !== null || resetsAt)) result.push({ key: label, used, resetsAt });
+    }
+    return result;
+  }
+
+  function fillLimit(section, row) {
+    const limitName = field(section, "limit-name");
+    if (row.limit_id === MAIN_LIMIT) {
+      limitName.hidden = true;
+    } else {
+      limitName.textContent = t("limit.extra", { name: row.limit_name || row.limit_id });
+      limitName.hidden = false;
+    }
+    const list = section.querySelector(".windows");
+    const seen = new Set();
+    for (const w of windowsOf(row)) {
+      seen.add(w.key);
+      let item = list.querySelector('[data-window="' + CSS.escape(w.key) + '"]');
+      if (!item) {
+        item = cloneTemplate("window-template");
+        item.dataset.window = w.key;
+        field(item, "window-name").textContent = w.key;
+        list.append(item);
+      }
+      setWindow(item, w.used, w.resetsAt);
+      item.hidden = !(ALWAYS_SHOWN.includes(w.key) || w.used !== null || w.resetsAt !== null);
+    }
+    for (const item of list.querySelectorAll(".window")) {
+      if (!seen.has(item.dataset.window)) {
+        if (FIXED.includes(item.dataset.window)) {
+          setWindow(item, null, null);
+          item.hidden = !ALWAYS_SHOWN.includes(item.dataset.window);
+        } else {
+          item.remove();
+        }
+      }
+    }
+    const hit = field(section, "limit-hit");
+    const hitActive = row.limit_hit_type !== null
+      && (row.limit_hit_resets_at === null || row.limit_hit_resets_at > now());
+    hit.hidden = !hitActive;
+    section.dataset.hitUntil = hitActive ? (row.limit_hit_resets_at === null ? "unknown" : String(row.limit_hit_resets_at)) : "";
+    setCountdown(hit.querySelector(".countdown"), hitActive ? row.limit_hit_resets_at : null);
+    const fresh = field(section, "fresh");
+    fresh.hidden = false;
+    fresh.dataset.confirmedAt = String(row.confirmed_at);
+    const source = SOURCES.includes(row.source) ? t("source." + row.source) : row.source;
+    field(section, "source").textContent = t("fresh.via", { source });
+    tickFreshness(section, now());
+  }
+
+  function tickFreshness(section, current) {
+    const fresh = field(section, "fresh");
+    if (!fresh || fresh.dataset.confirmedAt === "") return;
+    const age = Math.max(0, current - Number(fresh.dataset.confirmedAt));
+    field(section, "age").textContent = age < 5 ? t("fresh.just_now") : t("fresh.updated", { age: duration(age) });
+    const stale = age > page.stale_after;
+    section.classList.toggle("stale", stale);
+    field(section, "stale").hidden = !stale;
+  }
+
+  function cards() {
+    return document.getElementById("cards");
+  }
+
+  function findCard(accountId) {
+    return cards()?.querySelector('.card[data-account-id="' + CSS.escape(String(accountId)) + '"]') || null;
+  }
+
+  function cardTitle(account) {
+    return account.display_name || account.email || null;
+  }
+
+  function fillMeta(card, account) {
+    const title = cardTitle(account);
+    card.dataset.title = title || "";
+    const titleElement = field(card, "title");
+    titleElement.textContent = title || t("card.unnamed");
+    titleElement.classList.toggle("unnamed", !title);
+    const email = field(card, "email");
+    email.textContent = account.email || "";
+    email.hidden = !(account.display_name && account.email); // else the title already is the email
+    field(card, "plan").textContent = account.plan_type || t("window.unknown");
+    const input = card.querySelector('input[name="display_name"]');
+    if (input && field(card, "rename-form").hidden) input.value = account.display_name || "";
+  }
+
+  function createCard(account) {
+    const card = cloneTemplate("card-template");
+    card.dataset.accountId = String(account.id);
+    for (const name of ["title-link", "history-link"]) {
+      const link = field(card, name);
+      if (link) link.href = base + "/accounts/" + encodeURIComponent(String(account.id));
+    }
+    fillMeta(card, account);
+    cards().append(card);
+    document.getElementById("no-accounts")?.setAttribute("hidden", "");
+    return card;
+  }
+
+  async function fetchAccount(accountId) {
+    const response = await fetch(api + "/accounts/" + encodeURIComponent(String(accountId)), { credentials: "same-origin" });
+    return response.ok ? response.json() : null;
+  }
+
+  function ensureCard(accountId) {
+    let card = findCard(accountId);
+    if (card || page.page !== "overview") return card;
+    card = createCard({ id: accountId, display_name: null, email: null, plan_type: null });
+    fetchAccount(accountId).then((account) => { if (account && card.isConnected) fillMeta(card, account); }, () => {});
+    return card;
+  }
+
+  function applyUsage(payload) {
+    if (page.page === "account" && payload.account_id !== page.account_id) return;
+    const card = ensureCard(payload.account_id);
+    if (!card) return;
+    const row = payload.row;
+    const limits = field(card, "limits");
+    let section = limits.querySelector('.limit[data-limit-id="' + CSS.escape(row.limit_id) + '"]');
+    if (!section) {
+      section = cloneTemplate("limit-template");
+      section.dataset.limitId = row.limit_id;
+      limits.append(section);
+    }
+    fillLimit(section, row);
+    field(card, "no-data").hidden = true;
+    afterChange();
+  }
+
+  function applyAccount(payload) {
+    if (page.page === "account" && payload.id !== page.account_id) return;
+    if (payload.kind === "deleted") {
+      findCard(payload.id)?.remove();
+      if (page.page === "account") {
+        location.assign(base + "/");
+        return;
+      }
+      const list = cards();
+      if (list && !list.querySelector(".card")) document.getElementById("no-accounts")?.removeAttribute("hidden");
+    } else if (payload.account) {
+      const card = findCard(payload.id) || (page.page === "overview" ? createCard(payload.account) : null);
+      if (card) fillMeta(card, payload.account);
+    }
+    afterChange();
+  }
+
+  // -- the summary strip and sorting ----------------------------------------------------------
+
+  function cardFacts(card, current) {
+    let maxUsed = null;
+    let soonest = null;
+    let atLimit = false;
+    for (const item of card.querySelectorAll(".window:not([hidden])")) {
+      if (item.dataset.used !== "") {
+        const used = Number(item.dataset.used);
+        maxUsed = maxUsed === null ? used : Math.max(maxUsed, used);
+        if (used >= 100) atLimit = true;
+      }
+      const at = Number(item.querySelector(".countdown").dataset.resetAt || NaN);
+      if (Number.isFinite(at) && at > current && (soonest === null || at < soonest)) soonest = at;
+    }
+    for (const section of card.querySelectorAll(".limit")) {
+      const until = section.dataset.hitUntil;
+      if (until === "unknown" || (until && Number(until) > current)) atLimit = true;
+    }
+    return { maxUsed, soonest, atLimit, title: card.dataset.title || "", id: Number(card.dataset.accountId) };
+  }
+
+  function updateSummary(current) {
+    const total = document.getElementById("kpi-accounts");
+    if (!total) return;
+    const all = [...cards().querySelectorAll(".card")].map((card) => cardFacts(card, current));
+    total.textContent = String(all.length);
+    document.getElementById("kpi-at").textContent = String(all.filter((c) => c.atLimit).length);
+    document.getElementById("kpi-near").textContent = String(
+      all.filter((c) => !c.atLimit && c.maxUsed !== null && c.maxUsed >= page.thresholds.critical).length,
+    );
+    let soonest = null;
+    for (const facts of all) {
+      if (facts.soonest !== null && (soonest === null || facts.soonest < soonest.soonest)) soonest = facts;
+    }
+    const slot = document.getElementById("kpi-soonest");
+    const who = document.getElementById("kpi-soonest-account");
+    if (soonest === null) {
+      slot.textContent = t("summary.none");
+      who.textContent = "";
+      return;
+    }
+    let countdown = slot.querySelector(".countdown");
+    if (!countdown) {
+      countdown = document.createElement("span");
+      countdown.className = "countdown";
+      countdown.dataset.running = "window.resets_in";
+      countdown.dataset.done = "window.resetting";
+      slot.replaceChildren(countdown);
+    }
+    setCountdown(countdown, soonest.soonest);
+    who.textContent = soonest.title || t("card.unnamed");
+  }
+
+  let sort = page.sort;
+
+  function sortCards() {
+    const list = cards();
+    if (!list || page.page !== "overview") return;
+    const current = now();
+    const facts = new Map([...list.querySelectorAll(".card")].map((card) => [card, cardFacts(card, current)]));
+    const byName = (a, b) => {
+      if (!a.title !== !b.title) return a.title ? -1 : 1;
+      return a.title.localeCompare(b.title, page.lang, { sensitivity: "base" }) || a.id - b.id;
+    };
+    const unknownLast = (x, y) => (x === null) - (y === null);
+    const order = [...facts.entries()].sort(([, a], [, b]) => {
+      if (sort === "used") return unknownLast(a.maxUsed, b.maxUsed) || (b.maxUsed ?? 0) - (a.maxUsed ?? 0) || byName(a, b);
+      if (sort === "reset") return unknownLast(a.soonest, b.soonest) || (a.soonest ?? 0) - (b.soonest ?? 0) || byName(a, b);
+      return byName(a, b);
+    });
+    const focused = document.activeElement;
+    order.forEach(([card], index) => {
+      if (list.children[index] !== card) list.insertBefore(card, list.children[index] || null);
+    });
+    if (focused instanceof HTMLElement && focused !== document.activeElement) focused.focus();
+  }
+
+  function afterChange() {
+    updateSummary(now());
+    sortCards();
+  }
+
+  function rememberInUrl(name, value) {
+    const url = new URL(location.href);
+    url.searchParams.set(name, value);
+    history.replaceState(null, "", url);
+  }
+
+  function setupControls() {
+    const form = document.getElementById("view-form");
+    if (!form) return;
+    const params = new URL(location.href).searchParams;
+    const savedView = storage.get("view");
+    if (!params.has("view") && (savedView === "used" || savedView === "remaining")) view = savedView;
+    const savedSort = storage.get("sort");
+    if (!params.has("sort") && ["name", "used", "reset"].includes(savedSort)) sort = savedSort;
+    for (const radio of form.querySelectorAll('input[name="view"]')) radio.checked = radio.value === view;
+    const select = document.getElementById("sort-select");
+    select.value = sort;
+    form.addEventListener("submit", (event) => event.preventDefault());
+    form.addEventListener("change", (event) => {
+      const target = event.target;
+      if (target.name === "view") {
+        view = target.value;
+        storage.set("view", view);
+        rememberInUrl("view", view);
+        for (const item of document.querySelectorAll("#cards .window")) drawWindow(item);
+      } else if (target.name === "sort") {
+        sort = target.value;
+        storage.set("sort", sort);
+        rememberInUrl("sort", sort);
+        sortCards();
+      }
+    });
+    for (const item of document.querySelectorAll("#cards .window")) drawWindow(item);
+    sortCards();
+  }
+
+  // -- requests: the summary's sparklines and the account's table ------------------------------
+
+  function sparklinePoints(values, width, height) {
+    const cleaned = values.map((v) => (v > 0 && Number.isFinite(v) ? v : 0));
+    if (cleaned.length === 0) return "";
+    const maximum = Math.max(...cleaned);
+    const ys = cleaned.map((v) => height - 1 - (maximum ? (v / maximum) * (height - 2) : 0));
+    const num = (x) => String(Math.round(x * 10) / 10);
+    if (ys.length === 1) return "0," + num(ys[0]) + " " + num(width) + "," + num(ys[0]);
+    const step = width / (ys.length - 1);
+    return ys.map((y, i) => num(i * step) + "," + num(y)).join(" ");
+  }
+
+  function addToActivity(row) {
+    const activity = page.activity;
+    if (!activity) return;
+    let index = Math.floor((row.started_at - activity.since) / activity.bucket);
+    while (index >= activity.requests.length) {
+      activity.requests.shift();
+      activity.tokens.shift();
+      activity.requests.push(0);
+      activity.tokens.push(0);
+      activity.since += activity.bucket;
+      index -= 1;
+    }
+    if (index < 0) return;
+    activity.requests[index] += 1;
+    activity.tokens[index] += row.total_tokens || 0;
+    const sum = (values) => values.reduce((a, b) => a + b, 0);
+    document.getElementById("kpi-requests").textContent = String(sum(activity.requests));
+    document.getElementById("kpi-tokens").textContent = String(sum(activity.tokens));
+    document.getElementById("spark-requests").setAttribute("points", sparklinePoints(activity.requests, 100, 24));
+    document.getElementById("spark-tokens").setAttribute("points", sparklinePoints(activity.tokens, 100, 24));
+  }
+
+  function cell(text, className) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function addRequestRow(row) {
+    const body = document.getElementById("requests-body");
+    if (!body || !page.live_requests || row.account_id !== page.account_id) return;
+    if (body.querySelector('[data-request-id="' + CSS.escape(String(row.id)) + '"]')) return;
+    const tr = document.createElement("tr");
+    tr.dataset.requestId = String(row.id);
+    tr.className = "fresh-row";
+    const when = document.createElement("time");
+    when.dateTime = new Date(row.started_at * 1000).toISOString();
+    when.textContent = localTime(row.started_at, "datetime");
+    const timeCell = document.createElement("td");
+    timeCell.append(when);
+    const status = row.status === null ? "—" : String(row.status);
+    tr.append(
+      timeCell,
+      cell(row.model || "—"),
+      cell(row.error_code ? status + " · " + row.error_code : status, "status-" + (row.status ? Math.floor(row.status / 100) : 0)),
+      cell(row.total_tokens === null ? "—" : String(row.total_tokens), "num"),
+      cell(row.ttfb_ms === null ? "—" : t("requests.ms", { n: Math.round(row.ttfb_ms) }), "num"),
+      cell(row.transport),
+    );
+    body.prepend(tr);
+    while (body.children.length > page.requests_page) body.lastElementChild.remove();
+    document.getElementById("requests-table").hidden = false;
+    document.getElementById("no-requests").hidden = true;
+  }
+
+  function applyRequest(row) {
+    if (page.page === "overview") addToActivity(row);
+    else addRequestRow(row);
+  }
+
+  // -- the live feed --------------------------------------------------------------------------
+
+  function setLive(state) {
+    const status = document.getElementById("live-status");
+    if (!status) return;
+    status.dataset.state = state;
+    field(status, "live-text").textContent = t("live." + state);
+  }
+
+  let lastEventId = page.cursor;
+  let source = null;
+
+  function handle(kind, apply) {
+    return (event) => {
+      lastEventId = event.lastEventId || lastEventId;
+      let payload;
+      try {
+        payload = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      apply(payload);
+    };
+  }
+
+  function connect() {
+    setLive(source ? "reconnecting" : "connecting");
+    // The first connection starts from the position the page was built at; the browser sends
+    // Last-Event-ID itself when it reconnects, and that wins over the query.
+    source = new EventSource(api + "/events?last_event_id=" + encodeURIComponent(lastEventId));
+    source.addEventListener("open", () => {
+      setLive("live");
+      clearErrors();
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused (the session ended, the server is restarting): try again with our position.
+        setLive("reconnecting");
+        source.close();
+        window.setTimeout(checkSessionAndReconnect, 3000);
+      } else {
+        setLive("reconnecting");
+      }
+    });
+    source.addEventListener("usage", handle("usage", applyUsage));
+    source.addEventListener("request", handle("request", applyRequest));
+    source.addEventListener("account", handle("account", applyAccount));
+  }
+
+  async function checkSessionAndReconnect() {
+    try {
+      const response = await fetch(api + "/accounts?limit=1", { credentials: "same-origin", method: "HEAD" });
+      if (response.status === 401) {
+        setLive("static");
+        showError(t("error.session"), true);
+        return;
+      }
+    } catch {
+      // Still unreachable: keep trying.
+    }
+    connect();
+  }
+
+  // -- managing accounts ----------------------------------------------------------------------
+
+  async function callApi(method, path, body) {
+    let response;
+    try {
+      response = await fetch(api + path, {
+        method,
+        credentials: "same-origin",
+        headers: body === undefined ? {} : { "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      showError(t("error.network"));
+      return null;
+    }
+    if (response.status === 401) {
+      showError(t("error.session"), true);
+      return null;
+    }
+    if (!response.ok) {
+      let message = response.status + " " + response.statusText;
+      try {
+        const answer = await response.json();
+        if (answer && answer.error && answer.error.message) message = answer.error.message;
+      } catch { /* not JSON */ }
+      showError(t("error.api", { message }));
+      return null;
+    }
+    clearErrors();
+    return response;
+  }
+
+  function setupAddForm() {
+    const form = document.getElementById("add-form");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const name = form.elements.name.value.trim();
+      const token = form.elements.token.value;
+      const body = { token };
+      if (name) body.name = name;
+      const button = form.querySelector('button[type="submit"]');
+      button.disabled = true;
+      try {
+        const response = await callApi("POST", "/accounts", body);
+        if (!response) return;
+        const account = await response.json();
+        form.elements.token.value = "";
+        form.elements.name.value = "";
+        const card = findCard(account.id) || createCard(account);
+        fillMeta(card, account);
+        const label = cardTitle(account) || t("card.unnamed");
+        notice(response.status === 201 ? t("add.done", { name: label }) : t("add.exists", { name: label }));
+        afterChange();
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  function setupCardActions() {
+    const list = cards();
+    if (!list) return;
+    list.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-action]");
+      if (!button) return;
+      const card = button.closest(".card");
+      const action = button.dataset.action;
+      if (action === "rename") openRename(card);
+      else if (action === "cancel") closeRename(card);
+      else if (action === "delete") confirmDelete(card);
+    });
+    list.addEventListener("submit", async (event) => {
+      const form = event.target.closest(".rename-form");
+      if (!form) return;
+      event.preventDefault();
+      const card = form.closest(".card");
+      const value = form.elements.display_name.value.trim();
+      const response = await callApi("PATCH", "/accounts/" + card.dataset.accountId, { display_name: value || null });
+      if (!response) return;
+      const account = await response.json();
+      closeRename(card);
+      fillMeta(card, account);
+      notice(t("renamed", { name: cardTitle(account) || t("card.unnamed") }));
+      afterChange();
+    });
+    list.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && event.target.closest(".rename-form")) closeRename(event.target.closest(".card"));
+    });
+  }
+
+  function openRename(card) {
+    const form = field(card, "rename-form");
+    form.hidden = false;
+    const input = form.elements.display_name;
+    input.focus();
+    input.select();
+  }
+
+  function closeRename(card) {
+    const form = field(card, "rename-form");
+    form.hidden = true;
+    card.querySelector('button[data-action="rename"]').focus();
+  }
+
+  function confirmDelete(card) {
+    const dialog = document.getElementById("delete-dialog");
+    const name = card.dataset.title || t("card.unnamed");
+    field(dialog, "delete-title").textContent = t("delete.title", { name });
+    field(dialog, "delete-body").textContent = t("delete.body", { name });
+    dialog.returnValue = "";
+    dialog.addEventListener("close", async () => {
+      if (dialog.returnValue !== "delete") {
+        card.querySelector('button[data-action="delete"]')?.focus();
+        return;
+      }
+      const response = await callApi("DELETE", "/accounts/" + card.dataset.accountId);
+      if (!response) return;
+      if (page.page === "account") {
+        location.assign(base + "/");
+        return;
+      }
+      card.remove();
+      notice(t("delete.done", { name }));
+      if (!cards().querySelector(".card")) document.getElementById("no-accounts")?.removeAttribute("hidden");
+      afterChange();
+    }, { once: true });
+    dialog.showModal();
+  }
+
+  // -- start ----------------------------------------------------------------------------------
+
+  localizeTimes(document);
+  if (!page.page) return;
+  setupControls();
+  setupAddForm();
+  setupCardActions();
+  afterChange();
+  window.setInterval(() => {
+    const current = now();
+    for (const element of document.querySelectorAll(".countdown")) tickCountdown(element, current);
+    for (const section of document.querySelectorAll("#cards .limit")) tickFreshness(section, current);
+    updateSummary(current);
+  }, 1000);
+  connect();
+})();
