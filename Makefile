@@ -1,14 +1,18 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each creates .venv and installs
 # what it needs; a stamp file skips the install until pyproject.toml changes. `make test` also
-# installs the pinned real Codex CLI (tests/client, needs Node.js 20+ and npm) for tests/e2e.
+# installs the pinned real Codex CLI (tests/client, needs Node.js 20+ and npm) for tests/e2e, and
+# Debian's chromium (with a CJK font for the Chinese pages) for tests/browser when it is missing:
+# the browser tests drive it with Playwright, which never downloads a browser of its own.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 CLIENT := tests/client
+BROWSER_PACKAGES := chromium fonts-wqy-zenhei
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +30,18 @@ $(CLIENT)/node_modules/.stamp: $(CLIENT)/package.json $(CLIENT)/package-lock.jso
 	npm ci --prefix $(CLIENT) --no-audit --no-fund
 	touch $@
 
+browser:
+	@if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; then :; else \
+		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium not found and no apt-get; install Chromium so that 'chromium' is on PATH" >&2; exit 1; }; \
+		echo "installing Debian's $(BROWSER_PACKAGES) for the browser tests"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; \
+	fi
+
 run: $(VENV)/.stamp-run
 	$(PY) -m codexgate $(ARGS)
 
-test: lint $(CLIENT)/node_modules/.stamp
+test: lint $(CLIENT)/node_modules/.stamp browser
 	$(PY) -m pytest
 
 lint: $(VENV)/.stamp-test

@@ -30,8 +30,9 @@ class GatewayProcess:
         workdir: Path,
         env: dict[str, str] | None = None,
         admin_prefix: str = "codexgate",
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port if port is not None else free_port()
         self.admin_prefix = admin_prefix
         self.log_path = workdir / "codexgate.log"
         self._log = self.log_path.open("wb")

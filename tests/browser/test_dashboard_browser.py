@@ -1,0 +1,302 @@
+"""The dashboard in headless Chromium: sign-in, live updates, countdowns, managing accounts,
+escaping, languages and small screens."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Locator, Page, expect
+
+from ..gateway_process import GatewayProcess
+from .conftest import (
+    NewPage,
+    admin_call,
+    gateway_args,
+    proxied_turn,
+    screenshot,
+    sign_in,
+)
+
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+def card(page: Page, title: str) -> Locator:
+    """The card whose title is exactly `title`."""
+    return page.locator("article.card").filter(
+        has=page.locator('[data-field="title"]', has_text=re.compile(f"^{re.escape(title)}$"))
+    )
+
+
+async def test_sign_in_then_the_dashboard_goes_live(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await page.goto(gateway_process.base + "/codexgate/")
+    await expect(page).to_have_url(gateway_process.base + "/codexgate/login?next=/codexgate/")
+    await page.get_by_label("Admin token").fill("wrong-token-wrong-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("That token is not valid.")
+    await sign_in(page, gateway_process)
+    await expect(page.locator("#kpi-accounts")).to_have_text("0")
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#no-accounts")).to_be_visible()
+
+
+async def test_a_proxied_request_updates_its_card_within_a_second(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    await proxied_turn(gateway_process)
+    done = time.monotonic()
+    five_hour = page.locator('article.card [data-window="5h"] [data-field="pct"]')
+    await expect(five_hour).to_have_text("46% used", timeout=1000)
+    assert time.monotonic() - done < 1.0
+    card_element = page.locator("article.card")
+    await expect(card_element.locator('[data-window="7d"] [data-field="pct"]')).to_have_text(
+        "15% used"
+    )
+    await expect(card_element.locator('[data-field="source"]')).to_have_text(
+        "from response headers"
+    )
+    await expect(card_element.locator('[data-field="title"]')).to_have_text("alice@example.com")
+    await expect(page.locator("#kpi-accounts")).to_have_text("1")
+    await expect(page.locator("#kpi-requests")).to_have_text("1")
+    await screenshot(page, "dashboard-live-desktop.png")
+
+
+async def test_countdowns_tick_every_second(
+    fake_soon: None, gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    await proxied_turn(gateway_process)
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    countdown = page.locator('article.card [data-window="5h"] .countdown')
+    first = await countdown.text_content()
+    assert first is not None
+    assert first.startswith("resets in 1m")
+    await expect(countdown).not_to_have_text(first, timeout=2500)
+    second = await countdown.text_content()
+    assert second is not None
+    assert second.startswith("resets in 1m")
+    # The freshness line ages with the clock too.
+    await expect(page.locator('article.card [data-field="age"]')).to_have_text(
+        re.compile(r"updated \d+s ago"), timeout=8000
+    )
+
+
+async def test_add_rename_and_delete_an_account(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    await page.get_by_label("Name (optional)").fill("Team seat")
+    await page.get_by_label("Access token").fill("sk-not-a-jwt-but-a-token-0001")
+    await page.get_by_role("button", name="Add account").click()
+    await expect(page.locator("#notices")).to_have_text("Added Team seat.")
+    await expect(page.get_by_label("Access token")).to_have_value("")
+    team = card(page, "Team seat")
+    await expect(team).to_have_count(1)
+    status, listed = await admin_call(gateway_process, "GET", "/accounts")
+    assert status == 200
+    assert isinstance(listed, dict)
+    assert [a["display_name"] for a in listed["accounts"]] == ["Team seat"]
+    # The page never holds the token after adding it.
+    assert "sk-not-a-jwt-but-a-token-0001" not in await page.content()
+
+    await team.get_by_role("button", name="Rename").click()
+    name_input = team.get_by_label("Display name")
+    await expect(name_input).to_be_focused()
+    await name_input.fill("Renamed seat")
+    await name_input.press("Enter")
+    await expect(card(page, "Renamed seat")).to_have_count(1)
+    await expect(page.locator("#notices")).to_have_text("Renamed to Renamed seat.")
+    status, listed = await admin_call(gateway_process, "GET", "/accounts")
+    assert isinstance(listed, dict)
+    assert [a["display_name"] for a in listed["accounts"]] == ["Renamed seat"]
+
+    renamed = card(page, "Renamed seat")
+    await renamed.get_by_role("button", name="Delete").click()
+    dialog = page.locator("#delete-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_role("heading")).to_have_text("Delete Renamed seat?")
+    await expect(dialog).to_contain_text("all of its usage history and request log")
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_be_hidden()
+    await expect(renamed).to_have_count(1)
+    await renamed.get_by_role("button", name="Delete").click()
+    await dialog.get_by_role("button", name="Delete account and history").click()
+    await expect(page.locator("article.card")).to_have_count(0)
+    await expect(page.locator("#notices")).to_have_text("Deleted Renamed seat.")
+    await expect(page.locator("#no-accounts")).to_be_visible()
+    status, listed = await admin_call(gateway_process, "GET", "/accounts")
+    assert listed == {"accounts": []}
+
+
+async def test_api_errors_show_in_the_page(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await sign_in(page, gateway_process)
+    await page.get_by_label("Access token").fill("x" * 20000)  # over the API's limit
+    await page.get_by_role("button", name="Add account").click()
+    await expect(page.locator("#errors")).to_contain_text("codexgate answered: token must be")
+    assert dialogs == []
+
+
+async def test_a_hostile_name_is_text_and_runs_nothing(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    status, _ = await admin_call(
+        gateway_process, "POST", "/accounts", {"name": XSS_NAME, "token": "token-one-0001"}
+    )
+    assert status == 201
+    page = await new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await sign_in(page, gateway_process)
+    await expect(card(page, XSS_NAME)).to_have_count(1)
+    assert await page.locator("article.card img").count() == 0
+    # Added live through the page, and renamed live, the name stays text as well.
+    await page.get_by_label("Name (optional)").fill(XSS_NAME + "2")
+    await page.get_by_label("Access token").fill("token-two-0002")
+    await page.get_by_role("button", name="Add account").click()
+    await expect(card(page, XSS_NAME + "2")).to_have_count(1)
+    await card(page, XSS_NAME).get_by_role("button", name="Delete").click()
+    await expect(page.locator("#delete-dialog").get_by_role("heading")).to_have_text(
+        f"Delete {XSS_NAME}?"
+    )
+    await page.locator("#delete-dialog").get_by_role("button", name="Cancel").click()
+    await page.goto(gateway_process.base + "/codexgate/accounts/1")
+    await expect(page.locator('[data-field="title"]')).to_have_text(XSS_NAME)
+    assert await page.locator("main img").count() == 0
+    await asyncio.sleep(0.3)  # an injected handler would have fired by now
+    assert dialogs == []
+
+
+async def test_the_language_switch_changes_and_remembers_the_strings(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    await expect(page.get_by_role("heading", name="Accounts", exact=True)).to_be_visible()
+    await page.get_by_role("link", name="简体中文").click()
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    await expect(page.get_by_role("heading", name="账号", exact=True)).to_be_visible()
+    await expect(page.get_by_role("button", name="退出登录")).to_be_visible()
+    await expect(page.locator("#live-status")).to_have_text("实时")
+    await screenshot(page, "dashboard-zh.png")
+    await page.reload()
+    await expect(page.get_by_role("button", name="添加账号")).to_be_visible()
+    await page.get_by_role("link", name="English").click()
+    await expect(page.get_by_role("button", name="Add account")).to_be_visible()
+
+
+async def test_accept_language_chooses_chinese(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page(locale="zh-CN")
+    await page.goto(gateway_process.base + "/codexgate/login")
+    await expect(page.get_by_label("管理令牌")).to_be_visible()
+
+
+@pytest.mark.seeded
+async def test_phone_width_has_no_horizontal_scroll_and_screenshots(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    await proxied_turn(gateway_process)
+    await admin_call(
+        gateway_process,
+        "POST",
+        "/accounts",
+        {"name": "A very long display name without any spaces" * 2, "token": "token-0003"},
+    )
+    for width, height, name in ((390, 844, "phone"), (360, 740, "small-phone")):
+        page = await new_page(width=width, height=height)
+        await sign_in(page, gateway_process)
+        await expect(page.locator("article.card")).to_have_count(2)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{width} px wide scrolls sideways by {overflow} px"
+        await screenshot(page, f"dashboard-{name}.png")
+        await (
+            card(page, "alice@example.com").get_by_role("link", name="History and requests").click()
+        )
+        await expect(page.locator("figure.chart")).to_have_count(2)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the account page at {width} px scrolls sideways by {overflow}"
+        await screenshot(page, f"account-{name}.png")
+    page = await new_page(scheme="dark")
+    await sign_in(page, gateway_process)
+    await screenshot(page, "dashboard-desktop-dark.png")
+    await card(page, "alice@example.com").get_by_role("link", name="History and requests").click()
+    await screenshot(page, "account-desktop-dark.png")
+
+
+async def test_a_reconnect_replays_what_was_missed(
+    tmp_path: Path,
+    upstream_server: TestServer,
+    gateway_process: GatewayProcess,
+    new_page: NewPage,
+) -> None:
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    status_line = page.locator("#live-status")
+    await expect(status_line).to_have_attribute("data-state", "live")
+    await gateway_process.terminate()
+    await expect(status_line).to_have_attribute("data-state", "reconnecting")
+    (tmp_path / "restarted").mkdir()
+    restarted = GatewayProcess(
+        gateway_args(tmp_path, upstream_server),
+        tmp_path / "restarted",
+        port=gateway_process.port,  # the same address, as after a restart
+    )
+    try:
+        await restarted.wait_ready()
+        await proxied_turn(restarted)
+        # The page has not reconnected yet (the feed asks for 3 s between attempts), so the
+        # turn can only reach it by the replay from its Last-Event-ID.
+        assert await status_line.get_attribute("data-state") == "reconnecting"
+        await expect(status_line).to_have_attribute("data-state", "live")
+        await expect(
+            page.locator('article.card [data-window="5h"] [data-field="pct"]')
+        ).to_have_text("46% used")
+        await expect(page.locator("#kpi-requests")).to_have_text("1")
+    finally:
+        restarted.kill()
+
+
+async def test_view_switch_and_sorting_apply_at_once_and_are_remembered(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    await admin_call(
+        gateway_process, "POST", "/accounts", {"name": "Aardvark", "token": "token-0004"}
+    )
+    await proxied_turn(gateway_process)
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    titles = page.locator('article.card [data-field="title"]')
+    await expect(titles).to_have_text(["Aardvark", "alice@example.com"])
+    await page.get_by_label("Sort by").select_option("used")
+    await expect(titles).to_have_text(["alice@example.com", "Aardvark"])
+    five_hour = page.locator('article.card [data-window="5h"] [data-field="pct"]').first
+    await expect(five_hour).to_have_text("46% used")
+    await page.get_by_label("Remaining").check()
+    await expect(five_hour).to_have_text("54% left")
+    fill = page.locator('article.card [data-window="5h"] .fill').first
+    await expect(fill).to_have_attribute("width", "54")
+    await page.goto(gateway_process.base + "/codexgate/")  # no query: the saved choices apply
+    await expect(titles).to_have_text(["alice@example.com", "Aardvark"])
+    await expect(five_hour).to_have_text("54% left")
+    await expect(page.get_by_label("Remaining")).to_be_checked()
