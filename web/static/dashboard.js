@@ -64,7 +64,7 @@
   const timeFormats = {
     time: { hour: "2-digit", minute: "2-digit" },
     date: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
-    datetime: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" },
+    datetime: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
   };
   function localTime(at, format) {
     try {
@@ -478,10 +478,11 @@
     document.getElementById("spark-tokens").setAttribute("points", sparklinePoints(activity.tokens, 100, 24));
   }
 
-  function cell(text, className) {
+  function cell(text, className, labelKey) {
     const td = document.createElement("td");
     td.textContent = text;
     if (className) td.className = className;
+    if (labelKey) td.dataset.label = t(labelKey); // shown before the value on a phone
     return td;
   }
 
@@ -500,11 +501,15 @@
     const status = row.status === null ? "—" : String(row.status);
     tr.append(
       timeCell,
-      cell(row.model || "—"),
-      cell(row.error_code ? status + " · " + row.error_code : status, "status-" + (row.status ? Math.floor(row.status / 100) : 0)),
-      cell(row.total_tokens === null ? "—" : String(row.total_tokens), "num"),
-      cell(row.ttfb_ms === null ? "—" : t("requests.ms", { n: Math.round(row.ttfb_ms) }), "num"),
-      cell(row.transport),
+      cell(row.model || "—", "", "requests.model"),
+      cell(
+        row.error_code ? status + " · " + row.error_code : status,
+        "status-" + (row.status ? Math.floor(row.status / 100) : 0),
+        "requests.status",
+      ),
+      cell(row.total_tokens === null ? "—" : String(row.total_tokens), "num", "requests.tokens"),
+      cell(row.ttfb_ms === null ? "—" : t("requests.ms", { n: Math.round(row.ttfb_ms) }), "num", "requests.ttfb"),
+      cell(row.transport, "col-transport", "requests.transport"),
     );
     body.prepend(tr);
     while (body.children.length > page.requests_page) body.lastElementChild.remove();
