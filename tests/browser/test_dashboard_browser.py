@@ -300,3 +300,42 @@ async def test_view_switch_and_sorting_apply_at_once_and_are_remembered(
     await expect(titles).to_have_text(["alice@example.com", "Aardvark"])
     await expect(five_hour).to_have_text("54% left")
     await expect(page.get_by_label("Remaining")).to_be_checked()
+
+
+async def test_managing_an_account_works_from_the_keyboard(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    await admin_call(
+        gateway_process, "POST", "/accounts", {"name": "Keyboard", "token": "token-0005"}
+    )
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    seat = card(page, "Keyboard")
+    rename = seat.get_by_role("button", name="Rename")
+    await expect(rename).to_have_attribute("aria-describedby", "card-title-1")
+    await rename.focus()
+    await page.keyboard.press("Enter")
+    name_input = seat.get_by_label("Display name")
+    await expect(name_input).to_be_focused()
+    await page.keyboard.type(" seat")
+    await page.keyboard.press("Escape")  # cancels: the name stays, focus goes back
+    await expect(name_input).to_be_hidden()
+    await expect(rename).to_be_focused()
+    await page.keyboard.press("Enter")
+    await page.keyboard.press("End")
+    await page.keyboard.type(" seat")
+    await page.keyboard.press("Enter")
+    await expect(card(page, "Keyboard seat")).to_have_count(1)
+    delete = card(page, "Keyboard seat").get_by_role("button", name="Delete")
+    await delete.focus()
+    await page.keyboard.press("Enter")
+    dialog = page.locator("#delete-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(delete).to_be_focused()
+    status, listed = await admin_call(gateway_process, "GET", "/accounts")
+    assert status == 200
+    assert isinstance(listed, dict)
+    assert [a["display_name"] for a in listed["accounts"]] == ["Keyboard seat"]

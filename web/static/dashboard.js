@@ -253,6 +253,7 @@
   function fillMeta(card, account) {
     const title = cardTitle(account);
     card.dataset.title = title || "";
+    card.dataset.displayName = account.display_name || "";
     const titleElement = field(card, "title");
     titleElement.textContent = title || t("card.unnamed");
     titleElement.classList.toggle("unnamed", !title);
@@ -267,6 +268,10 @@
   function createCard(account) {
     const card = cloneTemplate("card-template");
     card.dataset.accountId = String(account.id);
+    field(card, "title").id = "card-title-" + account.id;
+    for (const button of card.querySelectorAll("button[aria-describedby]")) {
+      button.setAttribute("aria-describedby", "card-title-" + account.id);
+    }
     for (const name of ["title-link", "history-link"]) {
       const link = field(card, name);
       if (link) link.href = base + "/accounts/" + encodeURIComponent(String(account.id));
@@ -687,6 +692,7 @@
   function closeRename(card) {
     const form = field(card, "rename-form");
     form.hidden = true;
+    form.elements.display_name.value = card.dataset.displayName; // a cancelled edit is dropped
     card.querySelector('button[data-action="rename"]').focus();
   }
 
