@@ -15,6 +15,7 @@ from yarl import URL
 from codexgate.app import SERVER_OPTIONS, create_app
 from codexgate.config import Config
 
+from .admin_client import ADMIN, Admin
 from .fake_upstream import FakeUpstream
 
 StartGateway = Callable[..., Awaitable[TestServer]]
@@ -67,6 +68,18 @@ async def http() -> AsyncIterator[ClientSession]:
     """A plain client that leaves bodies and encodings as they are on the wire."""
     async with ClientSession(auto_decompress=False) as session:
         yield session
+
+
+@pytest.fixture
+async def server(start_gateway: StartGateway) -> TestServer:
+    """codexgate with the admin token of admin_client."""
+    return await start_gateway(admin_token=ADMIN)
+
+
+@pytest.fixture
+def admin(http: ClientSession, server: TestServer) -> Admin:
+    """A client of that gateway's own routes, with the admin token."""
+    return Admin(http, server)
 
 
 def app_of(server: TestServer) -> web.Application:

@@ -9,20 +9,10 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from .admin_client import ADMIN, JWTS, OPAQUE, Admin, assert_envelope, assert_no_secret
 from .conftest import StartGateway
 from .fake_upstream import FakeUpstream
-from .test_api import ADMIN, JWTS, OPAQUE, Admin, assert_envelope, assert_no_secret
 from .test_gateway_capture import recorded, turn
-
-
-@pytest.fixture
-async def server(start_gateway: StartGateway) -> TestServer:
-    return await start_gateway(admin_token=ADMIN)
-
-
-@pytest.fixture
-def admin(http: ClientSession, server: TestServer) -> Admin:
-    return Admin(http, server)
 
 
 def assert_compat_error(body: dict[str, Any], status: str, error_type: str) -> None:

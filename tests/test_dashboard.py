@@ -19,24 +19,15 @@ from codexgate.keys import RECORDER, STORE
 from codexgate.models import LimitHit, LimitReport, Snapshot, UsageReport, Window
 from codexgate.paths import web_dir
 
+from .admin_client import ADMIN, JWTS, Admin
 from .conftest import StartGateway, app_of
 from .fake_upstream import FakeUpstream
-from .test_api import ADMIN, JWTS, Admin, identity
+from .test_api import identity
 from .test_gateway_capture import recorded, turn
 
 XSS: Final = "<img src=x onerror=alert(1)>"
 TEMPLATES: Final = web_dir() / "templates"
 SCRIPT: Final = web_dir() / "static" / "dashboard.js"
-
-
-@pytest.fixture
-async def server(start_gateway: StartGateway) -> TestServer:
-    return await start_gateway(admin_token=ADMIN)
-
-
-@pytest.fixture
-def admin(http: ClientSession, server: TestServer) -> Admin:
-    return Admin(http, server)
 
 
 async def page(admin: Admin, path: str = "", **headers: str) -> str:

@@ -28,9 +28,9 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from codexgate.openapi import document
 from codexgate.security import SESSION_COOKIE
 
+from .admin_client import ADMIN, JWTS, OPAQUE, Admin, Answer
 from .conftest import StartGateway, app_of
 from .fake_upstream import DATA, FakeUpstream, load_sample, sample_headers
-from .test_api import ADMIN, JWTS, OPAQUE, Admin, Answer
 from .test_gateway_capture import recorded, turn
 from .tokens import bearer
 
