@@ -70,7 +70,6 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         ),
         "card.unnamed": ("unnamed", "未命名"),
         "card.plan": ("Plan", "套餐"),
-        "card.email": ("Email", "邮箱"),
         "card.no_data": ("No usage reported yet", "尚无用量数据"),
         "card.history": ("History and requests", "历史与请求"),
         "card.rename": ("Rename", "重命名"),

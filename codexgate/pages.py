@@ -167,13 +167,10 @@ async def choose_language(request: web.Request) -> web.Response:
 
 
 def login_page(request: web.Request, *, rejected: bool, next_path: str) -> web.Response:
-    """The sign-in form (401 with WWW-Authenticate after a wrong token)."""
-    response = render(
+    """The sign-in form; a 401 saying so after a wrong token."""
+    return render(
         request,
         "login.html",
         {"rejected": rejected, "next_path": next_path},
         status=401 if rejected else 200,
     )
-    if rejected:
-        response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="codexgate"'
-    return response

@@ -213,7 +213,8 @@ def _refusal(request: web.Request, auth: AdminAuth, prefix: str) -> web.Response
 
 
 def auth_middleware(prefix: str) -> Middleware:
-    """The middleware that guards every path under /<prefix>/ but healthz, login and static/."""
+    """The middleware that guards every path under /<prefix>/ but healthz, login, language and
+    static/; a browser opening a page without a session is sent to sign in first."""
     own = f"/{prefix}"
     under = f"{own}/"
     # The language switch only sets a cookie; the sign-in page has one too.
@@ -296,7 +297,9 @@ async def login(request: web.Request) -> web.Response:
     if not token:
         return pages.login_page(request, rejected=False, next_path=next_path)
     if not auth.token_matches(token):
-        return pages.login_page(request, rejected=True, next_path=next_path)
+        rejected = pages.login_page(request, rejected=True, next_path=next_path)
+        rejected.headers[hdrs.WWW_AUTHENTICATE] = WWW_AUTHENTICATE
+        return rejected
     response = _see_other(next_path)
     response.set_cookie(
         SESSION_COOKIE,

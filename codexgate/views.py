@@ -233,11 +233,11 @@ def sort_cards(views: Sequence[CardView], sort: str, now: float) -> list[CardVie
 
 def summary(views: Sequence[CardView], now: float, thresholds: Thresholds) -> Summary:
     """Counts of accounts near and at their limit, and the soonest reset of them all."""
-    at_limit = [card for card in views if card.at_limit(now)]
+    at_limit = {card.account_id for card in views if card.at_limit(now)}
     near = [
         card
         for card in views
-        if card not in at_limit
+        if card.account_id not in at_limit
         and card.max_used is not None
         and card.max_used >= thresholds.critical
     ]
