@@ -7,7 +7,7 @@ from aiohttp import web
 
 from . import __version__, api, compat, openapi
 from .errors import error_response
-from .keys import CONFIG, RECORDER
+from .keys import ALERTS, CONFIG, NOTIFIER, RECORDER, RETENTION
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -28,8 +28,62 @@ async def healthz(request: web.Request) -> web.Response:
             "unattributed": stats.unattributed,
         },
         "requests": {"logged": stats.requests_logged, "dropped": stats.requests_dropped},
+        "alerts": _alerts(request.app),
+        "notifier": _notifier(request.app),
+        "retention": _retention(request.app),
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def _alerts(app: web.Application) -> dict[str, object] | None:
+    """The alert engine's counters; None when the app runs no engine."""
+    engine = app.get(ALERTS)
+    if engine is None:
+        return None
+    stats = engine.stats
+    return {
+        "fired": stats.fired,
+        "evaluated_rows": stats.evaluated_rows,
+        "failures": stats.failures,
+        "last_error": stats.last_error,
+        "last_error_at": api.iso(stats.last_error_at),
+    }
+
+
+def _notifier(app: web.Application) -> dict[str, object] | None:
+    """Webhook delivery counters; None when the app runs no notifier."""
+    notifier = app.get(NOTIFIER)
+    if notifier is None:
+        return None
+    stats = notifier.stats()
+    return {
+        "queued": stats.queued,
+        "sent": stats.sent,
+        "failed": stats.failed,
+        "dropped": stats.dropped,
+        "retries": stats.retries,
+        "last_error": stats.last_error,
+        "last_error_at": api.iso(stats.last_error_at),
+        "last_sent_at": api.iso(stats.last_sent_at),
+    }
+
+
+def _retention(app: web.Application) -> dict[str, object]:
+    """The retention task's settings and counters since start."""
+    config = app[CONFIG]
+    stats = app[RETENTION].stats()
+    return {
+        "history_days": config.history_retention_days,
+        "request_days": config.request_retention_days,
+        "downsample": config.downsample_history,
+        "last_run_at": api.iso(stats.last_run_at),
+        "last_run_seconds": stats.last_run_seconds,
+        "history_pruned": stats.history_pruned,
+        "requests_pruned": stats.requests_pruned,
+        "downsampled": stats.downsampled,
+        "errors": stats.errors,
+        "last_error": stats.last_error,
+    }
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -17,7 +17,8 @@ from multidict import MultiMapping
 
 from .capture import identity_from_token
 from .errors import invalid, not_found
-from .keys import EVENT_BUS, STORE
+from .forecast import Forecast
+from .keys import ALERTS, EVENT_BUS, FORECASTS, STORE
 from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY, Identity
 from .store import AccountRow, LatestUsageRow, RequestRow, UsageRow
 
@@ -187,9 +188,38 @@ def latest_windows(latest: LatestUsageRow) -> dict[str, dict[str, Any] | None]:
     }
 
 
-def limit_json(latest: LatestUsageRow) -> dict[str, Any]:
-    """One limit family's newest values, with their source and how old they are."""
+def forecast_json(result: Forecast) -> dict[str, Any]:
+    """A window's forecast: burn rate, projected exhaustion, and the pace that would last."""
+    return {
+        "status": result.status,
+        "rate_per_hour": _rounded(result.rate_per_hour),
+        **_iso_pair("exhausts_at", _rounded(result.exhausts_at)),
+        "runs_out_before_reset_seconds": _rounded(result.runs_out_before_reset_seconds),
+        "sustainable_rate_per_hour": _rounded(result.sustainable_rate_per_hour),
+        **_iso_pair("since_reset", _rounded(result.since_reset)),
+        "samples": result.samples,
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _iso_pair(name: str, value: float | None) -> dict[str, Any]:
+    return {name: value, f"{name}_iso": iso(value)}
+
+
+def limit_json(
+    latest: LatestUsageRow, forecasts: Mapping[str, Forecast] | None = None
+) -> dict[str, Any]:
+    """One limit family's newest values, with their source, how old they are, and forecasts."""
     row = latest.usage
+    windows = latest_windows(latest)
+    if forecasts is not None:
+        for label, window in windows.items():
+            if window is not None:
+                found = forecasts.get(label)
+                window["forecast"] = None if found is None else forecast_json(found)
     return {
         "limit_id": row.limit_id,
         "limit_name": row.limit_name,
@@ -204,14 +234,19 @@ def limit_json(latest: LatestUsageRow) -> dict[str, Any]:
         "plan_type": row.plan_type,
         "active_limit": row.active_limit,
         "rate_limit_reached_type": row.rate_limit_reached_type,
-        "windows": latest_windows(latest),
+        "windows": windows,
         "limit_hit": _limit_hit(row, latest.limit_hit_reset_in_seconds),
         "credits": _credits(row),
         "spend_control": _spend_control(row, latest.spend_reset_in_seconds),
     }
 
 
-def account_json(account: AccountRow, latest: Iterable[LatestUsageRow]) -> dict[str, Any]:
+ForecastTable = Mapping[tuple[int, str], Mapping[str, Forecast]]
+
+
+def account_json(
+    account: AccountRow, latest: Iterable[LatestUsageRow], forecasts: ForecastTable
+) -> dict[str, Any]:
     """An account with the newest values of each of its limit families (never its token)."""
     return {
         "id": account.id,
@@ -224,7 +259,10 @@ def account_json(account: AccountRow, latest: Iterable[LatestUsageRow]) -> dict[
         "first_seen_at_iso": iso(account.first_seen_at),
         "last_seen_at": account.last_seen_at,
         "last_seen_at_iso": iso(account.last_seen_at),
-        "limits": [limit_json(row) for row in latest],
+        "limits": [
+            limit_json(row, forecasts.get((row.usage.account_id, row.usage.limit_id), {}))
+            for row in latest
+        ],
     }
 
 
@@ -320,7 +358,7 @@ def request_json(row: RequestRow) -> dict[str, Any]:
 # -- input ------------------------------------------------------------------------------------
 
 
-def _one(query: MultiMapping[str], name: str) -> str | None:
+def query_one(query: MultiMapping[str], name: str) -> str | None:
     """The single value of a query parameter; given twice is an error."""
     values = query.getall(name, [])
     if not values:
@@ -333,7 +371,7 @@ def _one(query: MultiMapping[str], name: str) -> str | None:
 
 def parse_time(query: MultiMapping[str], name: str) -> float | None:
     """A unix-seconds query parameter (a finite number), or None when absent."""
-    raw = _one(query, name)
+    raw = query_one(query, name)
     if raw is None:
         return None
     try:
@@ -347,7 +385,7 @@ def parse_time(query: MultiMapping[str], name: str) -> float | None:
 
 def parse_limit(query: MultiMapping[str], default: int) -> int:
     """The page size: 1 to MAX_PAGE."""
-    raw = _one(query, "limit")
+    raw = query_one(query, "limit")
     if raw is None:
         return default
     if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE:
@@ -458,6 +496,9 @@ def accounts_changed(request: web.Request) -> None:
     bus = request.app.get(EVENT_BUS)
     if bus is not None:
         bus.notify()
+    engine = request.app.get(ALERTS)
+    if engine is not None:
+        engine.names_changed()
 
 
 async def account_of(request: web.Request, raw: str | None) -> AccountRow:
@@ -470,19 +511,23 @@ async def account_of(request: web.Request, raw: str | None) -> AccountRow:
 
 
 async def render_account(request: web.Request, account: AccountRow) -> dict[str, Any]:
-    """An account with its latest usage, read now."""
-    return account_json(account, await request.app[STORE].latest_usage(account.id))
+    """An account with its latest usage and forecasts, read now."""
+    latest = await request.app[STORE].latest_usage(account.id)
+    forecasts = await request.app[FORECASTS].of_rows(latest, time.time())
+    return account_json(account, latest, forecasts)
 
 
 async def list_accounts(request: web.Request) -> web.Response:
     """GET accounts: every account with its latest usage."""
     store = request.app[STORE]
     accounts = await store.accounts()
+    latest = await store.latest_usage()
+    forecasts = await request.app[FORECASTS].of_rows(latest, time.time())
     by_account: dict[int, list[LatestUsageRow]] = {}
-    for row in await store.latest_usage():
+    for row in latest:
         by_account.setdefault(row.usage.account_id, []).append(row)
     return json_response(
-        {"accounts": [account_json(a, by_account.get(a.id, ())) for a in accounts]}
+        {"accounts": [account_json(a, by_account.get(a.id, ()), forecasts) for a in accounts]}
     )
 
 
@@ -534,15 +579,15 @@ async def account_history(request: web.Request) -> web.Response:
     """GET accounts/{id}/history: usage rows oldest first, a page at a time."""
     account = await account_of(request, request.match_info["id"])
     query = request.query
-    limit_id = _one(query, "limit_id")
+    limit_id = query_one(query, "limit_id")
     if limit_id is not None and not 1 <= len(limit_id) <= 200:
         raise invalid("limit_id", "limit_id must be 1 to 200 characters")
-    window = _one(query, "window")
+    window = query_one(query, "window")
     if window is not None and window not in _WINDOWS:
         raise invalid("window", f"window must be one of {', '.join(_WINDOWS)}")
     since, until = _range(query)
     limit = parse_limit(query, DEFAULT_HISTORY_PAGE)
-    raw_cursor = _one(query, "cursor")
+    raw_cursor = query_one(query, "cursor")
     after: tuple[float, int] | None = None
     if raw_cursor is not None:
         parts = decode_cursor(raw_cursor, "h")
@@ -571,7 +616,7 @@ async def _requests_page(request: web.Request, account_id: int | None) -> web.Re
     query = request.query
     since, until = _range(query)
     limit = parse_limit(query, DEFAULT_REQUESTS_PAGE)
-    raw_cursor = _one(query, "cursor")
+    raw_cursor = query_one(query, "cursor")
     before_id: int | None = None
     if raw_cursor is not None:
         parts = decode_cursor(raw_cursor, "r")
@@ -594,7 +639,7 @@ async def account_requests(request: web.Request) -> web.Response:
 
 async def list_requests(request: web.Request) -> web.Response:
     """GET requests: every request (or one account's), newest first."""
-    raw = _one(request.query, "account_id")
+    raw = query_one(request.query, "account_id")
     account_id = None
     if raw is not None:
         account_id = parse_id(raw)

@@ -8,11 +8,33 @@ from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, hdrs, web
 
-from . import admin, api, dashboard, errors, events, pages, proxy, security, tap
+from . import (
+    admin,
+    alerts_api,
+    api,
+    dashboard,
+    errors,
+    events,
+    metrics,
+    pages,
+    proxy,
+    security,
+    tap,
+)
 from .capture import IdentityCache
 from .config import Config
-from .keys import CONFIG, IDENTITIES, RECORDER, STORE, UPSTREAM_SESSION, UPSTREAM_WS_SESSION
+from .forecasts import ForecastCache
+from .keys import (
+    CONFIG,
+    FORECASTS,
+    IDENTITIES,
+    RECORDER,
+    STORE,
+    UPSTREAM_SESSION,
+    UPSTREAM_WS_SESSION,
+)
 from .recorder import Recorder
+from .retention import retention_ctx
 from .store import Store
 
 # Options of aiohttp's server that codexgate depends on, however it is run (CLI or tests).
@@ -77,6 +99,11 @@ async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
     await recorder.stop()
 
 
+async def _forecasts_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[FORECASTS] = ForecastCache(app[STORE])
+    yield
+
+
 def create_app(config: Config) -> web.Application:
     """Build a codexgate application for `config`; nothing starts until the app is run."""
     app = web.Application()
@@ -85,7 +112,11 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend(
         [_store_ctx, security.auth_ctx, _upstream_ctx, _upstream_ws_ctx, _recorder_ctx]
     )
-    app.cleanup_ctx.append(events.bus_ctx)  # follows the recorder's commits: after it
+    app.cleanup_ctx.append(retention_ctx)  # deletes in the store: stops before it closes
+    app.cleanup_ctx.append(_forecasts_ctx)
+    app.cleanup_ctx.append(alerts_api.alerts_ctx)  # follows the recorder's commits: after it
+    app.cleanup_ctx.append(events.bus_ctx)  # and publishes the alerts too: after the engine
+    app.cleanup_ctx.append(metrics.metrics_ctx)  # counts the recorder's request records: after it
     app.on_shutdown.append(events.close_streams)  # or graceful shutdown waits for every stream
     if config.capture:
         app.on_response_prepare.append(tap.capture_response_headers)
@@ -98,12 +129,15 @@ def create_app(config: Config) -> web.Application:
     pages.setup(app, config.admin_prefix)
     security.add_routes(app, config.admin_prefix)
     dashboard.add_routes(app, config.admin_prefix)
+    metrics.add_routes(app, config.admin_prefix)
     api.add_resource(  # a stream has no HEAD; other methods answer 405
         app,
         f"/{config.admin_prefix}/api/v1/events",
         {hdrs.METH_GET: events.stream_events},
         head=False,
     )
+    for path, handlers in alerts_api.routes(config.admin_prefix):
+        api.add_resource(app, path, handlers)
     admin.add_routes(app, config.admin_prefix)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
     return app

@@ -1,4 +1,4 @@
-"""The command line: `codexgate [serve]` runs the gateway, `codexgate codex-config` the client."""
+"""The command line: `codexgate [serve]` runs the gateway; the other commands read and manage."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from . import __version__, codex_config
+from . import __version__, codex_config, commands
 from .app import SERVER_OPTIONS, create_app
-from .config import Config, ConfigError, add_arguments, load, log_level_number
+from .config import Config, ConfigError, add_arguments, log_level_number, resolve
 from .proxy import environment_proxy
 from .store import StoreError
 
@@ -71,15 +71,16 @@ def _parser() -> argparse.ArgumentParser:
         description="A streaming gateway for Codex clients that records usage windows.",
     )
     parser.add_argument("--version", action="version", version=f"codexgate {__version__}")
-    commands = parser.add_subparsers(dest="command")
-    serve_parser = commands.add_parser("serve", help="run the gateway (the default)")
+    subcommands = parser.add_subparsers(dest="command")
+    serve_parser = subcommands.add_parser("serve", help="run the gateway (the default)")
     add_arguments(serve_parser)
-    codex_parser = commands.add_parser(
+    codex_parser = subcommands.add_parser(
         "codex-config",
         help="print the Codex CLI config.toml settings for this instance, or --write them",
     )
     add_arguments(codex_parser)
     codex_config.add_arguments(codex_parser)
+    commands.add_parsers(subcommands)
     return parser
 
 
@@ -92,10 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if namespace.command is None:
         namespace.command = "serve"
     try:
-        config = load(vars(namespace))
+        loaded = resolve(vars(namespace))
     except ConfigError as exc:
         print(f"codexgate: {exc}", file=sys.stderr)  # noqa: T201 - logging is not set up yet
         return 2
+    config = loaded.config
+    if namespace.command in commands.NAMES:
+        return commands.run(namespace, loaded)
     if namespace.command == "codex-config":
         return codex_config.run(
             config,

@@ -1,16 +1,20 @@
-"""The frozen settings of one codexgate instance, read from flags and the environment."""
+"""The frozen settings of one codexgate instance, read from flags, the environment and a file."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import ipaddress
 import logging
 import os
 import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 from yarl import URL
 
@@ -22,16 +26,69 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Visible ASCII only: the token travels in a URL query and an Authorization header.
 _ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{16,}")
 DEFAULT_UPSTREAM: Final = URL("https://chatgpt.com")
+DEFAULT_CONFIG_FILE: Final = Path("codexgate.toml")
+# Where a setting's value came from, strongest first.
+Source = Literal["flag", "env", "file", "default"]
+# The settings each check in Config.__post_init__ compares, by the setting its error names.
+_CROSS_CHECKED: Final = MappingProxyType(
+    {"critical_percent": ("warn_percent", "critical_percent"), "no_auth": ("no_auth", "host")}
+)
+_WEBHOOK_FORMATS: Final = ("json", "slack", "discord")
+_WEBHOOK_KEYS: Final = ("url", "format", "name")
+_ALERT_KEYS: Final = (
+    "thresholds",
+    "limit_hit",
+    "limit_reset",
+    "forecast",
+    "stale_minutes",
+    "webhooks",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One alert destination from the config file's `[[alerts.webhooks]]`."""
+
+    # Slack and Discord webhook URLs carry their secret in the path: never printed whole.
+    url: URL = field(repr=False)
+    format: Literal["json", "slack", "discord"] = "json"
+    name: str | None = None
+
+    @property
+    def display(self) -> str:
+        """The URL without its secret parts: scheme://host/…."""
+        return mask_url(self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """When codexgate raises alerts and where it sends them (config file only)."""
+
+    thresholds: tuple[float, ...] = (75.0, 90.0, 95.0)  # used percents, sorted, unique
+    limit_hit: bool = True
+    limit_reset: bool = True
+    forecast: bool = True  # alert when a forecast says the window runs out before its reset
+    stale_minutes: float = 60.0  # alert when an account's newest data is older; 0 turns it off
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+
+def mask_url(url: URL) -> str:
+    """Show a URL as scheme://host[:port]/… so a token in its path or query stays hidden."""
+    return f"{url.scheme}://{url.host_port_subcomponent or ''}/…"
 
 
 class ConfigError(Exception):
     """A setting has a value codexgate cannot use; the message names the setting."""
 
-    def __init__(self, setting: str, message: str) -> None:
-        flag = "--" + setting.replace("_", "-")
-        env = ENV_PREFIX + setting.upper()
-        super().__init__(f"invalid {flag} ({env}): {message}")
+    def __init__(self, setting: str, message: str, *, where: str | None = None) -> None:
+        if where is None:
+            flag = "--" + setting.replace("_", "-")
+            env = ENV_PREFIX + setting.upper()
+            super().__init__(f"invalid {flag} ({env}): {message}")
+        else:
+            super().__init__(f"invalid {setting} in {where}: {message}")
         self.setting = setting
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +113,12 @@ class Config:
     no_auth: bool = False
     warn_percent: float = 50.0  # the dashboard's bars turn amber from here
     critical_percent: float = 80.0  # and red from here; also what "near the limit" means
+    history_retention_days: float = 90.0  # 0 keeps history forever
+    request_retention_days: float = 30.0  # 0 keeps the request log forever
+    downsample_history: bool = False  # older than 7 days: one row per account, limit, 10 min
+    metrics_token: str | None = field(default=None, repr=False)  # never in a repr or a log line
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    config_file: Path | None = None  # the TOML file that was read, if any
 
     def __post_init__(self) -> None:
         """Refuse --no-auth on an address other machines can reach, and crossed thresholds."""
@@ -154,11 +217,50 @@ SETTINGS: tuple[_Setting, ...] = (
         "used percent from which a window shows red and counts as near its limit (default 80)",
         "PERCENT",
     ),
+    _Setting(
+        "history_retention_days",
+        "days of usage history to keep; 0 keeps it forever (default 90)",
+        "DAYS",
+    ),
+    _Setting(
+        "request_retention_days",
+        "days of the request log to keep; 0 keeps it forever (default 30)",
+        "DAYS",
+    ),
+    _Setting(
+        "downsample_history",
+        "on keeps history older than 7 days as one row per account, limit and 10 minutes "
+        "(default off)",
+        "on|off",
+    ),
+    _Setting(
+        "metrics_token",
+        "a separate bearer token for the metrics endpoint, at least 16 characters (default none)",
+        "TOKEN",
+    ),
 )
 
 
+def _kind(name: str) -> str:
+    """The TOML type a setting takes in the file, from its Config annotation."""
+    annotation = str(next(f.type for f in dataclasses.fields(Config) if f.name == name))
+    return {"int": "integer", "float": "number", "bool": "boolean"}.get(annotation, "string")
+
+
+# The TOML type of each setting in the file: "integer", "number", "boolean" or "string".
+_KINDS: Final = MappingProxyType({setting.name: _kind(setting.name) for setting in SETTINGS})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare one flag per setting; unset flags stay None so the environment can fill them."""
+    """Declare --config and one flag per setting; unset flags stay None for the other sources."""
+    parser.add_argument(
+        "--config",
+        dest="config",
+        default=None,
+        metavar="PATH",
+        help=f"TOML settings file (default ./{DEFAULT_CONFIG_FILE} if it exists) "
+        f"[env {ENV_PREFIX}CONFIG]",
+    )
     for setting in SETTINGS:
         parser.add_argument(
             "--" + setting.name.replace("_", "-"),
@@ -255,7 +357,9 @@ def _convert(name: str, raw: str) -> object:
             return level
         case "connect_timeout" | "idle_timeout" | "history_heartbeat" | "shutdown_grace":
             return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
-        case "capture" | "no_auth":
+        case "history_retention_days" | "request_retention_days":
+            return _number(name, raw, minimum=0)
+        case "capture" | "no_auth" | "downsample_history":
             return _switch(name, raw)
         case "websocket":
             mode = raw.strip().lower()
@@ -269,7 +373,7 @@ def _convert(name: str, raw: str) -> object:
             return percent
         case "queue_size":
             return int(_number(name, raw, minimum=1, integer=True))
-        case "admin_token":
+        case "admin_token" | "metrics_token":
             if not _ADMIN_TOKEN_PATTERN.fullmatch(raw):
                 # The message never repeats the value: it is a secret.
                 raise ConfigError(
@@ -279,17 +383,226 @@ def _convert(name: str, raw: str) -> object:
     raise AssertionError(f"unhandled setting {name}")
 
 
-def load(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> Config:
-    """Build the config: a flag beats its CODEXGATE_ variable, which beats the default."""
+def config_path(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Path | None:
+    """The settings file to read: --config, else CODEXGATE_CONFIG, else ./codexgate.toml if any."""
+    raw = flags.get("config")
+    if raw is None:
+        raw = environ.get(ENV_PREFIX + "CONFIG")
+    if raw is None:
+        return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+    if not raw.strip():
+        raise ConfigError("config", "must not be empty")
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError("config", f"{raw!r} {problem}; give a TOML file")
+    return path
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The parsed TOML of a settings file; syntax errors name the line."""
+    where = str(path)
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("TOML", str(exc), where=where) from None
+    except UnicodeDecodeError:
+        raise ConfigError("TOML", "the file is not UTF-8 text", where=where) from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {where}: {exc.strerror}") from None
+
+
+def _toml_type(value: object) -> str:
+    """How TOML calls the type of a parsed value, with its article."""
+    match value:
+        case bool():
+            return "a boolean"
+        case int():
+            return "an integer"
+        case float():
+            return "a float"
+        case str():
+            return "a string"
+        case list():
+            return "an array"
+        case dict():
+            return "a table"
+    return "a date or time"
+
+
+def _unknown(key: str, known: Sequence[str], where: str, what: str) -> ConfigError:
+    """The error for a key the file must not have, with the nearest known key as a hint."""
+    name = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(name.replace("-", "_"), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"key {key!r}", f"not {what}{hint}", where=where)
+
+
+def _file_text(name: str, value: object, where: str) -> str:
+    """A file value as the text a flag would carry, if its TOML type is the setting's."""
+    kind = _KINDS.get(name, "string")
+    if kind == "boolean" and isinstance(value, bool):
+        return "on" if value else "off"
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if (kind == "integer" and numeric and isinstance(value, int)) or (kind == "number" and numeric):
+        return str(value)
+    if kind == "string" and isinstance(value, str):
+        return value
+    expected = {"boolean": "true or false", "string": "a string"}.get(kind, f"a TOML {kind}")
+    raise ConfigError(name, f"must be {expected}, got {_toml_type(value)}", where=where)
+
+
+def _file_setting(name: str, value: object, where: str) -> object:
+    """Convert one top-level file value with the same rules and messages as its flag."""
+    text = _file_text(name, value, where)
+    try:
+        return _convert(name, text)
+    except ConfigError as exc:
+        message = exc.message
+        if not isinstance(value, str):
+            # A TOML number became a string on the way: show it as the file has it.
+            message = message.replace(repr(text), text)
+        raise ConfigError(name, message, where=where) from None
+
+
+def _percents(key: str, value: object, where: str) -> tuple[float, ...]:
+    """alerts.thresholds: used percents in (0, 100], returned sorted and without repeats."""
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be an array of numbers, got {_toml_type(value)}", where=where)
+    percents: set[float] = set()
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise ConfigError(key, f"must hold numbers, got {_toml_type(item)}", where=where)
+        if not 0 < item <= 100:
+            raise ConfigError(key, f"each must be above 0 and at most 100, got {item}", where=where)
+        percents.add(float(item))
+    return tuple(sorted(percents))
+
+
+def _webhook(key: str, value: object, where: str) -> WebhookConfig:
+    """One [[alerts.webhooks]] table; the URL is checked but never repeated in a message."""
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table, got {_toml_type(value)}", where=where)
+    for item in value:
+        if item not in _WEBHOOK_KEYS:
+            raise _unknown(f"{key}.{item}", _WEBHOOK_KEYS, where, "a webhook setting")
+    raw_url = value.get("url")
+    if not isinstance(raw_url, str):
+        got = "nothing" if raw_url is None else _toml_type(raw_url)
+        raise ConfigError(f"{key}.url", f"must be a string, got {got}", where=where)
+    try:
+        url = URL(raw_url.strip())
+    except ValueError:
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"{key}.url", "must be an http:// or https:// URL", where=where)
+    kind = value.get("format", "json")
+    if kind not in _WEBHOOK_FORMATS:
+        shown = repr(kind) if isinstance(kind, str) else _toml_type(kind)
+        raise ConfigError(
+            f"{key}.format",
+            f"must be one of {', '.join(_WEBHOOK_FORMATS)}, got {shown}",
+            where=where,
+        )
+    name = value.get("name")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 100):
+        raise ConfigError(f"{key}.name", "must be a string of 1 to 100 characters", where=where)
+    return WebhookConfig(url=url, format=kind, name=name)
+
+
+def _alerts(value: object, where: str) -> AlertConfig:
+    """The [alerts] table, every key checked."""
+    if not isinstance(value, dict):
+        raise ConfigError("alerts", f"must be a table, got {_toml_type(value)}", where=where)
+    fields: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"alerts.{key}"
+        match key:
+            case "thresholds":
+                fields[key] = _percents(name, item, where)
+            case "limit_hit" | "limit_reset" | "forecast":
+                if not isinstance(item, bool):
+                    got = _toml_type(item)
+                    raise ConfigError(name, f"must be true or false, got {got}", where=where)
+                fields[key] = item
+            case "stale_minutes":
+                if isinstance(item, bool) or not isinstance(item, int | float):
+                    got = _toml_type(item)
+                    raise ConfigError(name, f"must be a number, got {got}", where=where)
+                if not 0 <= item < float("inf"):
+                    raise ConfigError(name, f"must be 0 (off) or more, got {item}", where=where)
+                fields[key] = float(item)
+            case "webhooks":
+                if not isinstance(item, list):
+                    raise ConfigError(
+                        name, "must be an array of tables: write [[alerts.webhooks]]", where=where
+                    )
+                fields[key] = tuple(
+                    _webhook(f"{name}[{i}]", hook, where) for i, hook in enumerate(item)
+                )
+            case _:
+                raise _unknown(name, _ALERT_KEYS, where, "an alerts setting")
+    return AlertConfig(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A config and where each of its settings came from."""
+
+    config: Config
+    # Every SETTINGS name, "alerts" and "config_file": flag, env, file or default.
+    sources: Mapping[str, Source]
+
+
+def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> Loaded:
+    """Build the config per setting: flag, else CODEXGATE_ variable, else file, else default."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    path = config_path(flags, env)
+    sources: dict[str, Source] = {"config_file": "default", "alerts": "default"}
+    if flags.get("config") is not None:
+        sources["config_file"] = "flag"
+    elif env.get(ENV_PREFIX + "CONFIG") is not None:
+        sources["config_file"] = "env"
+    values: dict[str, object] = {"config_file": path}
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        where = str(path)
+        for key, value in read_file(path).items():
+            if key == "alerts":
+                values["alerts"] = _alerts(value, where)
+                sources["alerts"] = "file"
+            elif key in _KINDS:
+                file_values[key] = value
+            else:
+                raise _unknown(key, (*_KINDS, "alerts"), where, "a codexgate setting")
     for setting in SETTINGS:
-        raw = flags.get(setting.name)
+        name = setting.name
+        raw = flags.get(name)
+        sources[name] = "flag"
         if raw is None:
-            raw = env.get(ENV_PREFIX + setting.name.upper())
+            raw = env.get(ENV_PREFIX + name.upper())
+            sources[name] = "env"
         if raw is not None:
-            values[setting.name] = _convert(setting.name, raw)
-    return Config(**values)  # type: ignore[arg-type]
+            values[name] = _convert(name, raw)
+        elif name in file_values:
+            values[name] = _file_setting(name, file_values[name], str(path))
+            sources[name] = "file"
+        else:
+            sources[name] = "default"
+    try:
+        config = Config(**values)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        # Name the file when one of the settings the check compares came from it.
+        if all(sources.get(name) != "file" for name in _CROSS_CHECKED.get(exc.setting, ())):
+            raise
+        raise ConfigError(exc.setting, exc.message, where=str(path)) from None
+    return Loaded(config, sources)
+
+
+def load(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> Config:
+    """Build the config: a flag beats its CODEXGATE_ variable, which beats the file's value."""
+    return resolve(flags, environ).config
 
 
 def from_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:

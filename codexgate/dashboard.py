@@ -18,7 +18,7 @@ from aiohttp import web
 from . import charts, events, views
 from .api import account_of, parse_id
 from .errors import ApiError
-from .keys import CONFIG, EVENT_BUS, STORE
+from .keys import CONFIG, EVENT_BUS, FORECASTS, STORE
 from .pages import render
 from .store import ActivityBucket, UsageRow
 
@@ -27,6 +27,7 @@ PERIODS: Final = {"24h": (3600, 24), "7d": (6 * 3600, 28)}
 RANGES: Final = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 VIEWS: Final = ("used", "remaining")
 REQUESTS_PAGE: Final = 25
+RECENT_ALERTS: Final = 8
 # History rows read for one chart page; the charts downsample what they draw.
 HISTORY_ROWS: Final = 50_000
 CHART_WIDTH: Final = 600
@@ -97,7 +98,10 @@ async def overview(request: web.Request) -> web.Response:
         since=since, until=since + size * count, bucket_seconds=size
     )
     spark = activity(buckets, since, size, count)
-    cards = views.cards(await store.accounts(), await store.latest_usage(), now, thresholds)
+    latest = await store.latest_usage()
+    forecasts = await request.app[FORECASTS].of_rows(latest, now)
+    cards = views.cards(await store.accounts(), latest, now, thresholds, forecasts)
+    recent_alerts = await store.alerts(limit=RECENT_ALERTS)
     context = {
         "cards": views.sort_cards(cards, sort, now),
         "summary": views.summary(cards, now, thresholds),
@@ -110,6 +114,7 @@ async def overview(request: web.Request) -> web.Response:
         "activity": spark,
         "requests_line": charts.sparkline(spark.requests),
         "tokens_line": charts.sparkline(spark.tokens),
+        "alerts": recent_alerts,
     }
     page_data = {
         "page": "overview",
@@ -217,7 +222,8 @@ async def account_page(request: web.Request) -> web.Response:
     before = parse_id(request.query.get("before"))
     page = await store.requests(account_id=account.id, before_id=before, limit=REQUESTS_PAGE + 1)
     latest = await store.latest_usage(account.id)
-    card = views.cards([account], latest, now, thresholds)[0]
+    forecasts = await request.app[FORECASTS].of_rows(latest, now)
+    card = views.cards([account], latest, now, thresholds, forecasts)[0]
     context: dict[str, Any] = {
         "card": card,
         "thresholds": thresholds,

@@ -2,11 +2,12 @@
 
 Wire format (the rules of aiohttp-sse, framed here): `GET /<prefix>/api/v1/events` answers
 `text/event-stream` with `Cache-Control: no-cache` and `X-Accel-Buffering: no`, never compressed.
-Lines end in CRLF; every event is `id: <cursor>`, `event: usage|request|account` and one
+Lines end in CRLF; every event is `id: <cursor>`, `event: usage|request|account|alert` and one
 `data:` line of JSON, then a blank line. The stream opens with a `retry:` hint, a `: ping`
 comment comes every ping interval, and anything else starting with `:` is a comment for people.
 
-An event id is a composite cursor `<usage_id>.<request_id>.<account_event_id>` of store row ids:
+An event id is a composite cursor `<usage_id>.<request_id>.<account_event_id>.<alert_id>` of
+store row ids:
 the feed's position after that event. Each kind comes in id order, so a client that reconnects
 with `Last-Event-ID` gets exactly the rows after that position from the database, then the live
 events, without gaps or duplicates.
@@ -20,7 +21,14 @@ import re
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -29,10 +37,14 @@ from typing import Final, Generic, Literal, Protocol, TypeVar
 import orjson
 from aiohttp import web
 
-from .keys import EVENT_BUS, FEED_OPTIONS, RECORDER, STORE
+from .api import forecast_json
+from .forecast import Forecast
+from .forecasts import ForecastCache
+from .keys import ALERTS, EVENT_BUS, FEED_OPTIONS, FORECASTS, RECORDER, STORE
 from .store import (
     AccountEvent,
     AccountRow,
+    AlertRow,
     FeedCursor,
     RecordResult,
     RequestRow,
@@ -52,14 +64,14 @@ SSE_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 PING: Final = b": ping" + SEP + SEP
-# Position of the reconnecting client: three unsigned row ids (bounded, so int() stays cheap).
-_EVENT_ID: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})")
+# Position of the reconnecting client: four unsigned row ids (bounded, so int() stays cheap).
+_EVENT_ID: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})")
 # Rows read from the store per query, while replaying or following commits.
 PAGE_SIZE: Final = 500
 # Replayed frames written to the client at once.
 _REPLAY_CHUNK: Final = 100
 
-Kind = Literal["usage", "request", "account"]
+Kind = Literal["usage", "request", "account", "alert"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +91,8 @@ class FeedOptions:
 
 
 def event_id(cursor: FeedCursor) -> str:
-    """The SSE id of a position: `<usage_id>.<request_id>.<account_event_id>`."""
-    return f"{cursor.usage}.{cursor.request}.{cursor.account}"
+    """The SSE id of a position: `<usage_id>.<request_id>.<account_event_id>.<alert_id>`."""
+    return f"{cursor.usage}.{cursor.request}.{cursor.account}.{cursor.alert}"
 
 
 def parse_event_id(raw: str) -> FeedCursor | None:
@@ -88,8 +100,8 @@ def parse_event_id(raw: str) -> FeedCursor | None:
     match = _EVENT_ID.fullmatch(raw.strip())
     if match is None:
         return None
-    usage, request, account = (int(part) for part in match.groups())
-    return FeedCursor(usage, request, account)
+    usage, request, account, alert = (int(part) for part in match.groups())
+    return FeedCursor(usage, request, account, alert)
 
 
 def _within(cursor: FeedCursor, bound: FeedCursor) -> bool:
@@ -98,12 +110,18 @@ def _within(cursor: FeedCursor, bound: FeedCursor) -> bool:
         cursor.usage <= bound.usage
         and cursor.request <= bound.request
         and cursor.account <= bound.account
+        and cursor.alert <= bound.alert
     )
 
 
 def _furthest(a: FeedCursor, b: FeedCursor) -> FeedCursor:
     """The larger id of each kind."""
-    return FeedCursor(max(a.usage, b.usage), max(a.request, b.request), max(a.account, b.account))
+    return FeedCursor(
+        max(a.usage, b.usage),
+        max(a.request, b.request),
+        max(a.account, b.account),
+        max(a.alert, b.alert),
+    )
 
 
 # -- reading the store in feed order ------------------------------------------------------------
@@ -122,7 +140,7 @@ class _AccountChange:
         return self.event.id
 
 
-FeedRow = UsageRow | RequestRow | _AccountChange
+FeedRow = UsageRow | RequestRow | _AccountChange | AlertRow
 
 
 class _HasId(Protocol):
@@ -165,7 +183,7 @@ class _Source(Generic[_R]):
         return self._rows.popleft()
 
 
-_AnySource = _Source[UsageRow] | _Source[RequestRow] | _Source[_AccountChange]
+_AnySource = _Source[UsageRow] | _Source[RequestRow] | _Source[_AccountChange] | _Source[AlertRow]
 
 
 async def _account_changes(store: Store, after: int, limit: int) -> list[_AccountChange]:
@@ -192,6 +210,8 @@ def _when(row: FeedRow) -> float:
     if isinstance(row, RequestRow):
         # A request is logged when it ends, after the snapshots it carried.
         return row.started_at + (row.duration_ms or 0.0) / 1000.0
+    if isinstance(row, AlertRow):
+        return row.at
     if row.event.kind == "created" and row.account is not None:
         # Before the first rows that name the account (its event is written with the batch).
         return min(row.event.at, row.account.first_seen_at)
@@ -213,8 +233,12 @@ async def read_after(
         after.account,
         None if until is None else until.account,
     )
-    # At equal times accounts come first (a new seat before its rows), then usage, requests.
-    ranked: tuple[_AnySource, ...] = (accounts, usage, requests)
+    alerts: _Source[AlertRow] = _Source(
+        store.alerts_after, after.alert, None if until is None else until.alert
+    )
+    # At equal times accounts come first (a new seat before its rows), then usage, requests,
+    # and the alerts those rows made fire.
+    ranked: tuple[_AnySource, ...] = (accounts, usage, requests, alerts)
     while True:
         best: tuple[float, int] | None = None
         for rank, source in enumerate(ranked):
@@ -232,6 +256,8 @@ def _advance(cursor: FeedCursor, row: FeedRow) -> FeedCursor:
         return replace(cursor, usage=max(cursor.usage, row.id))
     if isinstance(row, RequestRow):
         return replace(cursor, request=max(cursor.request, row.id))
+    if isinstance(row, AlertRow):
+        return replace(cursor, alert=max(cursor.alert, row.id))
     return replace(cursor, account=max(cursor.account, row.id))
 
 
@@ -256,24 +282,43 @@ def frame(kind: Kind, cursor: FeedCursor, payload: object) -> bytes:
     )
 
 
-def usage_frame(row: UsageRow, cursor: FeedCursor, now: float) -> bytes:
-    """A `usage` event: a row recorded, or confirmed (its confirmed_at moved)."""
+def usage_frame(
+    row: UsageRow, cursor: FeedCursor, now: float, forecasts: Mapping[str, Forecast]
+) -> bytes:
+    """A `usage` event: a row recorded, or confirmed (its confirmed_at moved), with the
+    forecasts of its limit family's windows as they stand now."""
     age = round(max(0.0, now - row.confirmed_at), 3)
     payload = {
         "account_id": row.account_id,
         "limit_id": row.limit_id,
         "row": row,
         "age_seconds": age,
+        "forecasts": {window: forecast_json(found) for window, found in forecasts.items()},
     }
     return frame("usage", cursor, payload)
 
 
-def row_frame(row: FeedRow, cursor: FeedCursor, now: float) -> bytes:
+async def current_forecasts(
+    cache: ForecastCache | None, row: UsageRow, now: float
+) -> Mapping[str, Forecast]:
+    """The forecasts of a usage row's limit family, taking the row in first."""
+    if cache is None:
+        return {}
+    await cache.ensure(row.account_id, row.limit_id, now)
+    cache.add(row)
+    return cache.forecasts(row.account_id, row.limit_id, now)
+
+
+async def row_frame(
+    row: FeedRow, cursor: FeedCursor, now: float, cache: ForecastCache | None
+) -> bytes:
     """The event of one row read from the store, with the position after it as its id."""
     if isinstance(row, UsageRow):
-        return usage_frame(row, cursor, now)
+        return usage_frame(row, cursor, now, await current_forecasts(cache, row, now))
     if isinstance(row, RequestRow):
         return frame("request", cursor, row)
+    if isinstance(row, AlertRow):
+        return frame("alert", cursor, row)
     payload = {"id": row.event.account_id, "kind": row.event.kind, "account": row.account}
     return frame("account", cursor, payload)
 
@@ -343,10 +388,16 @@ class EventBus:
     id. Writers other than the recorder (account changes made through the API) call notify().
     """
 
-    def __init__(self, store: Store, options: FeedOptions | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        options: FeedOptions | None = None,
+        forecasts: ForecastCache | None = None,
+    ) -> None:
         self._store = store
+        self._forecasts = forecasts
         self.options = options or FeedOptions()
-        self._cursor = FeedCursor(0, 0, 0)
+        self._cursor = FeedCursor(0, 0, 0, 0)
         self._subscribers: set[Subscription] = set()
         self._wake = asyncio.Event()
         self._confirmed: set[int] = set()  # usage row ids confirmed since the last read
@@ -452,7 +503,9 @@ class EventBus:
                     confirmed.discard(row.id)  # read after that commit: confirmed_at is current
                 elif isinstance(row, _AccountChange) and row.event.kind == "deleted":
                     self._forget(row.event.account_id)
-                self._publish(row_frame(row, self._cursor, time.time()))
+                    if self._forecasts is not None:
+                        self._forecasts.forget(row.event.account_id)
+                self._publish(await row_frame(row, self._cursor, time.time(), self._forecasts))
                 count += 1
                 if count % pause_every == 0:
                     await asyncio.sleep(0)
@@ -471,7 +524,8 @@ class EventBus:
         for latest in rows:
             self._remember(latest.usage)
             if latest.usage.id in confirmed:
-                self._publish(usage_frame(latest.usage, self._cursor, now))
+                found = await current_forecasts(self._forecasts, latest.usage, now)
+                self._publish(usage_frame(latest.usage, self._cursor, now, found))
 
     def _publish(self, data: bytes) -> None:
         """Queue a frame to every subscriber, dropping those whose queue is full."""
@@ -508,12 +562,21 @@ class EventBus:
 
 async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the bus, told of every commit by the recorder (so it comes after it)."""
-    bus = EventBus(app[STORE], app.get(FEED_OPTIONS))
+    bus = EventBus(app[STORE], app.get(FEED_OPTIONS), app.get(FORECASTS))
     await bus.start()
     app[EVENT_BUS] = bus
     recorder = app[RECORDER]
     recorder.on_commit.append(bus.committed)
+    engine = app.get(ALERTS)
+
+    def alerts_written(rows: Sequence[AlertRow]) -> None:
+        bus.notify()
+
+    if engine is not None:
+        engine.listeners.append(alerts_written)
     yield
+    if engine is not None:
+        engine.listeners.remove(alerts_written)
     recorder.on_commit.remove(bus.committed)
     await bus.stop()
 
@@ -554,7 +617,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             head.append(b"id: " + event_id(subscription.start).encode("ascii") + SEP)
         await _write(response, subscription, b"".join(head) + SEP)
         if after is not None:
-            await _replay(response, subscription, request.app[STORE], after)
+            await _replay(
+                response, subscription, request.app[STORE], after, request.app.get(FORECASTS)
+            )
         await _live(response, subscription, bus.options.ping_interval)
     except ConnectionResetError:
         log.debug("live feed client went away")
@@ -576,7 +641,11 @@ async def _write(response: web.StreamResponse, subscription: Subscription, data:
 
 
 async def _replay(
-    response: web.StreamResponse, subscription: Subscription, store: Store, after: FeedCursor
+    response: web.StreamResponse,
+    subscription: Subscription,
+    store: Store,
+    after: FeedCursor,
+    forecasts: ForecastCache | None,
 ) -> None:
     """Write the rows after `after` up to where live events start for this subscription."""
     cursor = after
@@ -586,7 +655,7 @@ async def _replay(
             if subscription.closed is not None:
                 return
             cursor = _advance(cursor, row)
-            chunk.append(row_frame(row, cursor, time.time()))
+            chunk.append(await row_frame(row, cursor, time.time(), forecasts))
             if len(chunk) >= _REPLAY_CHUNK:
                 await _write(response, subscription, b"".join(chunk))
                 chunk.clear()

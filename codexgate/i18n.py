@@ -172,6 +172,35 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
             "codexgate 首次启动时在日志中输出了带令牌的登录链接。要设置新令牌，请使用 "
             "--admin-token TOKEN 启动。",
         ),
+        "forecast.runs_out": ("runs out in {duration}", "{duration}后用完"),
+        "forecast.exhausted": ("used up at this pace", "按此速度已用完"),
+        "forecast.before_reset": (", {duration} before the reset", "，比重置早 {duration}"),
+        "forecast.lasts": ("lasts until the reset", "可用到重置"),
+        "forecast.idle": ("no use since the reset", "重置后尚未使用"),
+        "forecast.insufficient": (
+            "not enough data for a forecast yet",
+            "数据不足，暂无预测",
+        ),
+        "forecast.separator": (" · ", " · "),
+        "forecast.pace": ("pace {rate}%/h", "速度 {rate}%/小时"),
+        "forecast.sustainable": ("sustainable {rate}%/h", "可持续 {rate}%/小时"),
+        "alerts.heading": ("Recent alerts", "最近告警"),
+        "alerts.empty": ("No alerts yet.", "暂无告警。"),
+        "alert.threshold": (
+            "{account}: {window} window at {percent}% (crossed {threshold}%)",
+            "{account}：{window}窗口已用 {percent}%（超过 {threshold}%）",
+        ),
+        "alert.forecast": (
+            "{account}: {window} window at {percent}% will run out before its reset",
+            "{account}：{window}窗口已用 {percent}%，将在重置前用完",
+        ),
+        "alert.limit_hit": ("{account}: limit reached", "{account}：已达上限"),
+        "alert.limit_reset": (
+            "{account}: limit reset, usable again",
+            "{account}：限额已重置，可以再次使用",
+        ),
+        "alert.stale": ("{account}: no new usage data", "{account}：没有新的用量数据"),
+        "alert.test": ("Test alert", "测试告警"),
         "missing.title": ("No such account", "没有这个账号"),
         "missing.body": (
             "This account does not exist, or it was deleted.",

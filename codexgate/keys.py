@@ -8,11 +8,17 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:
+    from .alerts import AlertEngine
+    from .alerts_api import AlertSettings
     from .capture import IdentityCache
     from .config import Config
     from .events import EventBus, FeedOptions
+    from .forecasts import ForecastCache
+    from .metrics import Metrics
+    from .notify import Notifier
     from .observe import Exchange
     from .recorder import Recorder
+    from .retention import Retention, RetentionOptions
     from .security import AdminAuth
     from .store import Store
 
@@ -27,10 +33,23 @@ IDENTITIES: Final[web.AppKey[IdentityCache]] = web.AppKey("identities")
 # overrides the feed's defaults (queue size, ping interval: tests make them small).
 EVENT_BUS: Final[web.AppKey[EventBus]] = web.AppKey("event_bus")
 FEED_OPTIONS: Final[web.AppKey[FeedOptions]] = web.AppKey("feed_options")
+# The retention task (set by its cleanup context); RETENTION_OPTIONS, when set before the app
+# starts, overrides its defaults (first delay, interval, batch size: tests make them small).
+RETENTION: Final[web.AppKey[Retention]] = web.AppKey("retention")
+RETENTION_OPTIONS: Final[web.AppKey[RetentionOptions]] = web.AppKey("retention_options")
 # The content hash of each static file, put in its URL so that a browser never runs a stale copy.
 STATIC_VERSIONS: Final[web.AppKey[Mapping[str, str]]] = web.AppKey("static_versions")
+# Every account's window forecasts, kept current from the usage rows (shared by all readers).
+FORECASTS: Final[web.AppKey[ForecastCache]] = web.AppKey("forecasts")
+# Alerting: the rules and webhooks in force, and the engine that fires the rules.
+ALERT_SETTINGS: Final[web.AppKey[AlertSettings]] = web.AppKey("alert_settings")
+ALERTS: Final[web.AppKey[AlertEngine]] = web.AppKey("alerts")
 # The admin credential (token hash, cookie key) loaded from the store at start.
 ADMIN_AUTH: Final[web.AppKey[AdminAuth]] = web.AppKey("admin_auth")
+# The app's own Prometheus registry and traffic metrics (set by metrics.metrics_ctx).
+METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")
+# Delivers alerts to the configured webhooks (set by its cleanup context).
+NOTIFIER: Final[web.AppKey[Notifier]] = web.AppKey("notifier")
 
 # Set by the proxy on the responses it relays; the capture signal reads only those.
 PROXIED: Final[web.ResponseKey[Exchange]] = web.ResponseKey("proxied")

@@ -86,7 +86,7 @@ def _schemas() -> dict[str, Schema]:
         "type": ["number", "null"],
         "description": "seconds until resets_at, negative once it has passed",
     }
-    windows = {label: _null(_ref("Window")) for label in ("5h", "7d", "monthly")}
+    windows = {label: _null(_ref("LimitWindow")) for label in ("5h", "7d", "monthly")}
     history_windows = {label: _null(_ref("HistoryWindow")) for label in ("5h", "7d", "monthly")}
     spend_fields: dict[str, Schema] = {
         "reached": _null(_BOOL),
@@ -164,6 +164,31 @@ def _schemas() -> dict[str, Schema]:
             description="the plan's error shape around the envelope",
         ),
         "Window": _object({**window_fields, "reset_in_seconds": reset_in}),
+        "LimitWindow": _object(
+            {**window_fields, "reset_in_seconds": reset_in, "forecast": _null(_ref("Forecast"))}
+        ),
+        "Forecast": _object(
+            {
+                "status": {
+                    "type": "string",
+                    "enum": ["insufficient_data", "idle", "runs_out", "lasts"],
+                    "description": "runs_out: 100% is reached at the current pace (before the "
+                    "reset when runs_out_before_reset_seconds > 0); lasts: it is not; idle: no "
+                    "use since the reset; insufficient_data: too few reports to say",
+                },
+                "rate_per_hour": _null(
+                    {"type": "number", "description": "smoothed burn rate, percent per hour"}
+                ),
+                **_time("exhausts_at", nullable=True),
+                "runs_out_before_reset_seconds": _null(_NUM),
+                "sustainable_rate_per_hour": _null(
+                    {"type": "number", "description": "the rate that would last until the reset"}
+                ),
+                **_time("since_reset", nullable=True),
+                "samples": _INT,
+            },
+            description="a window's forecast from its history since its last reset",
+        ),
         "HistoryWindow": _object(window_fields),
         "Slot": _object(
             {
@@ -285,6 +310,91 @@ def _schemas() -> dict[str, Schema]:
             "properties": {"display_name": _NAME, "name": _NAME},
             "additionalProperties": False,
         },
+        "Alert": _object(
+            {
+                "id": _ID,
+                **_time("at"),
+                "kind": {
+                    "type": "string",
+                    "enum": ["threshold", "limit_hit", "limit_reset", "forecast", "stale", "test"],
+                },
+                "account_id": _null(_INT),
+                "account": _null({"type": "string", "description": "its name when it fired"}),
+                "limit_id": _null(_STR),
+                "window": _null(_STR),
+                "used_percent": _null(_NUM),
+                "threshold": _null(_NUM),
+                **_time("resets_at", nullable=True),
+                **_time("exhausts_at", nullable=True),
+                "message": _STR,
+            },
+            description="an alert that fired",
+        ),
+        "AlertPage": _object(
+            {"items": {"type": "array", "items": _ref("Alert")}, "next_cursor": _null(_STR)}
+        ),
+        "AlertRules": _object(
+            {
+                "thresholds": {"type": "array", "items": _NUM},
+                "limit_hit": _BOOL,
+                "limit_reset": _BOOL,
+                "forecast": _BOOL,
+                "stale_minutes": _NUM,
+                "source": {"type": "string", "enum": ["config", "api"]},
+            }
+        ),
+        "AlertRulesUpdate": {
+            "type": "object",
+            "properties": {
+                "thresholds": {
+                    "type": "array",
+                    "maxItems": 10,
+                    "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                },
+                "limit_hit": _BOOL,
+                "limit_reset": _BOOL,
+                "forecast": _BOOL,
+                "stale_minutes": {"type": "number", "minimum": 0, "maximum": 525600},
+            },
+            "additionalProperties": False,
+        },
+        "Webhook": _object(
+            {
+                "id": _null(_INT),
+                "name": _null(_STR),
+                "format": {"type": "string", "enum": ["json", "slack", "discord"]},
+                "url": {"type": "string", "description": "its origin only: the URL is a secret"},
+                "source": {"type": "string", "enum": ["config", "api"]},
+            }
+        ),
+        "WebhookList": _object({"items": {"type": "array", "items": _ref("Webhook")}}),
+        "NewWebhook": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "minLength": 1, "maxLength": 2048},
+                "format": {"type": "string", "enum": ["json", "slack", "discord"]},
+                "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
+            },
+            "additionalProperties": False,
+        },
+        "TestAlert": _object(
+            {
+                "alert": _null(_ref("Alert")),
+                "webhooks": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "name": _null(_STR),
+                            "format": _STR,
+                            "url": _STR,
+                            "ok": _BOOL,
+                            "error": _null(_STR),
+                        }
+                    ),
+                },
+            }
+        ),
         "CompatUsage": compat_usage,
         "CompatUsageList": _object(
             {
@@ -537,6 +647,73 @@ def document(prefix: str) -> dict[str, Any]:
                     ),
                 ],
                 operation_id="events",
+            )
+        },
+        f"{api}/alerts": {
+            "get": _op(
+                "Alerts, newest first",
+                {"200": _ok("AlertPage")},
+                ("BadRequest",),
+                parameters=[
+                    _query("account_id", _ID, "only this account's alerts"),
+                    _query("cursor", _STR, "next_cursor of the previous page"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
+                        "alerts per page",
+                    ),
+                ],
+                operation_id="listAlerts",
+            )
+        },
+        f"{api}/alerts/rules": {
+            "get": _op(
+                "The alert rules in force", {"200": _ok("AlertRules")}, (), operation_id="getRules"
+            ),
+            "put": _op(
+                "Change alert rules (they win over the config file's until deleted)",
+                {"200": _ok("AlertRules")},
+                changes,
+                body="AlertRulesUpdate",
+                operation_id="putRules",
+            ),
+            "delete": _op(
+                "Go back to the config file's alert rules",
+                {"200": _ok("AlertRules")},
+                ("Forbidden",),
+                operation_id="deleteRules",
+            ),
+        },
+        f"{api}/alerts/webhooks": {
+            "get": _op(
+                "Every webhook alerts go to (URLs as their origin only)",
+                {"200": _ok("WebhookList")},
+                (),
+                operation_id="listWebhooks",
+            ),
+            "post": _op(
+                "Add a webhook",
+                {"201": _ok("Webhook", "added"), "200": _ok("Webhook", "it was there already")},
+                changes,
+                body="NewWebhook",
+                operation_id="addWebhook",
+            ),
+        },
+        f"{api}/alerts/webhooks/{{id}}": {
+            "parameters": [_path_id("id", "the webhook's id")],
+            "delete": _op(
+                "Remove a webhook added through the API",
+                {"204": {"description": "removed"}},
+                ("Forbidden", "NotFound"),
+                operation_id="deleteWebhook",
+            ),
+        },
+        f"{api}/alerts/test": {
+            "post": _op(
+                "Send a test alert to every webhook now, and say how each went",
+                {"200": _ok("TestAlert")},
+                ("Forbidden",),
+                operation_id="sendTestAlert",
             )
         },
         f"{compat}/usage": {

@@ -81,13 +81,28 @@ class Recorder:
         # Told what each batch wrote, right after its COMMIT, on the writer task: they must not
         # block (the event bus only notes the result and wakes its own task).
         self.on_commit: list[Callable[[RecordResult], None]] = []
+        # Told of every request record as it is offered, on the proxy's path: they must only
+        # count (the metrics); one that raises costs its count, never the request.
+        self.on_request: list[Callable[[RequestRecord], None]] = []
+        self._observer_warning = _OncePerInterval(60.0, clock)
 
     def offer(self, item: Item) -> None:
         """Queue an item for writing; when the queue is full, drop it and count the loss."""
+        if self.on_request and isinstance(item, RequestRecord):
+            self._observed(item)
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._drop([item], "queue full")
+
+    def _observed(self, record: RequestRecord) -> None:
+        """Tell every on_request callback; one that fails is logged, and the request goes on."""
+        for callback in tuple(self.on_request):
+            try:
+                callback(record)
+            except Exception:  # a counter's bug must cost that count, never the request
+                if self._observer_warning.ready():
+                    log.exception("on_request callback %r failed", callback)
 
     def count_unattributed(self) -> None:
         """Note a usage report that came without a credential to attribute it to."""

@@ -4,7 +4,9 @@ The admin token is stored only as its SHA-256 (setting `admin_token_sha256`). A 
 once with the token and then carries a session cookie signed with a key kept in the database
 (setting `cookie_key`); the signature covers the token's hash, so setting a new token ends every
 session. Scripts send `Authorization: Bearer <admin token>`. Cookie-authenticated requests that
-change state must come from codexgate's own origin. Proxied paths are never looked at here.
+change state must come from codexgate's own origin. Prometheus may instead send the separate
+metrics token (setting `metrics_token`), which opens `GET /<prefix>/metrics` and nothing else.
+Proxied paths are never looked at here.
 """
 
 from __future__ import annotations
@@ -71,12 +73,20 @@ class AdminAuth:
     token_sha256: str | None
     cookie_key: bytes
     enabled: bool = True
+    # The metrics token's hash (setting metrics_token): it opens GET /<prefix>/metrics only.
+    metrics_token_sha256: str | None = None
 
     def token_matches(self, token: str) -> bool:
         """Whether `token` is the admin token, compared in constant time."""
         if self.token_sha256 is None:
             return False
         return hmac.compare_digest(hash_token(token).encode(), self.token_sha256.encode())
+
+    def metrics_token_matches(self, token: str) -> bool:
+        """Whether `token` is the metrics token, compared in constant time."""
+        if self.metrics_token_sha256 is None:
+            return False
+        return hmac.compare_digest(hash_token(token).encode(), self.metrics_token_sha256.encode())
 
     def session_value(self, expires: int) -> str:
         """The session cookie's value: `<expiry unix>.<hmac>`."""
@@ -138,7 +148,10 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     token_sha256 = await _admin_token_sha256(config, store)
     cookie_key = await store.set_setting_if_absent(COOKIE_KEY_SETTING, secrets.token_hex(32))
     app[ADMIN_AUTH] = AdminAuth(
-        token_sha256=token_sha256, cookie_key=cookie_key.encode(), enabled=not config.no_auth
+        token_sha256=token_sha256,
+        cookie_key=cookie_key.encode(),
+        enabled=not config.no_auth,
+        metrics_token_sha256=hash_token(config.metrics_token) if config.metrics_token else None,
     )
     if config.no_auth:
         log.warning(
@@ -186,14 +199,19 @@ def _unauthorized(message: str) -> web.Response:
     )
 
 
-def _refusal(request: web.Request, auth: AdminAuth, prefix: str) -> web.Response | None:
-    """None when the request carries a valid credential (and passes the origin check)."""
+def _refusal(
+    request: web.Request, auth: AdminAuth, prefix: str, *, metrics_scrape: bool
+) -> web.Response | None:
+    """None when the request carries a valid credential (a scrape: or the metrics token)."""
     authorization = request.headers.get(hdrs.AUTHORIZATION)
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer":
             # No origin check: a browser never adds this header to a cross-site request.
-            if auth.token_matches(token.strip()):
+            token = token.strip()
+            if auth.token_matches(token):
+                return None
+            if metrics_scrape and auth.metrics_token_matches(token):
                 return None
             return _unauthorized("the admin token is not valid")
     session = request.cookies.get(SESSION_COOKIE)
@@ -220,6 +238,7 @@ def auth_middleware(prefix: str) -> Middleware:
     # The language switch only sets a cookie; the sign-in page has one too.
     open_paths = frozenset({f"{under}healthz", f"{under}login", f"{under}language"})
     static = f"{under}static/"
+    metrics = f"{under}metrics"  # the one path the metrics token opens
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -233,7 +252,8 @@ def auth_middleware(prefix: str) -> Middleware:
             return await handler(request)
         auth = request.app[ADMIN_AUTH]
         if auth.enabled:
-            refusal = _refusal(request, auth, prefix)
+            scrape = path == metrics and request.method in SAFE_METHODS
+            refusal = _refusal(request, auth, prefix, metrics_scrape=scrape)
             if refusal is not None:
                 if refusal.status == 401 and _page_navigation(request):
                     return _see_other(f"{under}login?next={quote(request.path_qs, safe='/')}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -202,6 +203,40 @@ def _id_floor_setting(table: str) -> str:
     return f"{table}_id_floor"
 
 
+# Retention. A prune batch raises the floor to the highest id it deleted, so that pruning the
+# rows that hold the newest ids (the whole request log, say) never hands those ids out again.
+_RAISE_ID_FLOOR_TO: Final = (
+    "INSERT INTO settings (name, value) VALUES (?, CAST(? AS TEXT)) "
+    "ON CONFLICT (name) DO UPDATE SET value = CAST(max(CAST(settings.value AS INTEGER), "
+    "CAST(excluded.value AS INTEGER)) AS TEXT)"
+)
+# A row of the same account and limit that is newer by (captured_at, id): the row at s is not
+# the one latest_usage shows. A probe of the (account, limit, time) index per candidate row.
+_NEWER_ROW: Final = (
+    "SELECT 1 FROM usage_snapshots AS n WHERE n.account_id = s.account_id "
+    "AND n.limit_id = s.limit_id AND n.captured_at >= s.captured_at "
+    "AND (n.captured_at, n.id) > (s.captured_at, s.id)"
+)
+# Each selects its rows oldest first on a time index and deletes at most :limit of them.
+_PRUNE_HISTORY: Final = (
+    "DELETE FROM usage_snapshots WHERE id IN (SELECT s.id FROM usage_snapshots AS s "  # noqa: S608
+    f"WHERE s.captured_at < :before AND EXISTS ({_NEWER_ROW}) "
+    "ORDER BY s.captured_at LIMIT :limit) RETURNING id"
+)
+# A row goes when a newer row of its account and limit lies in the same bucket.
+_DOWNSAMPLE_HISTORY: Final = (
+    "DELETE FROM usage_snapshots WHERE id IN (SELECT s.id FROM usage_snapshots AS s "  # noqa: S608
+    "WHERE s.captured_at >= :since AND s.captured_at < :before "
+    f"AND EXISTS ({_NEWER_ROW} "
+    "AND n.captured_at < (CAST(s.captured_at / :bucket AS INTEGER) + 1) * :bucket) "
+    "ORDER BY s.captured_at LIMIT :limit) RETURNING id"
+)
+_PRUNE_REQUESTS: Final = (
+    "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE started_at < :before "
+    "ORDER BY started_at LIMIT :limit) RETURNING id"
+)
+
+
 # history_page(window=...): the used_percent column that must be reported for a row to count.
 _WINDOW_COLUMNS: Final = {
     FIVE_HOUR: "five_hour_used_percent",
@@ -216,6 +251,10 @@ _LATEST_SELECT: Final = (
     "FROM latest_usage"
 )
 
+_ALERT_COLUMNS: Final = (
+    "id, at, kind, account_id, account, limit_id, window, used_percent, threshold, resets_at, "
+    "exhausts_at, message"
+)
 _INSERT_EVENT: Final = "INSERT INTO account_events (account_id, kind, at) VALUES (?, ?, ?)"
 
 AccountEventKind = Literal["created", "updated", "deleted"]
@@ -372,6 +411,72 @@ class FeedCursor:
     usage: int  # usage_snapshots.id
     request: int  # requests.id
     account: int  # account_events.id
+    alert: int = 0  # alerts.id
+
+
+AlertKind = Literal["threshold", "limit_hit", "limit_reset", "forecast", "stale", "test"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One row of `alerts`: an alert that fired."""
+
+    id: int
+    at: float
+    kind: AlertKind
+    account_id: int | None  # None once the account is deleted, and for a test alert
+    account: str | None  # the account's name or email when it fired
+    limit_id: str | None
+    window: str | None
+    used_percent: float | None
+    threshold: float | None
+    resets_at: int | None
+    exhausts_at: float | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An alert to write (AlertRow without its id)."""
+
+    at: float
+    kind: AlertKind
+    account_id: int | None
+    account: str | None
+    limit_id: str | None
+    window: str | None
+    used_percent: float | None
+    threshold: float | None
+    resets_at: int | None
+    exhausts_at: float | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What has fired for the current crossing of one rule on one window."""
+
+    account_id: int
+    limit_id: str
+    window: str  # "*" for rules about the whole limit family
+    rule: str  # "threshold:90", "limit_hit", "forecast", "stale"
+    period: int | None  # the window's reset time when it fired
+    fired_at: float
+
+    @property
+    def key(self) -> tuple[int, str, str, str]:
+        return (self.account_id, self.limit_id, self.window, self.rule)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    """A webhook added through the API; url is a secret."""
+
+    id: int
+    url: str
+    format: str
+    name: str | None
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +677,11 @@ class Store:
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
+
+    async def delete_setting(self, name: str) -> None:
+        """Remove the value under name, if there is one."""
+        async with self._lock, self._transaction():
+            await self._db.execute("DELETE FROM settings WHERE name = ?", (name,))
 
     async def set_setting_if_absent(self, name: str, value: str) -> str:
         """Store value under name unless a value is there; return the stored value.
@@ -1023,15 +1133,143 @@ class Store:
         return [AccountEvent(*row) for row in rows]
 
     async def feed_cursor(self) -> FeedCursor:
-        """The newest id of usage_snapshots, requests and account_events (0 when empty)."""
+        """The newest id of usage_snapshots, requests, account_events and alerts (0 when empty)."""
         rows = await self._fetch(
             "SELECT (SELECT coalesce(max(id), 0) FROM usage_snapshots), "
             "(SELECT coalesce(max(id), 0) FROM requests), "
-            "(SELECT coalesce(max(id), 0) FROM account_events)",
+            "(SELECT coalesce(max(id), 0) FROM account_events), "
+            "(SELECT coalesce(max(id), 0) FROM alerts)",
             (),
         )
-        usage, request, account = next(iter(rows))
-        return FeedCursor(int(usage), int(request), int(account))
+        usage, request, account, alert = next(iter(rows))
+        return FeedCursor(int(usage), int(request), int(account), int(alert))
+
+    async def alerts_after(self, after_id: int, limit: int = 500) -> list[AlertRow]:
+        """alerts rows with id > after_id, by id, at most limit."""
+        rows = await self._fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+            (after_id, _checked_limit(limit)),
+        )
+        return [AlertRow(*row) for row in rows]
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    async def alerts(
+        self, *, account_id: int | None = None, before_id: int | None = None, limit: int = 50
+    ) -> list[AlertRow]:
+        """Alerts newest first (by id), optionally one account's, before an id, at most limit."""
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"  # noqa: S608 - column names are constants
+        conditions: list[str] = []
+        params: list[Any] = []
+        if account_id is not None:
+            conditions.append("account_id = ?")
+            params.append(account_id)
+        if before_id is not None:
+            conditions.append("id < ?")
+            params.append(before_id)
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(_checked_limit(limit))
+        return [AlertRow(*row) for row in await self._fetch(sql, params)]
+
+    async def alert_states(self) -> list[AlertState]:
+        """Every rule's state: what has fired for the current crossings."""
+        rows = await self._fetch(
+            "SELECT account_id, limit_id, window, rule, period, fired_at FROM alert_state", ()
+        )
+        return [AlertState(*row) for row in rows]
+
+    async def record_alerts(
+        self,
+        fired: Sequence[NewAlert],
+        states: Sequence[AlertState],
+        cleared: Sequence[tuple[int, str, str, str]],
+    ) -> list[AlertRow]:
+        """Write fired alerts, set rule states and clear others, in one transaction."""
+        if not (fired or states or cleared):
+            return []
+        async with self._lock, self._transaction():
+            await self._db.executemany(
+                "DELETE FROM alert_state "
+                "WHERE account_id = ? AND limit_id = ? AND window = ? AND rule = ?",
+                cleared,
+            )
+            # An account deleted meanwhile: its states go with it (the subquery finds nothing).
+            await self._db.executemany(
+                "INSERT INTO alert_state (account_id, limit_id, window, rule, period, fired_at) "
+                "SELECT id, ?, ?, ?, ?, ? FROM accounts WHERE id = ? "
+                "ON CONFLICT DO UPDATE SET period = excluded.period, fired_at = excluded.fired_at",
+                [
+                    (st.limit_id, st.window, st.rule, st.period, st.fired_at, st.account_id)
+                    for st in states
+                ],
+            )
+            written: list[AlertRow] = []
+            for alert in fired:
+                rows = await self._db.execute_fetchall(
+                    "INSERT INTO alerts (at, kind, account_id, account, limit_id, window, "  # noqa: S608 - constants
+                    "used_percent, threshold, resets_at, exhausts_at, message) "
+                    "VALUES (?, ?, (SELECT id FROM accounts WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?) "
+                    f"RETURNING {_ALERT_COLUMNS}",
+                    (
+                        alert.at,
+                        alert.kind,
+                        alert.account_id,
+                        alert.account,
+                        alert.limit_id,
+                        alert.window,
+                        alert.used_percent,
+                        alert.threshold,
+                        alert.resets_at,
+                        alert.exhausts_at,
+                        alert.message,
+                    ),
+                )
+                written.extend(AlertRow(*row) for row in rows)
+            return written
+
+    async def webhooks(self) -> list[WebhookRow]:
+        """The webhooks added through the API, by id."""
+        rows = await self._fetch(
+            "SELECT id, url, format, name, created_at FROM webhooks ORDER BY id", ()
+        )
+        return [WebhookRow(*row) for row in rows]
+
+    async def add_webhook(
+        self, url: str, format_: str, name: str | None, now: float
+    ) -> tuple[WebhookRow, bool]:
+        """Add a webhook; (the row, True) or, when the URL is already there, (it, False)."""
+        async with self._lock, self._transaction():
+            rows = await self._db.execute_fetchall(
+                "INSERT INTO webhooks (url, format, name, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (url) DO NOTHING RETURNING id, url, format, name, created_at",
+                (url, format_, name, now),
+            )
+            if rows:
+                return WebhookRow(*next(iter(rows))), True
+            rows = await self._db.execute_fetchall(
+                "SELECT id, url, format, name, created_at FROM webhooks WHERE url = ?", (url,)
+            )
+            return WebhookRow(*next(iter(rows))), False
+
+    async def delete_webhook(self, webhook_id: int) -> bool:
+        """Remove a webhook added through the API; False if there is no such id."""
+        async with self._lock, self._transaction():
+            cursor = await self._db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+            return cursor.rowcount > 0
+
+    async def recent_history(
+        self, account_id: int, limit_id: str, *, since: float, limit: int
+    ) -> list[UsageRow]:
+        """A limit family's newest rows captured at or after since (at most limit), oldest first."""
+        rows = await self._fetch(
+            f"SELECT {_USAGE_SELECT} FROM usage_snapshots "  # noqa: S608 - constants
+            "WHERE account_id = ? AND limit_id = ? AND captured_at >= ? "
+            "ORDER BY captured_at DESC, id DESC LIMIT ?",
+            (account_id, limit_id, since, _checked_limit(limit)),
+        )
+        return [_usage(row) for row in reversed(rows)]
 
     # -- account management -----------------------------------------------------------------
 
@@ -1134,23 +1372,103 @@ class Store:
                 self._last = {k: v for k, v in self._last.items() if k[0] != account_id}
         return deleted
 
+    # -- retention --------------------------------------------------------------------------
+
     async def prune_history(self, before: float) -> int:
         """Delete rows captured before `before`, keeping each account and limit's newest row."""
-        async with self._lock:
-            cursor = await self._db.execute(
-                "DELETE FROM usage_snapshots WHERE captured_at < ? "
-                "AND id NOT IN (SELECT id FROM latest_usage)",
-                (before,),
-            )
-            return cursor.rowcount
+        deleted = 0
+        while True:
+            batch = await self.prune_history_batch(before, _CHUNK)
+            deleted += batch
+            if batch < _CHUNK:
+                return deleted
+
+    async def prune_history_batch(self, before: float, limit: int) -> int:
+        """Delete at most limit usage rows captured before `before`, oldest first.
+
+        Never an account and limit's newest row (the one latest_usage shows), however old.
+        One short transaction: writers wait for one batch at most.
+        """
+        params = {"before": before, "limit": _checked_limit(limit)}
+        return await self._delete_batch("usage_snapshots", _PRUNE_HISTORY, params)
+
+    async def prune_requests_batch(self, before: float, limit: int) -> int:
+        """Delete at most limit requests that started before `before`, oldest first."""
+        params = {"before": before, "limit": _checked_limit(limit)}
+        return await self._delete_batch("requests", _PRUNE_REQUESTS, params)
+
+    async def downsample_history_batch(
+        self, before: float, bucket_seconds: float, limit: int, *, since: float | None = None
+    ) -> int:
+        """Thin usage rows to the newest per account, limit and bucket; at most limit deleted.
+
+        Buckets are bucket_seconds long from the epoch; only whole buckets that end by `before`
+        are thinned, and only rows captured at or after since (when given). The newest row of
+        a bucket stays, so an account and limit's newest row (latest_usage) always does.
+        Every call scans the range from since again: keep it short (the retention task walks
+        an hour at a time). Raises ValueError when bucket_seconds <= 0.
+        """
+        if not bucket_seconds > 0:
+            raise ValueError(f"bucket_seconds must be > 0, not {bucket_seconds}")
+        params = {
+            "since": float("-inf") if since is None else since,
+            "before": math.floor(before / bucket_seconds) * bucket_seconds,
+            "bucket": bucket_seconds,
+            "limit": _checked_limit(limit),
+        }
+        return await self._delete_batch("usage_snapshots", _DOWNSAMPLE_HISTORY, params)
+
+    async def oldest_history_at(self, *, since: float | None = None) -> float | None:
+        """The oldest captured_at of the usage rows (at or after since), None without any."""
+        rows = await self._fetch(
+            "SELECT min(captured_at) FROM usage_snapshots WHERE captured_at >= ?",
+            (float("-inf") if since is None else since,),
+        )
+        oldest = rows[0][0]
+        return None if oldest is None else float(oldest)
+
+    async def _delete_batch(self, table: str, sql: str, params: dict[str, Any]) -> int:
+        """Run one DELETE ... RETURNING id in its own transaction; raise the id floor to match."""
+        async with self._lock, self._transaction():
+            rows = list(await self._db.execute_fetchall(sql, params))
+            if rows:
+                await self._db.execute(
+                    _RAISE_ID_FLOOR_TO, (_id_floor_setting(table), max(int(row[0]) for row in rows))
+                )
+        return len(rows)
 
     async def _fetch(self, sql: str, params: Iterable[Any]) -> list[Any]:
         """Run one read under the lock and return all rows."""
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
 
+    @staticmethod
+    async def schema_status(path: Path, *, migrations: Path | None = None) -> tuple[int, int]:
+        """(the schema version of the database at path, the newest migration), changing nothing.
+
+        A missing file is version 0; it is not created. Raises StoreError when it cannot be read.
+        """
+        folder = migrations if migrations is not None else paths.migrations_dir()
+        scripts = await asyncio.to_thread(_read_migrations, folder)
+        version = await asyncio.to_thread(_read_user_version, path)
+        return version, scripts[-1].number
+
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _read_user_version(path: Path) -> int:
+    """PRAGMA user_version of the file at path, opened read-only; 0 when there is no file."""
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read database {path}: {exc}") from exc
 
 
 def _read_migrations(folder: Path) -> list[_Migration]:

@@ -8,10 +8,11 @@ only when reported; a bar's level comes from the used percent and the configured
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from .forecast import Forecast
 from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY
 from .store import AccountRow, LatestUsageRow, UsageRow
 
@@ -53,6 +54,7 @@ class WindowView:
     resets_at: int | None
     level: Level
     shown: bool  # False: not reported and not one of ALWAYS_SHOWN (rendered hidden)
+    forecast: Forecast | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +133,11 @@ class Summary:
     soonest_reset_account: str | None  # the title of the account it belongs to
 
 
-def windows_of(row: UsageRow, thresholds: Thresholds) -> tuple[WindowView, ...]:
+def windows_of(
+    row: UsageRow, thresholds: Thresholds, forecasts: Mapping[str, Forecast] | None = None
+) -> tuple[WindowView, ...]:
     """A usage row's windows in display order: 5h, 7d, monthly, then other reported labels."""
+    found = forecasts or {}
     fixed = {
         FIVE_HOUR: (row.five_hour_used_percent, row.five_hour_resets_at),
         SEVEN_DAY: (row.seven_day_used_percent, row.seven_day_resets_at),
@@ -145,6 +150,7 @@ def windows_of(row: UsageRow, thresholds: Thresholds) -> tuple[WindowView, ...]:
             resets_at=resets_at,
             level=thresholds.level(used),
             shown=key in ALWAYS_SHOWN or used is not None or resets_at is not None,
+            forecast=found.get(key) if used is not None else None,
         )
         for key, (used, resets_at) in fixed.items()
     ]
@@ -154,7 +160,9 @@ def windows_of(row: UsageRow, thresholds: Thresholds) -> tuple[WindowView, ...]:
     )
     for label, used, resets_at in slots:
         if label is not None and label not in fixed and (used is not None or resets_at):
-            views.append(WindowView(label, used, resets_at, thresholds.level(used), shown=True))
+            views.append(
+                WindowView(label, used, resets_at, thresholds.level(used), True, found.get(label))
+            )
     return tuple(views)
 
 
@@ -165,7 +173,12 @@ def unknown_windows() -> tuple[WindowView, ...]:
     )
 
 
-def limit_view(row: UsageRow, now: float, thresholds: Thresholds) -> LimitView:
+def limit_view(
+    row: UsageRow,
+    now: float,
+    thresholds: Thresholds,
+    forecasts: Mapping[str, Forecast] | None = None,
+) -> LimitView:
     """One limit family's newest row as shown on a card."""
     hit = None
     if row.limit_hit_type is not None:
@@ -177,7 +190,7 @@ def limit_view(row: UsageRow, now: float, thresholds: Thresholds) -> LimitView:
         captured_at=row.captured_at,
         confirmed_at=row.confirmed_at,
         stale=now - row.confirmed_at > STALE_AFTER_SECONDS,
-        windows=windows_of(row, thresholds),
+        windows=windows_of(row, thresholds, forecasts),
         limit_hit=hit,
     )
 
@@ -187,12 +200,15 @@ def cards(
     latest: Iterable[LatestUsageRow],
     now: float,
     thresholds: Thresholds,
+    forecasts: Mapping[tuple[int, str], Mapping[str, Forecast]] | None = None,
 ) -> list[CardView]:
     """A card per account, each with its limit families (the main one first)."""
     by_account: dict[int, list[LimitView]] = {}
     for row in latest:
+        key = (row.usage.account_id, row.usage.limit_id)
+        found = (forecasts or {}).get(key)
         by_account.setdefault(row.usage.account_id, []).append(
-            limit_view(row.usage, now, thresholds)
+            limit_view(row.usage, now, thresholds, found)
         )
     result = []
     for account in accounts:

@@ -138,7 +138,7 @@ async def test_overview_shows_the_windows_with_countdowns_freshness_and_source(
     assert 'id="kpi-requests">1<' in text
     data = page_data(text)
     assert data["page"] == "overview"
-    assert re.fullmatch(r"\d+\.\d+\.\d+", data["cursor"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", data["cursor"])
     assert data["thresholds"] == {"warn": 50.0, "critical": 80.0}
     assert data["messages"]["window.used"] == "{percent}% used"
     assert sum(data["activity"]["requests"]) == 1

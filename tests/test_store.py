@@ -24,7 +24,7 @@ from codexgate.models import (
 )
 from codexgate.store import RecordResult, Store, StoreError
 
-LATEST = 3  # the number of the newest file in migrations/
+LATEST = 4  # the number of the newest file in migrations/
 T0 = 1_890_000_000.0  # a capture time; reset times below are a few hours/days after it
 FIVE_H_RESET = 1_890_010_000
 SEVEN_D_RESET = 1_890_400_000
@@ -199,7 +199,7 @@ async def test_newer_database_is_refused_and_left_unchanged(tmp_path: Path) -> N
         db.execute("PRAGMA user_version = 99")
     db.close()
     before = path.read_bytes()
-    with pytest.raises(StoreError, match=r"schema version 99 is newer .* supports \(3\)"):
+    with pytest.raises(StoreError, match=rf"schema version 99 is newer .* supports \({LATEST}\)"):
         await Store.open(path)
     assert path.read_bytes() == before
     assert query(path, "PRAGMA user_version") == [(99,)]

@@ -432,7 +432,7 @@ async def test_version_2_database_migrates_and_keeps_its_data(tmp_path: Path) ->
     ]
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == 4
         after = [
             query(path, f"SELECT * FROM {table} ORDER BY id")
             for table in ("accounts", "usage_snapshots", "requests")

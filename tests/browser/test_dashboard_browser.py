@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Locator, Page, expect
 
+from ..fake_upstream import FakeUpstream
 from ..gateway_process import GatewayProcess
 from .conftest import (
     NewPage,
@@ -77,7 +78,7 @@ async def test_countdowns_tick_every_second(
     await proxied_turn(gateway_process)
     page = await new_page()
     await sign_in(page, gateway_process)
-    countdown = page.locator('article.card [data-window="5h"] .countdown')
+    countdown = page.locator('article.card [data-window="5h"] > .countdown')
     first = await countdown.text_content()
     assert first is not None
     assert first.startswith("resets in 1m")
@@ -339,3 +340,21 @@ async def test_managing_an_account_works_from_the_keyboard(
     assert status == 200
     assert isinstance(listed, dict)
     assert [a["display_name"] for a in listed["accounts"]] == ["Keyboard seat"]
+
+
+async def test_an_alert_appears_in_the_recent_alerts_live(
+    fake: FakeUpstream, gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    await expect(page.locator("#no-alerts")).to_be_visible()
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    fake.response_headers["x-codex-primary-used-percent"] = "91"
+    await proxied_turn(gateway_process)
+    alert = page.locator("#alert-list li").first
+    await expect(alert).to_have_text(
+        re.compile(r"alice@example\.com: 5-hour window at 91% \(crossed 90%\)")
+    )
+    await expect(page.locator("#no-alerts")).to_be_hidden()
+    await page.get_by_role("link", name="简体中文").click()
+    await expect(page.locator("#alert-list li").first).to_contain_text("超过 90%")

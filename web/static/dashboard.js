@@ -123,6 +123,7 @@
   }
 
   function tickCountdown(element, current) {
+    if (element.hidden) return;
     if (element.dataset.resetAt === "") {
       element.textContent = t("window.reset_unknown");
       return;
@@ -149,6 +150,38 @@
       ? t("window.left", { percent: percentText(left) })
       : t("window.used", { percent: percentText(used) });
     fill.setAttribute("width", String(Math.round(shown * 100) / 100));
+  }
+
+  function fillForecast(item, forecast) {
+    const box = field(item, "forecast");
+    if (!box) return;
+    if (!forecast) {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    const runsOut = forecast.status === "runs_out" && forecast.exhausts_at !== null;
+    box.classList.toggle("forecast-runs-out", runsOut);
+    const countdown = field(box, "forecast-countdown");
+    countdown.hidden = !runsOut;
+    setCountdown(countdown, runsOut ? forecast.exhausts_at : null);
+    const parts = [];
+    if (runsOut && forecast.runs_out_before_reset_seconds) {
+      parts.push(t("forecast.before_reset", { duration: duration(forecast.runs_out_before_reset_seconds) }));
+    } else if (forecast.status === "lasts") {
+      parts.push(t("forecast.lasts"));
+    } else if (forecast.status === "idle") {
+      parts.push(t("forecast.idle"));
+    } else if (forecast.status === "insufficient_data") {
+      parts.push(t("forecast.insufficient"));
+    }
+    if (forecast.rate_per_hour !== null && (forecast.status === "runs_out" || forecast.status === "lasts")) {
+      parts.push(t("forecast.separator") + t("forecast.pace", { rate: percentText(forecast.rate_per_hour) }));
+      if (forecast.sustainable_rate_per_hour !== null) {
+        parts.push(t("forecast.separator") + t("forecast.sustainable", { rate: percentText(forecast.sustainable_rate_per_hour) }));
+      }
+    }
+    field(box, "forecast-text").textContent = parts.join("");
   }
 
   function setWindow(item, used, resetsAt) {
@@ -182,7 +215,7 @@
     return result;
   }
 
-  function fillLimit(section, row) {
+  function fillLimit(section, row, forecasts) {
     const limitName = field(section, "limit-name");
     if (row.limit_id === MAIN_LIMIT) {
       limitName.hidden = true;
@@ -202,12 +235,14 @@
         list.append(item);
       }
       setWindow(item, w.used, w.resetsAt);
+      fillForecast(item, w.used === null ? null : (forecasts || {})[w.key] || null);
       item.hidden = !(ALWAYS_SHOWN.includes(w.key) || w.used !== null || w.resetsAt !== null);
     }
     for (const item of list.querySelectorAll(".window")) {
       if (!seen.has(item.dataset.window)) {
         if (FIXED.includes(item.dataset.window)) {
           setWindow(item, null, null);
+          fillForecast(item, null);
           item.hidden = !ALWAYS_SHOWN.includes(item.dataset.window);
         } else {
           item.remove();
@@ -307,7 +342,7 @@
       section.dataset.limitId = row.limit_id;
       limits.append(section);
     }
-    fillLimit(section, row);
+    fillLimit(section, row, payload.forecasts);
     field(card, "no-data").hidden = true;
     afterChange();
   }
@@ -327,6 +362,38 @@
       if (card) fillMeta(card, payload.account);
     }
     afterChange();
+  }
+
+  function alertText(alert) {
+    const who = alert.account || t("card.unnamed");
+    const windowName = alert.window ? (FIXED.includes(alert.window) ? t("window." + alert.window) : alert.window) : "";
+    const fields = { account: who, window: windowName };
+    if (alert.used_percent !== null) fields.percent = percentText(alert.used_percent);
+    if (alert.threshold !== null) fields.threshold = percentText(alert.threshold);
+    const keys = {
+      threshold: "alert.threshold",
+      forecast: "alert.forecast",
+      limit_hit: "alert.limit_hit",
+      limit_reset: "alert.limit_reset",
+      stale: "alert.stale",
+    };
+    return t(keys[alert.kind] || "alert.test", fields);
+  }
+
+  function applyAlert(alert) {
+    const list = document.getElementById("alert-list");
+    if (!list || list.querySelector('[data-alert-id="' + CSS.escape(String(alert.id)) + '"]')) return;
+    const item = cloneTemplate("alert-template");
+    item.dataset.alertId = String(alert.id);
+    item.className = "alert alert-" + alert.kind;
+    const when = field(item, "alert-time");
+    when.dateTime = new Date(alert.at * 1000).toISOString();
+    when.dataset.at = String(alert.at);
+    when.textContent = localTime(alert.at, "datetime");
+    field(item, "alert-text").textContent = alertText(alert);
+    list.prepend(item);
+    while (list.children.length > 8) list.lastElementChild.remove();
+    document.getElementById("no-alerts").hidden = true;
   }
 
   // -- the summary strip and sorting ----------------------------------------------------------
@@ -574,6 +641,7 @@
     source.addEventListener("usage", handle("usage", applyUsage));
     source.addEventListener("request", handle("request", applyRequest));
     source.addEventListener("account", handle("account", applyAccount));
+    source.addEventListener("alert", handle("alert", applyAlert));
   }
 
   async function checkSessionAndReconnect() {

@@ -1,0 +1,92 @@
+"""Plain-text tables, durations and the colour rules of the offline commands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, TextIO
+
+from ..config import Config
+
+UNKNOWN: Final = "unknown"
+_RESET: Final = "\x1b[0m"
+GREEN: Final = "\x1b[32m"
+AMBER: Final = "\x1b[33m"
+RED: Final = "\x1b[31m"
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell: its text and, when colour is on, the ANSI colour it is drawn in."""
+
+    text: str
+    colour: str | None = None
+
+
+def colour_enabled(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Colour only for a terminal, and never when NO_COLOR is set to something (no-color.org)."""
+    env = os.environ if environ is None else environ
+    return stream.isatty() and not env.get("NO_COLOR")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Cell | str]], *, colour: bool) -> str:
+    """Left-aligned columns two spaces apart, a header line first; colour does not shift them."""
+    cells = [[c if isinstance(c, Cell) else Cell(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell.text))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in cells:
+        parts = []
+        for cell, width in zip(row, widths, strict=True):
+            padded = cell.text.ljust(width)
+            if colour and cell.colour is not None:
+                # Pad first: escape codes take no columns on screen.
+                padded = cell.colour + cell.text + _RESET + padded[len(cell.text) :]
+            parts.append(padded)
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def duration(seconds: float) -> str:
+    """A span as its two largest units: 45s, 12m, 3h 5m, 2d 4h."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def percent_text(used: float | None) -> str:
+    """A used percent as 42% or 42.5%; unknown stays unknown, never 0."""
+    return UNKNOWN if used is None else f"{round(used, 1):g}%"
+
+
+def used_cell(used: float | None, config: Config) -> Cell:
+    """The used percent, green below --warn-percent, amber below --critical-percent, else red."""
+    if used is None:
+        return Cell(UNKNOWN)
+    if used >= config.critical_percent:
+        colour = RED
+    elif used >= config.warn_percent:
+        colour = AMBER
+    else:
+        colour = GREEN
+    return Cell(percent_text(used), colour)
+
+
+def account_label(account: Mapping[str, object]) -> str:
+    """How an account is called in a table: its name, else its email, else its key."""
+    for field in ("display_name", "email", "account_key"):
+        value = account.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return f"#{account.get('id')}"

@@ -1,0 +1,182 @@
+"""Every account's window forecasts, kept current from the usage rows as they are written.
+
+The maths is in forecast.py (pure). This cache holds, per account, limit family and window, the
+samples of the current window period: loaded from the store the first time they are asked for,
+then appended to as the alert engine and the feed read new rows. It is owned by the app
+(FORECASTS) and shared by the API, the feed, the dashboard, the metrics and the alert rules.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from .forecast import Forecast, Sample, forecast
+from .store import LatestUsageRow, Store, UsageRow
+
+# Samples kept per window period: one per 1/400 of the window at most (45 s of a 5-hour window,
+# 25 minutes of a week), and never more than MAX_SAMPLES.
+SAMPLES_PER_WINDOW: Final = 400
+MAX_SAMPLES: Final = 2000
+DEFAULT_WINDOW_SECONDS: Final = 5 * 3600
+# A forecast is computed again after this long even without a new sample (it moves with time).
+RESULT_SECONDS: Final = 10.0
+# How far back a first load reads (the longest window is a month).
+LOOKBACK_SECONDS: Final = 31 * 86400
+# A reset time that moves forward by more than this starts a new window period.
+RESET_TOLERANCE: Final = 60
+
+_Key = tuple[int, str]  # (account id, limit id)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowValue:
+    """One window's values in one usage row."""
+
+    window: str
+    used_percent: float | None
+    window_minutes: int | None
+    resets_at: int | None
+
+
+def window_values(row: UsageRow) -> Iterator[WindowValue]:
+    """The windows a row reports: 5h, 7d, monthly, then other labels of its raw slots."""
+    yield WindowValue(
+        "5h", row.five_hour_used_percent, row.five_hour_window_minutes, row.five_hour_resets_at
+    )
+    yield WindowValue(
+        "7d", row.seven_day_used_percent, row.seven_day_window_minutes, row.seven_day_resets_at
+    )
+    yield WindowValue(
+        "monthly", row.monthly_used_percent, row.monthly_window_minutes, row.monthly_resets_at
+    )
+    for label, used, minutes, resets_at in (
+        (
+            row.primary_window,
+            row.primary_used_percent,
+            row.primary_window_minutes,
+            row.primary_resets_at,
+        ),
+        (
+            row.secondary_window,
+            row.secondary_used_percent,
+            row.secondary_window_minutes,
+            row.secondary_resets_at,
+        ),
+    ):
+        if label is not None and label not in ("5h", "7d", "monthly"):
+            yield WindowValue(label, used, minutes, resets_at)
+
+
+class _Window:
+    """The samples of one window's current period, thinned to about SAMPLES_PER_WINDOW."""
+
+    __slots__ = ("minutes", "result", "samples")
+
+    def __init__(self) -> None:
+        self.samples: deque[Sample] = deque(maxlen=MAX_SAMPLES)
+        self.minutes: int | None = None
+        self.result: tuple[float, Forecast] | None = None  # (computed at, forecast)
+
+    def add(self, at: float, value: WindowValue) -> None:
+        if value.window_minutes:
+            self.minutes = value.window_minutes
+        if value.used_percent is None:
+            return
+        self.result = None
+        sample = Sample(at, value.used_percent, value.resets_at)
+        samples = self.samples
+        if samples:
+            last = samples[-1]
+            if (
+                value.resets_at is not None
+                and last.resets_at is not None
+                and value.resets_at > last.resets_at + RESET_TOLERANCE
+            ):
+                samples.clear()  # a new period: the old one says nothing about it
+            elif len(samples) >= 2 and at - samples[-2].at < self._spacing():
+                # Closer than the spacing to the sample before the newest: the newest is
+                # replaced, so a busy window keeps its shape in a few hundred samples (the
+                # forecast costs O(samples) on every read).
+                samples[-1] = sample
+                return
+        samples.append(sample)
+
+    def _spacing(self) -> float:
+        length = self.minutes * 60 if self.minutes else DEFAULT_WINDOW_SECONDS
+        return length / SAMPLES_PER_WINDOW
+
+    def forecast(self, now: float) -> Forecast:
+        """The forecast at now; reused for RESULT_SECONDS while no sample arrives."""
+        if self.result is not None and 0 <= now - self.result[0] < RESULT_SECONDS:
+            return self.result[1]
+        found = forecast(list(self.samples), now=now, window_minutes=self.minutes)
+        self.result = (now, found)
+        return found
+
+
+class ForecastCache:
+    """Per account and limit family, each window's samples since its last reset."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._windows: dict[_Key, dict[str, _Window]] = {}
+        self._newest: dict[_Key, int] = {}  # the newest row id taken in, per key
+
+    async def ensure(self, account_id: int, limit_id: str, now: float) -> None:
+        """Load a limit family's recent history the first time it is needed."""
+        key = (account_id, limit_id)
+        if key in self._windows:
+            return
+        rows = await self._store.recent_history(
+            account_id, limit_id, since=now - LOOKBACK_SECONDS, limit=MAX_SAMPLES
+        )
+        if key in self._windows:  # loaded by another caller while we read
+            return
+        self._windows[key] = {}
+        for row in rows:
+            self._take(key, row)
+
+    def add(self, row: UsageRow) -> None:
+        """Take in a row just written (ignored until its family is loaded, which reads it)."""
+        key = (row.account_id, row.limit_id)
+        if key in self._windows:
+            self._take(key, row)
+
+    def forget(self, account_id: int) -> None:
+        """Drop a deleted account."""
+        for key in [key for key in self._windows if key[0] == account_id]:
+            del self._windows[key]
+            self._newest.pop(key, None)
+
+    def forecasts(self, account_id: int, limit_id: str, now: float) -> dict[str, Forecast]:
+        """The forecast of each window of a loaded limit family that has samples."""
+        windows = self._windows.get((account_id, limit_id), {})
+        return {name: window.forecast(now) for name, window in windows.items() if window.samples}
+
+    async def of_rows(
+        self, rows: Iterable[LatestUsageRow | UsageRow], now: float
+    ) -> dict[_Key, dict[str, Forecast]]:
+        """The forecasts of the limit families the rows name (loading them when needed)."""
+        result: dict[_Key, dict[str, Forecast]] = {}
+        for item in rows:
+            row = item.usage if isinstance(item, LatestUsageRow) else item
+            key = (row.account_id, row.limit_id)
+            if key in result:
+                continue
+            await self.ensure(row.account_id, row.limit_id, now)
+            self.add(row)
+            result[key] = self.forecasts(row.account_id, row.limit_id, now)
+        return result
+
+    def _take(self, key: _Key, row: UsageRow) -> None:
+        if row.id <= self._newest.get(key, 0):
+            return
+        self._newest[key] = row.id
+        windows = self._windows[key]
+        for value in window_values(row):
+            if value.used_percent is None and value.window not in windows:
+                continue
+            windows.setdefault(value.window, _Window()).add(row.captured_at, value)
