@@ -186,6 +186,16 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "forecast.sustainable": ("sustainable {rate}%/h", "可持续 {rate}%/小时"),
         "alerts.heading": ("Recent alerts", "最近告警"),
         "alerts.empty": ("No alerts yet.", "暂无告警。"),
+        "alerts.test": ("Send a test alert", "发送测试告警"),
+        "alerts.test_none": (
+            "No webhook is set up: add one in the settings file or through the API.",
+            "尚未配置 webhook：请在配置文件中或通过 API 添加。",
+        ),
+        "alerts.test_sent": (
+            "Test alert sent: {ok} of {total} webhooks answered.",
+            "测试告警已发送：{total} 个 webhook 中 {ok} 个成功。",
+        ),
+        "alerts.test_failed": ("{webhook}: {error}", "{webhook}：{error}"),
         "alert.threshold": (
             "{account}: {window} window at {percent}% (crossed {threshold}%)",
             "{account}：{window}窗口已用 {percent}%（超过 {threshold}%）",

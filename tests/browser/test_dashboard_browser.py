@@ -358,3 +358,14 @@ async def test_an_alert_appears_in_the_recent_alerts_live(
     await expect(page.locator("#no-alerts")).to_be_hidden()
     await page.get_by_role("link", name="简体中文").click()
     await expect(page.locator("#alert-list li").first).to_contain_text("超过 90%")
+
+
+async def test_send_a_test_alert_from_the_page(
+    gateway_process: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await sign_in(page, gateway_process)
+    await page.get_by_role("button", name="Send a test alert").click()
+    # No webhook is configured here: the page says so, and the test alert is listed.
+    await expect(page.locator("#notices")).to_contain_text("No webhook is set up")
+    await expect(page.locator("#alert-list li").first).to_have_text(re.compile("Test alert"))

@@ -718,6 +718,32 @@
     });
   }
 
+  function setupTestAlert() {
+    const button = document.getElementById("test-alert");
+    if (!button) return;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const response = await callApi("POST", "/alerts/test");
+        if (!response) return;
+        const answer = await response.json();
+        const hooks = answer.webhooks || [];
+        if (hooks.length === 0) {
+          notice(t("alerts.test_none"));
+          return;
+        }
+        const ok = hooks.filter((hook) => hook.ok).length;
+        notice(t("alerts.test_sent", { ok, total: hooks.length }));
+        const failed = hooks.filter((hook) => !hook.ok);
+        if (failed.length) {
+          showError(failed.map((hook) => t("alerts.test_failed", { webhook: hook.name || hook.url, error: hook.error })).join("; "));
+        }
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
   function setupCardActions() {
     const list = cards();
     if (!list) return;
@@ -796,6 +822,7 @@
   setupControls();
   setupAddForm();
   setupCardActions();
+  setupTestAlert();
   afterChange();
   window.setInterval(() => {
     const current = now();
