@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from aiohttp import web
 
@@ -20,6 +22,9 @@ async def healthz(request: web.Request) -> web.Response:
         "upstream": str(config.upstream),
         "capture": config.capture,
         "websocket": config.websocket,
+        # Every open connection and background job is one task: a count that keeps growing
+        # while traffic does not is a leak (the reliability suite watches it).
+        "tasks": len(asyncio.all_tasks()),
         "db": {"state": stats.db_state, "last_error": stats.last_error},
         "queue": {"depth": stats.queue_depth, "capacity": stats.queue_capacity},
         "snapshots": {

@@ -29,6 +29,7 @@ from codexgate.models import (
 __all__ = [
     "IdentityCache",
     "classify_window",
+    "header_text",
     "identity_from_token",
     "parse_rate_limit_headers",
 ]
@@ -139,11 +140,20 @@ def _parse_int(raw: str | None) -> int | None:
     return None
 
 
-def _parse_text(raw: str | None) -> str | None:
-    """Strip a text value; empty means unknown."""
+def header_text(raw: str | None) -> str | None:
+    """Strip a header's text value; empty means unknown. Always valid Unicode, so storable."""
     if raw is None:
         return None
-    return raw.strip() or None
+    value = raw.strip()
+    if not value.isascii():
+        # Bytes that were not UTF-8 arrive as lone surrogates (aiohttp decodes with
+        # surrogateescape); SQLite refuses those, and with them the whole batch: U+FFFD instead.
+        try:
+            data = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that did not come off the wire
+            data = value.encode("utf-8", "surrogatepass")
+        value = data.decode("utf-8", "replace")
+    return value or None
 
 
 def _parse_bool(raw: str | None) -> bool | None:
@@ -160,7 +170,7 @@ def _parse_bool(raw: str | None) -> bool | None:
 
 def _parse_balance(raw: str | None) -> str | None:
     """Keep a balance as sent (stripped) when it is a finite decimal, else None."""
-    value = _parse_text(raw)
+    value = header_text(raw)
     if value is None:
         return None
     try:
@@ -205,7 +215,7 @@ def _parse_family(
         windows = (primary,) if secondary is None else (primary, secondary)
     return LimitReport(
         limit_id,
-        _parse_text(found.get(names.limit_name)),
+        header_text(found.get(names.limit_name)),
         windows,
         _parse_float(found.get(names.over_secondary)),
     )
@@ -252,11 +262,11 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> UsageRep
 
     return UsageReport(
         limits=tuple(limits),
-        plan_type=_parse_text(found.get("x-codex-plan-type")),
-        active_limit=_parse_text(found.get("x-codex-active-limit")),
+        plan_type=header_text(found.get("x-codex-plan-type")),
+        active_limit=header_text(found.get("x-codex-active-limit")),
         credits=_parse_credits(found),
-        rate_limit_reached_type=_parse_text(found.get("x-codex-rate-limit-reached-type")),
-        promo_message=_parse_text(found.get("x-codex-promo-message")),
+        rate_limit_reached_type=header_text(found.get("x-codex-rate-limit-reached-type")),
+        promo_message=header_text(found.get("x-codex-promo-message")),
     )
 
 
@@ -311,7 +321,7 @@ def identity_from_token(
         return None
     # surrogatepass: a str that did not come off the wire must still hash, never raise.
     fingerprint = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-    workspace = _parse_text(account_id_header)
+    workspace = header_text(account_id_header)
 
     user_id: str | None = None
     plan_type: str | None = None

@@ -21,7 +21,7 @@ from .bodies import (
     parse_usage_body,
     plan_type_of_error_body,
 )
-from .capture import IdentityCache, parse_rate_limit_headers
+from .capture import IdentityCache, header_text, parse_rate_limit_headers
 from .models import Identity, RequestRecord, Snapshot, Source, TokenUsage, Transport, UsageReport
 from .recorder import Recorder
 from .scan import (
@@ -101,7 +101,7 @@ def _identity(request: web.BaseRequest, identities: IdentityCache) -> Identity |
 
 def _upstream_request_id(headers: CIMultiDictProxy[str]) -> str | None:
     for name in UPSTREAM_REQUEST_ID_HEADERS:
-        value = headers.get(name)
+        value = header_text(headers.get(name))
         if value:
             return value
     return None
@@ -134,7 +134,7 @@ class HttpExchange:
         self._status = response.status
         headers = CIMultiDictProxy(response.headers)
         self._headers = headers
-        self._model = headers.get("openai-model")
+        self._model = header_text(headers.get("openai-model"))
         report = parse_rate_limit_headers(headers, time.time())
         if response.status == 429:
             self._pending_headers = report  # the body says whether it is a quota error

@@ -42,6 +42,19 @@ _CHUNK: Final = 500
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 
+# Settings of one connection (WAL mode is kept in the file itself); every open applies them.
+_CONNECTION_PRAGMAS: Final = (
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA synchronous = NORMAL",
+)
+# SQLite's result codes for a file that failed (not a lock, not a full disk): a disk that went
+# read-only and was repaired and mounted again is only reached through a new open, since the
+# old descriptors keep pointing at the broken mount.
+_FILE_ERRORS: Final = frozenset(
+    {sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+)
+
 # The limit family that a report's limit_hit and spend_control are about.
 CODEX_LIMIT: Final = "codex"
 
@@ -550,6 +563,7 @@ class Store:
         # (account_id, limit_id) -> newest row; None = no row in the database. A key that is
         # absent has not been looked up since start.
         self._last: dict[tuple[int, str], _Last | None] = {}
+        self._reopen = False  # a write failed on the file itself: open it again first
 
     @classmethod
     async def open(
@@ -591,8 +605,8 @@ class Store:
         """Set the PRAGMAs and apply the migrations; refuse a database newer than the code."""
         latest = scripts[-1].number if scripts else 0
         try:
-            await self._db.execute("PRAGMA busy_timeout = 5000")
-            await self._db.execute("PRAGMA foreign_keys = ON")
+            for pragma in _CONNECTION_PRAGMAS:
+                await self._db.execute(pragma)
             # Read before anything writes: a refused database must be left exactly as it was.
             version = await self._user_version()
         except sqlite3.Error as exc:
@@ -604,7 +618,6 @@ class Store:
             )
         try:
             rows = await self._db.execute_fetchall("PRAGMA journal_mode = WAL")
-            await self._db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
         mode = next(iter(rows))[0]
@@ -640,6 +653,28 @@ class Store:
             await self._db.rollback()  # a no-op when no transaction is open
         except (sqlite3.Error, ValueError):
             LOG.warning("rollback failed on %s", self.path, exc_info=True)
+
+    async def _reconnect(self) -> None:
+        """Open the file again (caller holds the lock); the old connection goes once this worked."""
+        # mode=rw: a file that vanished must fail here, not come back as an empty database.
+        uri = f"{self.path.absolute().as_uri()}?mode=rw"
+        db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        try:
+            for pragma in _CONNECTION_PRAGMAS:
+                await db.execute(pragma)
+        except BaseException:
+            await db.close()
+            raise
+        old, self._db = self._db, db
+        self._reopen = False
+        # A repaired file may lack what the caches remember: look everything up again.
+        self._account_ids.clear()
+        self._last.clear()
+        try:
+            await old.close()
+        except sqlite3.Error:
+            LOG.warning("closing the failed connection to %s failed", self.path, exc_info=True)
+        LOG.debug("reopened the database %s after a file error", self.path)
 
     async def _user_version(self) -> int:
         """Read PRAGMA user_version (caller holds the lock or is opening)."""
@@ -713,6 +748,8 @@ class Store:
         # Time order inside the batch, whatever order the queue delivered them in.
         ordered = sorted(snapshots, key=lambda snapshot: snapshot.captured_at)
         async with self._lock:
+            if self._reopen:
+                await self._reconnect()
             batch = _Batch()
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
@@ -725,9 +762,10 @@ class Store:
                         _INSERT_REQUEST, [(first_id + n, *row) for n, row in enumerate(rows)]
                     )
                 await self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 # Nothing of this batch reached the caches: they still match the database.
                 await self._rollback()
+                self._reopen = _is_file_error(exc)
                 raise
             if batch.purged_accounts:
                 purged = batch.purged_accounts
@@ -1506,6 +1544,13 @@ def _split_statements(sql: str) -> list[str]:
     if tail:
         statements.append(tail)  # trailing comments (a no-op) or a last statement without ';'
     return statements
+
+
+def _is_file_error(exc: BaseException) -> bool:
+    """Whether SQLite failed on the file itself (an I/O error, read-only, cannot open)."""
+    # Errors raised by Python's sqlite3 itself (a closed connection) carry no SQLite code.
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    return code is not None and (code & 0xFF) in _FILE_ERRORS
 
 
 def _create_private_file(path: Path) -> None:

@@ -66,6 +66,8 @@ class FakeUpstream:
     ws_handshake_status: int = 101
     stream_closed_by_client: asyncio.Event = field(default_factory=asyncio.Event)
     stream_started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Bytes /firehose has handed to its connections (shows whether a proxy applies back-pressure).
+    firehose_sent: int = 0
 
     def app(self) -> web.Application:
         """The aiohttp app serving the fake backend."""
@@ -78,6 +80,7 @@ class FakeUpstream:
         app.router.add_route("*", "/echo/{tail:.*}", self._echo)
         app.router.add_get("/big", self._big)
         app.router.add_get("/endless", self._endless)
+        app.router.add_get("/firehose", self._firehose)
         app.router.add_get("/hang", self._hang)
         app.router.add_get("/gzip", self._gzip)
         app.router.add_get("/redirect", self._redirect)
@@ -215,6 +218,18 @@ class FakeUpstream:
         except (ConnectionResetError, asyncio.CancelledError):
             self.stream_closed_by_client.set()
             raise
+
+    async def _firehose(self, request: web.Request) -> web.StreamResponse:
+        """Writes 64 KiB chunks as fast as the reader takes them, until it goes away."""
+        chunk = b"z" * 65536
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(chunk)  # waits while the socket's buffer is full
+                self.firehose_sent += len(chunk)
+        except ConnectionResetError:
+            return response
 
     async def _hang(self, request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(3600)

@@ -1,0 +1,1 @@
+"""Reliability suite: the real server process under failures and load."""
