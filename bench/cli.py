@@ -1,4 +1,4 @@
-"""`python -m bench`: start the fake upstream and two codexgates, run the rounds, print it all."""
+"""`python -m bench`: start the upstream, codexgates and nginx, run the rounds, print it all."""
 
 from __future__ import annotations
 
@@ -8,227 +8,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from .accounting import health_lines
+from . import nginx, procfs
 from .loops import loop_factory
-from .processes import BenchError, Service, free_port, wait_ready
-from .protocol import PING_PATH, REPO_ROOT
-from .report import (
-    CAPTURE_OFF,
-    CAPTURE_ON,
-    DIRECT,
-    added_times,
-    capture_costs,
-    machine,
-    medians,
-    method,
-    table,
-)
-from .run import RunResult, Target, run
-from .settings import Settings, parse_settings
-
-HEALTH_PATH = "/codexgate/healthz"
-
-
-@dataclass(frozen=True, slots=True)
-class Stopped:
-    """How one codexgate instance stopped, and what it logged at WARNING and above."""
-
-    name: str
-    exit_code: int | None
-    stop_seconds: float | None
-    killed: bool
-    log: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A finished run and how each codexgate behaved around it."""
-
-    result: RunResult
-    gateways: list[Stopped]
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports."""
-    for _ in range(10):
-        ports = [free_port() for _ in range(count)]
-        if len(set(ports)) == count:
-            return ports
-    raise BenchError(f"could not find {count} distinct free loopback ports")
-
-
-def _gateway(
-    settings: Settings, workdir: Path, port: int, upstream_port: int, capture: bool
-) -> Service:
-    """A codexgate instance with its own port, database and log, capture on or off."""
-    switch = "on" if capture else "off"
-    return Service(
-        name=f"codexgate (capture {switch})",
-        argv=[
-            sys.executable,
-            "-m",
-            "codexgate",
-            "--port",
-            str(port),
-            "--upstream",
-            f"http://127.0.0.1:{upstream_port}",
-            "--db",
-            str(workdir / f"bench-capture-{switch}.db"),
-            "--log-level",
-            "WARNING",
-            *settings.gateway_args,
-            "--capture",  # last, so that it wins over a --capture among the extra arguments
-            switch,
-        ],
-        cwd=workdir,
-        log_path=workdir / f"codexgate-capture-{switch}.log",
-    )
-
-
-def _services(settings: Settings, workdir: Path) -> tuple[Service, dict[str, Service]]:
-    """The fake upstream and both codexgate instances in front of it, not started yet."""
-    upstream_port, on_port, off_port = _free_ports(3)
-    upstream = Service(
-        name="fake upstream",
-        argv=[sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
-        cwd=REPO_ROOT,
-        log_path=workdir / "upstream.log",
-    )
-    gateways = {
-        CAPTURE_ON: _gateway(settings, workdir, on_port, upstream_port, capture=True),
-        CAPTURE_OFF: _gateway(settings, workdir, off_port, upstream_port, capture=False),
-    }
-    return upstream, gateways
-
-
-def _base(service: Service) -> str:
-    """The loopback origin of a service, from the --port argument it was started with."""
-    return f"http://127.0.0.1:{service.argv[service.argv.index('--port') + 1]}"
-
-
-async def _bench(settings: Settings, upstream: Service, gateways: dict[str, Service]) -> RunResult:
-    """Wait for every process, then run every round."""
-    await wait_ready(upstream, f"{_base(upstream)}{PING_PATH}")
-    bases = {name: _base(service) for name, service in gateways.items()}
-    for name, service in gateways.items():
-        await wait_ready(service, f"{bases[name]}{HEALTH_PATH}")
-    targets = (
-        Target(DIRECT, _base(upstream)),
-        *(Target(name, base) for name, base in bases.items()),
-    )
-    return await run(settings, targets, bases)
-
-
-def _stopped(name: str, service: Service) -> Stopped:
-    return Stopped(
-        name=name,
-        exit_code=service.exit_code,
-        stop_seconds=service.stop_seconds,
-        killed=service.killed,
-        log=service.log_lines(),
-    )
-
-
-def run_with_services(settings: Settings, workdir: Path) -> Outcome:
-    """Run the bench between starting and stopping (SIGTERM, wait, kill) every process."""
-    upstream, gateways = _services(settings, workdir)
-    with (
-        upstream,
-        gateways[CAPTURE_ON],
-        gateways[CAPTURE_OFF],
-        asyncio.Runner(loop_factory=loop_factory()) as runner,
-    ):
-        result = runner.run(_bench(settings, upstream, gateways))
-    return Outcome(
-        result=result, gateways=[_stopped(name, service) for name, service in gateways.items()]
-    )
-
-
-def _process_lines(stopped: Stopped) -> list[str]:
-    """How one codexgate stopped and what it logged at WARNING and above."""
-    stop = stopped.stop_seconds
-    how = "killed after the SIGTERM wait ran out" if stopped.killed else "on SIGTERM"
-    lines = [
-        f"codexgate ({stopped.name}) stopped {how} in "
-        f"{stop if stop is not None else float('nan'):.2f} s, exit code {stopped.exit_code}"
-    ]
-    if stopped.log:
-        lines.append(f"codexgate ({stopped.name}) log ({len(stopped.log)} lines, first 20):")
-        lines.extend(f"  {line}" for line in stopped.log[:20])
-    else:
-        lines.append(f"codexgate ({stopped.name}) log: empty (no warnings or errors)")
-    return lines
-
-
-def _error_lines(result: RunResult) -> list[str]:
-    """Failed requests per target, with the first messages."""
-    lines = [
-        "request errors: "
-        + ", ".join(f"{name} {counters.errors}" for name, counters in result.counters.items())
-    ]
-    for name, counters in result.counters.items():
-        lines.extend(f"  {name}: {message}" for message in counters.first_errors)
-    return lines
-
-
-def _checks(outcome: Outcome) -> tuple[bool, list[str]]:
-    """Whether the run had no errors and both codexgate instances behaved; the health lines."""
-    result = outcome.result
-    healthy = all(counters.errors == 0 for counters in result.counters.values())
-    lines: list[str] = []
-    for name in (CAPTURE_ON, CAPTURE_OFF):
-        good, checked = health_lines(name, result.health.get(name), result.counters[name])
-        healthy = healthy and good
-        lines.extend(checked)
-    for stopped in outcome.gateways:
-        healthy = healthy and stopped.exit_code == 0 and not stopped.killed
-        lines.extend(_process_lines(stopped))
-    return healthy, lines
-
-
-def summary(settings: Settings, outcome: Outcome, elapsed: float) -> list[str]:
-    """Everything printed after the rounds."""
-    values = medians(outcome.result.rounds)
-    healthy, checks = _checks(outcome)
-    return [
-        "",
-        f"== direct vs codexgate (capture on, capture off), medians of {settings.rounds} "
-        "round(s) ==",
-        machine(),
-        "",
-        *table(settings, values),
-        "",
-        method(settings),
-        *added_times(values),
-        *capture_costs(settings, values),
-        *checks,
-        *_error_lines(outcome.result),
-        f"verdict: {'healthy' if healthy else 'NOT HEALTHY (see above)'}",
-        f"bench took {elapsed:.1f} s",
-    ]
-
-
-def markdown(settings: Settings, outcome: Outcome) -> str:
-    """The machine line, the table and how it was measured, for the README."""
-    values = medians(outcome.result.rounds)
-    return "\n".join(
-        [
-            machine(),
-            "",
-            *table(settings, values),
-            "",
-            method(settings),
-            "",
-            *added_times(values),
-            *capture_costs(settings, values),
-            "",
-        ]
-    )
+from .processes import BenchError, raise_open_files_limit
+from .profile import profile, profile_lines
+from .recording import RecorderRate, recorder_rates
+from .report import CAPTURE_ON, machine
+from .run import workload
+from .session import ready, run_with_services, services
+from .settings import PROFILE_RATE, Settings, parse_settings
+from .summary import SideFigures, checks, markdown, summary
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
@@ -236,23 +29,81 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
+def _find_nginx(settings: Settings) -> tuple[Path | None, str]:
+    """nginx (installed when missing), or None and why it is left out."""
+    if not settings.nginx:
+        return None, "left out (--no-nginx)"
+    binary, note = nginx.install()
+    if binary is None:
+        print(f"bench: nginx skipped: {note}", flush=True)
+    return binary, note
+
+
+def _recorder(settings: Settings) -> list[RecorderRate]:
+    """The recorder-alone measurement, after every process has stopped."""
+    if not settings.recorder_seconds:
+        return []
+    print("recorder alone", flush=True)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(recorder_rates(settings.recorder_seconds))
+
+
+def _profile(settings: Settings, workdir: Path) -> list[str]:
+    """Profile codexgate with capture on under small SSE turns at concurrency 32."""
+    upstream, proxies = services(settings, workdir, None)
+    gateway = proxies[0]
+    output = settings.profile_output or workdir / "profile.txt"
+    with upstream.service, gateway.service, asyncio.Runner(loop_factory=loop_factory()) as runner:
+        targets = runner.run(ready(upstream, [gateway]))
+        target = next(target for target in targets if target.name == CAPTURE_ON)
+        print(
+            f"profiling codexgate (capture on, pid {target.pids[0]}) for "
+            f"{settings.profile_seconds:g} s",
+            flush=True,
+        )
+        result = runner.run(
+            profile(
+                target,
+                target.pids[0],
+                workload(),
+                settings.profile_seconds,
+                PROFILE_RATE,
+                output,
+            )
+        )
+    lines = profile_lines(result)
+    if settings.profile_output is not None:
+        lines.append(f"py-spy's raw output written to {output}")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the bench; 0 when nothing failed, 1 on errors or a misbehaving codexgate."""
+    """Run the bench; 0 when nothing failed, 1 on errors or a misbehaving proxy."""
     settings = parse_settings(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
-    print(machine(), flush=True)
+    if not procfs.available():
+        print("bench: /proc is missing; CPU and memory figures will be n/a", file=sys.stderr)
+    raise_open_files_limit()
     try:
         with tempfile.TemporaryDirectory(prefix="codexgate-bench-") as workdir:
-            outcome = run_with_services(settings, Path(workdir))
+            if settings.profile_seconds:
+                print(machine(), flush=True)
+                print("\n".join(_profile(settings, Path(workdir))))
+                return 0
+            binary, note = _find_nginx(settings)
+            machine_line = machine(nginx.version(binary) if binary else None)
+            print(machine_line, flush=True)
+            outcome = run_with_services(settings, Path(workdir), binary)
+        side = SideFigures(outcome.idle, _recorder(settings), note)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench: interrupted; every child process was stopped", file=sys.stderr)
         return 130
-    print("\n".join(summary(settings, outcome, time.perf_counter() - started)))
+    print("\n".join(summary(settings, outcome, side, time.perf_counter() - started)))
     if settings.markdown is not None:
-        settings.markdown.write_text(markdown(settings, outcome))
+        settings.markdown.write_text(markdown(settings, outcome, side, machine_line))
         print(f"markdown table written to {settings.markdown}")
-    return 0 if _checks(outcome)[0] else 1
+    return 0 if checks(outcome)[0] else 1

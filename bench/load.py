@@ -116,6 +116,19 @@ class _Tally:
     done: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Complete requests (or turns) of one rate measurement, and how long it took."""
+
+    done: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        """Complete requests per second."""
+        return self.done / self.seconds if self.seconds > 0 else float("nan")
+
+
 async def _turn_worker(
     session: ClientSession, turn: Turn, counters: Counters, deadline: float, tally: _Tally
 ) -> None:
@@ -134,15 +147,15 @@ async def _turn_worker(
 
 async def turns_per_second(
     session: ClientSession, turn: Turn, counters: Counters, *, concurrency: int, seconds: float
-) -> float:
-    """Complete requests per second with `concurrency` workers sending for `seconds`."""
+) -> Rate:
+    """Complete requests with `concurrency` workers sending for `seconds`."""
     tally = _Tally()
     started = time.perf_counter()
     deadline = started + seconds
     async with asyncio.timeout(seconds + TURN_TIMEOUT + 5.0), asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(_turn_worker(session, turn, counters, deadline, tally))
-    return tally.done / (time.perf_counter() - started)
+    return Rate(tally.done, time.perf_counter() - started)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,19 +37,26 @@ class TurnShape:
     events: int
     size: int
     delay_ms: int
+    hold_ms: int = 0  # silence after the first event (an idle stream), ended by a hang-up
 
     @property
     def duration(self) -> float:
         """Seconds from the first event to the last."""
-        return max(0, self.events - 1) * self.delay_ms / 1000
+        return (max(0, self.events - 1) * self.delay_ms + self.hold_ms) / 1000
 
     def path(self) -> str:
         """The request path (with the query the fake upstream reads) for a turn of this shape."""
-        return f"{RESPONSES_PATH}?events={self.events}&size={self.size}&delay_ms={self.delay_ms}"
+        hold = f"&hold_ms={self.hold_ms}" if self.hold_ms else ""
+        return (
+            f"{RESPONSES_PATH}?events={self.events}&size={self.size}&delay_ms={self.delay_ms}"
+            + hold
+        )
 
 
 SMALL_TURN: Final = TurnShape(events=20, size=200, delay_ms=0)
 SLOW_TURN: Final = TurnShape(events=4, size=200, delay_ms=50)
+# Headers and response.created, then silence for up to 10 minutes until the client hangs up.
+IDLE_TURN: Final = TurnShape(events=2, size=200, delay_ms=0, hold_ms=600_000)
 
 
 @dataclass(frozen=True, slots=True)

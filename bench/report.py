@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from . import nginx
 from .loops import loop_name
 from .protocol import SLOW_TURN, SMALL_TURN, WS_TURN, usage_body
 from .settings import Settings
@@ -19,10 +20,25 @@ from .stats import median
 FigureValues = dict[str, float]
 
 DIRECT = "direct"
+NGINX = "nginx"  # Debian's nginx as a reverse proxy, proxy_buffering off
 CAPTURE_ON = "capture on"  # codexgate as deployed
 CAPTURE_OFF = "capture off"  # codexgate --capture off: the relay alone
-TARGETS = (DIRECT, CAPTURE_ON, CAPTURE_OFF)
+TARGETS = (DIRECT, NGINX, CAPTURE_ON, CAPTURE_OFF)
+# The ratio columns: numerator and denominator targets, and the column heading.
+RATIOS = (
+    (NGINX, DIRECT, "nginx / direct"),
+    (CAPTURE_ON, DIRECT, "on / direct"),
+    (CAPTURE_OFF, DIRECT, "off / direct"),
+    (CAPTURE_ON, NGINX, "on / nginx"),
+    (CAPTURE_OFF, NGINX, "off / nginx"),
+)
 CAPTURE_BUDGET = 0.05  # the design lets capture cost at most 5 % of throughput
+# The issue's targets for codexgate with capture on.
+THROUGHPUT_GOAL = 0.9  # x nginx, small SSE turns at concurrency 32
+ADDED_FIRST_EVENT_GOAL = 0.5  # ms added to the first event at p50, against direct
+STREAM_GOAL = 0.8  # x nginx, MB/s of the large stream
+PEAK_RSS = "peak_rss"  # a scenario's peak; the round keeps the largest as "rss"
+ROUND_RSS = "rss"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +51,17 @@ class Figure:
     decimals: int
     added_time: bool = False  # show the added milliseconds next to the ratios
     short: str = ""  # the name in the capture-cost line; throughput figures only
+    proxy_only: bool = False  # a proxy's own CPU or memory: nothing to show for direct
 
     @property
     def throughput(self) -> bool:
         """Whether more is better (a rate), so that capture's cost is 1 - on/off."""
         return bool(self.short)
+
+
+def cpu_key(key: str) -> str:
+    """The key of the proxy-CPU-per-request figure that goes with the rate figure `key`."""
+    return f"cpu_{key}"
 
 
 def figures(settings: Settings) -> list[Figure]:
@@ -86,6 +108,21 @@ def figures(settings: Settings) -> list[Figure]:
             short=f"{settings.megabytes} MB stream",
         )
     )
+    rates = [row for row in rows if row.throughput and row.key != "stream"]
+    rows.extend(
+        Figure(cpu_key(row.key), f"proxy CPU per request, {row.label}", "µs", 0, proxy_only=True)
+        for row in rates
+    )
+    rows.append(
+        Figure(
+            cpu_key("stream"),
+            f"proxy CPU for the {settings.megabytes} MB stream",
+            "ms",
+            0,
+            proxy_only=True,
+        )
+    )
+    rows.append(Figure(ROUND_RSS, "proxy peak RSS during a round", "MB", 1, proxy_only=True))
     return rows
 
 
@@ -98,7 +135,15 @@ def describe(values: FigureValues) -> str:
     """A progress line's worth of one scenario's figures."""
     parts = []
     for key, value in values.items():
-        if key.startswith(("rps_", "usage_")):
+        if (key.startswith("cpu_") or key == PEAK_RSS) and math.isnan(value):
+            continue  # no proxy process: a direct connection
+        if key == cpu_key("stream"):
+            parts.append(f"CPU {number(value, 0)} ms")
+        elif key.startswith("cpu_"):
+            parts.append(f"CPU {number(value, 0)} µs/req")
+        elif key == PEAK_RSS:
+            parts.append(f"peak RSS {number(value, 1)} MB")
+        elif key.startswith(("rps_", "usage_")):
             parts.append(f"{number(value, 0)} req/s")
         elif key.startswith("ws_"):
             parts.append(f"{number(value, 0)} turns/s")
@@ -139,35 +184,69 @@ def _value(values: dict[str, FigureValues], key: str, target: str) -> float:
 
 
 def table(settings: Settings, values: dict[str, FigureValues]) -> list[str]:
-    """The markdown table: scenario, the three targets, both against direct, on against off."""
+    """The markdown table: scenario, the four targets, then the ratios to direct and to nginx."""
     lines = [
-        "| scenario | direct | codexgate, capture on | codexgate, capture off "
-        "| on / direct | off / direct | on / off |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | direct | nginx | codexgate, capture on | codexgate, capture off | "
+        + " | ".join(heading for _, _, heading in RATIOS)
+        + " |",
+        "|---|" + "---:|" * (len(TARGETS) + len(RATIOS)),
     ]
     for figure in figures(settings):
-        direct, on, off = (_value(values, figure.key, target) for target in TARGETS)
-        cells = [number(value, figure.decimals) for value in (direct, on, off)]
+        cells = [
+            "—"
+            if target == DIRECT and figure.proxy_only
+            else number(_value(values, figure.key, target), figure.decimals)
+            for target in TARGETS
+        ]
         ratios = [
-            ratio_cell(figure, on, direct),
-            ratio_cell(figure, off, direct),
-            ratio_cell(figure, on, off),
+            ratio_cell(
+                figure,
+                _value(values, figure.key, numerator),
+                _value(values, figure.key, denominator),
+            )
+            for numerator, denominator, _ in RATIOS
         ]
         lines.append(f"| {figure.label} ({figure.unit}) | {' | '.join([*cells, *ratios])} |")
     return lines
 
 
 def added_times(values: dict[str, FigureValues]) -> list[str]:
-    """The time each codexgate adds at p50 to the first byte and the first event."""
+    """The time each proxy adds at p50 to the first byte and the first event."""
     lines = []
     for key, name in (("ttfb_p50", "first byte"), ("ttfe_p50", "first event")):
         direct = _value(values, key, DIRECT)
-        on, off = (_value(values, key, target) - direct for target in (CAPTURE_ON, CAPTURE_OFF))
-        lines.append(
-            f"added time to {name} at p50: capture on {number(on, 2)} ms, "
-            f"capture off {number(off, 2)} ms"
+        added = ", ".join(
+            f"{target} {number(_value(values, key, target) - direct, 2)} ms"
+            for target in (NGINX, CAPTURE_ON, CAPTURE_OFF)
         )
+        lines.append(f"added time to {name} at p50: {added}")
     return lines
+
+
+def _verdict(value: float, goal: float, at_least: bool) -> str:
+    if math.isnan(value):
+        return "n/a"
+    met = value >= goal if at_least else value <= goal
+    return "met" if met else "NOT met"
+
+
+def goals(settings: Settings, values: dict[str, FigureValues]) -> list[str]:
+    """The issue's targets for codexgate with capture on, each with its figure and verdict."""
+    on_nginx = {
+        key: _value(values, key, CAPTURE_ON) / _value(values, key, NGINX)
+        for key in ("rps_32", "stream")
+    }
+    added = _value(values, "ttfe_p50", CAPTURE_ON) - _value(values, "ttfe_p50", DIRECT)
+    return [
+        "targets, codexgate with capture on:",
+        f"  small SSE turns at concurrency 32: {number(on_nginx['rps_32'], 2)} x nginx "
+        f"(target >= {THROUGHPUT_GOAL:g}): {_verdict(on_nginx['rps_32'], THROUGHPUT_GOAL, True)}",
+        f"  added time to first event at p50: {number(added, 2)} ms "
+        f"(target <= {ADDED_FIRST_EVENT_GOAL:g} ms): "
+        f"{_verdict(added, ADDED_FIRST_EVENT_GOAL, False)}",
+        f"  {settings.megabytes} MB stream: {number(on_nginx['stream'], 2)} x nginx MB/s "
+        f"(target >= {STREAM_GOAL:g}): {_verdict(on_nginx['stream'], STREAM_GOAL, True)}",
+    ]
 
 
 def capture_costs(settings: Settings, values: dict[str, FigureValues]) -> list[str]:
@@ -208,12 +287,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine() -> str:
-    """One line: CPU, cores, OS, Python, aiohttp, the load generator's loop."""
+def machine(nginx_version: str | None = None) -> str:
+    """One line: CPU, cores, kernel, Python, aiohttp, the event loop, nginx."""
     return (
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.machine()}, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
-        f"{loop_name()} in every process"
+        f"{platform.release()} {platform.machine()}, Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}, {loop_name()} in every Python process"
+        + (f", {nginx_version}" if nginx_version else "")
     )
 
 
@@ -225,10 +305,11 @@ def method(settings: Settings) -> str:
     """One paragraph saying how the figures were measured."""
     extra = " ".join(settings.gateway_args)
     return (
-        f"Medians of {settings.rounds} round(s); the order of the three targets (direct, "
-        "codexgate with capture on, codexgate with --capture off: two instances with their "
-        "own port and database in front of the same upstream) rotated each round. "
-        f"Rates: {settings.seconds:g} s each after {settings.warmup_seconds:g} s warm-up. "
+        f"Medians of {settings.rounds} round(s); the order of the four targets (direct, "
+        "Debian's nginx, codexgate with capture on, codexgate with --capture off: two "
+        "instances with their own port and database, all in front of the same upstream) "
+        f"rotated each round. Rates: {settings.seconds:g} s each after "
+        f"{settings.warmup_seconds:g} s warm-up. "
         f"SSE turns: {SMALL_TURN.events} SSE events of ~{SMALL_TURN.size} B with the real "
         f"rate-limit headers and a seat JWT, concurrency {_joined(settings.rate_concurrencies)}. "
         f"WebSocket turns: {_joined(settings.ws_concurrencies)} persistent connection(s) "
@@ -240,7 +321,14 @@ def method(settings: Settings) -> str:
         f"{len(usage_body()):,} B JSON report. "
         f"Latency: {settings.samples} turns at concurrency {settings.latency_concurrency}, "
         f"{SLOW_TURN.events} events {SLOW_TURN.delay_ms} ms apart, the first right after the "
-        "headers. MB = 10^6 bytes. Load generator, fake upstream and both codexgate instances "
-        "are separate processes on the same cores."
+        "headers. MB = 10^6 bytes. Proxy CPU: utime + stime from /proc/<pid>/stat (10 ms "
+        "ticks) of the codexgate process, or of nginx's master and all its workers, around each "
+        "measured run, divided by the requests it completed. Peak RSS: VmHWM, reset through "
+        "clear_refs before each measured run, the largest of the round (nginx: summed over its "
+        "processes, so shared pages count once per process). nginx: "
+        f"{nginx.workers()} worker process(es), one per core (nginx's `auto`, what a "
+        "deployment runs), HTTP/1.1 with a keep-alive pool to the upstream, proxy_buffering "
+        "and proxy_request_buffering off, WebSocket upgrade headers, no access log. Load "
+        "generator, fake upstream and every proxy are separate processes on the same cores."
         + (f" codexgate ran with {extra}." if extra else "")
     )

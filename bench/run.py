@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from .load import (
     Counters,
+    Turn,
     latencies,
     make_turn,
     make_usage_query,
@@ -22,6 +24,7 @@ from .load import (
     stream_megabytes_per_second,
     turns_per_second,
 )
+from .meter import Usage, metered
 from .protocol import (
     BIG_PATH,
     MEGABYTE,
@@ -35,7 +38,7 @@ from .protocol import (
     usage_headers,
     websocket_headers,
 )
-from .report import FigureValues, describe
+from .report import PEAK_RSS, ROUND_RSS, FigureValues, cpu_key, describe
 from .settings import Settings
 from .stats import percentile
 from .websocket import make_ws_turn, websocket_turns_per_second
@@ -54,6 +57,7 @@ class Target:
 
     name: str
     base: str
+    pids: tuple[int, ...] = ()  # the proxy's processes, whose CPU and memory are measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +136,38 @@ def workload() -> Workload:
     )
 
 
+def _usage_figures(key: str, usage: Usage, requests: int, scale: float = 1e6) -> FigureValues:
+    """The proxy's CPU per request (µs by default) and its peak RSS (MB) for figure `key`."""
+    cpu = usage.cpu_seconds / requests * scale if requests else math.nan
+    return {cpu_key(key): cpu, PEAK_RSS: usage.peak_rss_bytes / MEGABYTE}
+
+
+async def _rate_figures(
+    key: str,
+    settings: Settings,
+    turn: Turn,
+    concurrency: int,
+    target: Target,
+    counters: Counters,
+) -> FigureValues:
+    """Requests per second at `concurrency` after a warm-up, and what the proxy used for them."""
+    async with new_session() as session:
+        await turns_per_second(
+            session, turn, counters, concurrency=concurrency, seconds=settings.warmup_seconds
+        )
+        async with metered(target.pids) as usage:
+            rate = await turns_per_second(
+                session, turn, counters, concurrency=concurrency, seconds=settings.seconds
+            )
+    return {key: rate.per_second, **_usage_figures(key, usage, rate.done)}
+
+
 async def measure_rate(
     settings: Settings, load: Workload, concurrency: int, target: Target, counters: Counters
 ) -> FigureValues:
     """Small SSE turns per second at `concurrency`, after a warm-up."""
     turn = make_turn(target.base, SMALL_TURN, load.headers, load.body)
-    async with new_session() as session:
-        await turns_per_second(
-            session, turn, counters, concurrency=concurrency, seconds=settings.warmup_seconds
-        )
-        rate = await turns_per_second(
-            session, turn, counters, concurrency=concurrency, seconds=settings.seconds
-        )
-    return {f"rps_{concurrency}": rate}
+    return await _rate_figures(f"rps_{concurrency}", settings, turn, concurrency, target, counters)
 
 
 async def measure_websocket(
@@ -152,16 +175,18 @@ async def measure_websocket(
 ) -> FigureValues:
     """WebSocket turns per second on `concurrency` persistent connections, after a warm-up."""
     turn = make_ws_turn(target.base, load.ws_headers, load.create)
+    key = f"ws_{concurrency}"
     async with new_session() as session:
-        rate = await websocket_turns_per_second(
+        rate, usage = await websocket_turns_per_second(
             session,
             turn,
             counters,
             concurrency=concurrency,
             warmup=settings.warmup_seconds,
             seconds=settings.seconds,
+            pids=target.pids,
         )
-    return {f"ws_{concurrency}": rate}
+    return {key: rate.per_second, **_usage_figures(key, usage, rate.done)}
 
 
 async def measure_usage(
@@ -170,14 +195,9 @@ async def measure_usage(
     """GET /backend-api/wham/usage per second at the usage concurrency, after a warm-up."""
     concurrency = settings.usage_concurrency
     query = make_usage_query(target.base, load.usage_headers, load.usage_bytes)
-    async with new_session() as session:
-        await turns_per_second(
-            session, query, counters, concurrency=concurrency, seconds=settings.warmup_seconds
-        )
-        rate = await turns_per_second(
-            session, query, counters, concurrency=concurrency, seconds=settings.seconds
-        )
-    return {f"usage_{concurrency}": rate}
+    return await _rate_figures(
+        f"usage_{concurrency}", settings, query, concurrency, target, counters
+    )
 
 
 async def measure_latency(
@@ -215,10 +235,11 @@ async def measure_stream(settings: Settings, target: Target, counters: Counters)
         await stream_megabytes_per_second(
             session, _big_url(target, warmup), warmup * MEGABYTE, counters
         )
-        rate = await stream_megabytes_per_second(
-            session, _big_url(target, megabytes), megabytes * MEGABYTE, counters
-        )
-    return {"stream": rate}
+        async with metered(target.pids) as usage:
+            rate = await stream_megabytes_per_second(
+                session, _big_url(target, megabytes), megabytes * MEGABYTE, counters
+            )
+    return {"stream": rate, **_usage_figures("stream", usage, 1, scale=1e3)}
 
 
 def scenarios(settings: Settings, load: Workload) -> list[Scenario]:
@@ -259,7 +280,12 @@ async def run_round(
         for target in order:
             values = await scenario.measure(target, counters[target.name])
             for key, value in values.items():
-                figures.setdefault(key, {})[target.name] = value
+                if key == PEAK_RSS:  # the round keeps its largest peak
+                    peaks = figures.setdefault(ROUND_RSS, {})
+                    previous = peaks.get(target.name, math.nan)
+                    peaks[target.name] = value if math.isnan(previous) else max(previous, value)
+                else:
+                    figures.setdefault(key, {})[target.name] = value
             print(f"  {scenario.name:<20} {target.name:<11} {describe(values)}", flush=True)
     return figures
 

@@ -6,15 +6,21 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
+
+_T = TypeVar("_T")
 
 RATE_CONCURRENCIES: Final = (1, 32)
 WS_CONCURRENCIES: Final = (1, 32)
 USAGE_CONCURRENCY: Final = 32
 LATENCY_CONCURRENCY: Final = 4
-# Per rate run (plus a fifth of it as warm-up): 5 rate scenarios x 3 targets x 3 rounds, so
-# the default run stays under 4 minutes (it took 5 s when there were 2 scenarios x 2 targets).
+# Per rate run (plus a fifth of it as warm-up): 5 rate scenarios x 4 targets x 3 rounds, so
+# with the idle streams and the recorder the default run takes about 5½ minutes.
 DEFAULT_SECONDS: Final = 2.5
+DEFAULT_MEGABYTES: Final = 50
+IDLE_STREAMS: Final = 1000
+RECORDER_SECONDS: Final = 4.0
+PROFILE_RATE: Final = 500  # py-spy samples per second
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +34,11 @@ class Settings:
     markdown: Path | None
     quick: bool
     gateway_args: tuple[str, ...] = ()
+    nginx: bool = True
+    idle_streams: int = IDLE_STREAMS
+    recorder_seconds: float = RECORDER_SECONDS
+    profile_seconds: float = 0.0  # above 0: profile codexgate instead of benchmarking
+    profile_output: Path | None = None
     rate_concurrencies: tuple[int, ...] = RATE_CONCURRENCIES
     ws_concurrencies: tuple[int, ...] = WS_CONCURRENCIES
     usage_concurrency: int = USAGE_CONCURRENCY
@@ -63,12 +74,27 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _count(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be between 0 and 10000")
+    return value
+
+
+def _seconds_or_zero(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be between 0 and 3600")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=(
-            "codexgate with capture on and with capture off against a direct connection to "
-            "the same fake upstream, one run."
+            "codexgate with capture on and with capture off, and nginx, against a direct "
+            "connection to the same fake upstream, one run; then the recorder alone and "
+            "1,000 idle streams. Linux only (CPU and memory come from /proc)."
         ),
     )
     parser.add_argument(
@@ -77,7 +103,36 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=_positive_int, help="rounds, medians (default 3)")
     parser.add_argument("--samples", type=_positive_int, help="latency samples (default 200)")
     parser.add_argument(
-        "--megabytes", "--mb", type=_positive_int, help="large stream size in MB (default 200)"
+        "--megabytes",
+        "--mb",
+        type=_positive_int,
+        help=f"large stream size in MB (default {DEFAULT_MEGABYTES})",
+    )
+    parser.add_argument(
+        "--no-nginx", action="store_true", help="leave nginx out (it is installed when missing)"
+    )
+    parser.add_argument(
+        "--idle-streams",
+        type=_count,
+        help=f"idle streams held open at once for the RSS figure, 0 to skip (default "
+        f"{IDLE_STREAMS})",
+    )
+    parser.add_argument(
+        "--recorder-seconds",
+        type=_seconds_or_zero,
+        help=f"per recorder-alone run, 0 to skip (default {RECORDER_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--profile",
+        type=_positive_float,
+        metavar="SECONDS",
+        help=(
+            "instead of the benchmark, profile codexgate (capture on) with py-spy for SECONDS "
+            "under small SSE turns at concurrency 32 and print the top functions"
+        ),
+    )
+    parser.add_argument(
+        "--profile-output", type=Path, help="keep py-spy's raw (collapsed stacks) output here"
     )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument(
@@ -91,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke check: 1 s runs, 1 round, 50 samples, 20 MB"
+        "--quick",
+        action="store_true",
+        help="smoke check: 1 s runs, 1 round, 50 samples, 10 MB, 200 idle streams, 1 s recorder",
     )
     return parser
 
@@ -104,8 +161,18 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         seconds=args.seconds or (1.0 if quick else DEFAULT_SECONDS),
         rounds=args.rounds or (1 if quick else 3),
         samples=args.samples or (50 if quick else 200),
-        megabytes=args.megabytes or (20 if quick else 200),
+        megabytes=args.megabytes or (10 if quick else DEFAULT_MEGABYTES),
         markdown=args.markdown,
         quick=quick,
         gateway_args=tuple(args.codexgate_arg),
+        nginx=not args.no_nginx,
+        idle_streams=_given(args.idle_streams, 200 if quick else IDLE_STREAMS),
+        recorder_seconds=_given(args.recorder_seconds, 1.0 if quick else RECORDER_SECONDS),
+        profile_seconds=args.profile or 0.0,
+        profile_output=args.profile_output,
     )
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    """An explicit flag (0 included), else the default."""
+    return default if value is None else value

@@ -31,6 +31,7 @@ from .protocol import (
 MAX_EVENTS: Final = 10_000
 MAX_EVENT_SIZE: Final = 1_000_000
 MAX_DELAY_MS: Final = 10_000
+MAX_HOLD_MS: Final = 3_600_000
 MAX_MEGABYTES: Final = 100_000
 MAX_CACHED_TURNS: Final = 16
 MAX_WS_MESSAGES: Final = 10_000_000  # client frames one WebSocket may send before it is closed
@@ -84,16 +85,23 @@ class BenchUpstream:
         return turn
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        """One streamed turn: headers, then every event, `delay_ms` apart after the first."""
+        """One streamed turn: headers, then every event, `delay_ms` apart after the first.
+
+        With `hold_ms` the stream goes silent after the first event for that long (an idle
+        stream); a client that hangs up meanwhile cancels the handler.
+        """
         await request.read()
         events = self._turn(
             _query_int(request, "events", 20, MAX_EVENTS),
             _query_int(request, "size", 200, MAX_EVENT_SIZE),
         )
         delay = _query_int(request, "delay_ms", 0, MAX_DELAY_MS) / 1000
+        hold = _query_int(request, "hold_ms", 0, MAX_HOLD_MS) / 1000
         response = web.StreamResponse(headers=self._headers)
         await response.prepare(request)
         for index, event in enumerate(events):
+            if index == 1 and hold:
+                await asyncio.sleep(hold)  # cancelled when the client hangs up
             if index and delay:
                 await asyncio.sleep(delay)
             await response.write(event)
@@ -145,7 +153,10 @@ class BenchUpstream:
 
 async def serve(host: str, port: int) -> None:
     """Serve the fake upstream until SIGINT or SIGTERM."""
-    runner = web.AppRunner(BenchUpstream().app(), access_log=None, shutdown_timeout=2.0)
+    # handler_cancellation: a hang-up ends a held idle stream at once instead of after hold_ms.
+    runner = web.AppRunner(
+        BenchUpstream().app(), access_log=None, shutdown_timeout=2.0, handler_cancellation=True
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import ClientError, ClientSession, ClientWebSocketResponse, ClientWSTimeout, WSMsgType
 
-from .load import ERROR_PAUSE, MAX_TURNS_PER_WORKER, TURN_TIMEOUT, BadAnswer, Counters
+from .load import ERROR_PAUSE, MAX_TURNS_PER_WORKER, TURN_TIMEOUT, BadAnswer, Counters, Rate
+from .meter import Usage, metered
 from .protocol import (
     COMPLETED,
     RATE_LIMITS,
@@ -130,14 +131,14 @@ async def _lane_worker(lane: _Lane, counters: Counters, deadline: float, tally: 
             tally.done += 1
 
 
-async def _run_lanes(lanes: list[_Lane], counters: Counters, seconds: float) -> float:
+async def _run_lanes(lanes: list[_Lane], counters: Counters, seconds: float) -> Rate:
     tally = _Tally()
     started = time.perf_counter()
     deadline = started + seconds
     async with asyncio.timeout(seconds + 2 * TURN_TIMEOUT + 5.0), asyncio.TaskGroup() as group:
         for lane in lanes:
             group.create_task(_lane_worker(lane, counters, deadline, tally))
-    return tally.done / (time.perf_counter() - started)
+    return Rate(tally.done, time.perf_counter() - started)
 
 
 async def websocket_turns_per_second(
@@ -148,12 +149,18 @@ async def websocket_turns_per_second(
     concurrency: int,
     warmup: float,
     seconds: float,
-) -> float:
-    """Turns per second on `concurrency` connections, kept open from the warm-up to the end."""
+    pids: Sequence[int] = (),
+) -> tuple[Rate, Usage]:
+    """Turns on `concurrency` connections kept open from the warm-up to the end.
+
+    Also what the proxy's processes (`pids`) used while the measured turns ran.
+    """
     lanes = [_Lane(session, turn, counters) for _ in range(concurrency)]
     try:
         await _run_lanes(lanes, counters, warmup)  # opens the connections
-        return await _run_lanes(lanes, counters, seconds)
+        async with metered(pids) as usage:
+            rate = await _run_lanes(lanes, counters, seconds)
+        return rate, usage
     finally:
         async with asyncio.TaskGroup() as group:
             for lane in lanes:

@@ -1,0 +1,154 @@
+"""What the bench prints after the rounds: the table, the targets, the checks, the side figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .accounting import health_lines
+from .idle import IdleResult, idle_lines
+from .protocol import MEGABYTE
+from .recording import RecorderRate, recorder_line
+from .report import (
+    CAPTURE_OFF,
+    CAPTURE_ON,
+    NGINX,
+    added_times,
+    capture_costs,
+    goals,
+    medians,
+    method,
+    table,
+)
+from .run import RunResult
+from .session import Outcome, Stopped
+from .settings import Settings
+
+IDLE_RSS_GOAL = 100  # MB with 1,000 idle streams open, the issue's target
+RECORDER_GOAL = 20_000  # snapshots per second, the issue's target
+
+
+@dataclass(frozen=True, slots=True)
+class SideFigures:
+    """The measurements outside the rounds, and the nginx note."""
+
+    idle: list[IdleResult]
+    recorder: list[RecorderRate]
+    nginx_note: str
+
+
+def _label(stopped: Stopped) -> str:
+    return "nginx" if stopped.name == NGINX else f"codexgate ({stopped.name})"
+
+
+def _process_lines(stopped: Stopped) -> list[str]:
+    """How one proxy stopped and what it logged at WARNING and above."""
+    stop = stopped.stop_seconds
+    how = "killed after the SIGTERM wait ran out" if stopped.killed else "on SIGTERM"
+    label = _label(stopped)
+    lines = [
+        f"{label} stopped {how} in "
+        f"{stop if stop is not None else float('nan'):.2f} s, exit code {stopped.exit_code}"
+    ]
+    if stopped.log:
+        lines.append(f"{label} log ({len(stopped.log)} lines, first 20):")
+        lines.extend(f"  {line}" for line in stopped.log[:20])
+    else:
+        lines.append(f"{label} log: empty (no warnings or errors)")
+    return lines
+
+
+def _error_lines(result: RunResult) -> list[str]:
+    """Failed requests per target, with the first messages."""
+    lines = [
+        "request errors: "
+        + ", ".join(f"{name} {counters.errors}" for name, counters in result.counters.items())
+    ]
+    for name, counters in result.counters.items():
+        lines.extend(f"  {name}: {message}" for message in counters.first_errors)
+    return lines
+
+
+def checks(outcome: Outcome) -> tuple[bool, list[str]]:
+    """Whether the run had no errors and every proxy behaved; the health lines."""
+    result = outcome.result
+    healthy = all(counters.errors == 0 for counters in result.counters.values())
+    lines: list[str] = []
+    for name in (CAPTURE_ON, CAPTURE_OFF):
+        good, checked = health_lines(name, result.health.get(name), result.counters[name])
+        healthy = healthy and good
+        lines.extend(checked)
+    stopped = [*outcome.gateways, *([outcome.nginx] if outcome.nginx else [])]
+    for process in stopped:
+        healthy = healthy and process.exit_code == 0 and not process.killed
+        lines.extend(_process_lines(process))
+    return healthy, lines
+
+
+def _side_lines(side: SideFigures) -> list[str]:
+    """The idle streams and the recorder alone."""
+    lines = []
+    if side.idle:
+        lines.append(f"RSS with idle streams (target for codexgate: <= {IDLE_RSS_GOAL} MB):")
+        for result in side.idle:
+            lines.extend(f"  {line}" for line in idle_lines(result))
+            if result.name == CAPTURE_ON and result.wanted >= 1000:
+                met = result.holding <= IDLE_RSS_GOAL * MEGABYTE and result.opened == result.wanted
+                lines.append(f"  codexgate with {result.wanted:,}: {_met(met)}")
+    if side.recorder:
+        lines.append(
+            f"recorder alone (codexgate.recorder.Recorder over codexgate.store.Store on a temp "
+            f"file, queue kept full; target >= {RECORDER_GOAL:,} snapshots/s):"
+        )
+        for rate in side.recorder:
+            met = rate.snapshots_per_second >= RECORDER_GOAL
+            lines.append(f"  {recorder_line(rate)}: {_met(met)}")
+    return lines
+
+
+def _met(met: bool) -> str:
+    return "target met" if met else "target NOT met"
+
+
+def summary(settings: Settings, outcome: Outcome, side: SideFigures, elapsed: float) -> list[str]:
+    """Everything printed after the rounds."""
+    values = medians(outcome.result.rounds)
+    healthy, checked = checks(outcome)
+    return [
+        "",
+        f"== direct vs nginx vs codexgate (capture on, capture off), medians of "
+        f"{settings.rounds} round(s) ==",
+        f"nginx: {side.nginx_note}",
+        "",
+        *table(settings, values),
+        "",
+        method(settings),
+        *added_times(values),
+        *goals(settings, values),
+        *capture_costs(settings, values),
+        *_side_lines(side),
+        *checked,
+        *_error_lines(outcome.result),
+        f"verdict: {'healthy' if healthy else 'NOT HEALTHY (see above)'}",
+        f"bench took {elapsed:.1f} s",
+    ]
+
+
+def markdown(settings: Settings, outcome: Outcome, side: SideFigures, machine_line: str) -> str:
+    """The machine line, the table and how it was measured, for the README."""
+    values = medians(outcome.result.rounds)
+    return "\n".join(
+        [
+            machine_line,
+            "",
+            *table(settings, values),
+            "",
+            method(settings),
+            "",
+            *added_times(values),
+            *goals(settings, values),
+            *capture_costs(settings, values),
+            "",
+            *_side_lines(side),
+            "",
+        ]
+    )
