@@ -133,7 +133,6 @@ def evaluate_row(
                     used_percent=used,
                     threshold=top,
                     resets_at=value.resets_at,
-                    exhausts_at=None,
                     message=f"{who}: {_window_name(row.limit_id, value.window)} at "
                     f"{_percent(used)}% used (crossed {_percent(top)}%), "
                     f"{_resets(value.resets_at, now)}",
@@ -165,7 +164,6 @@ def evaluate_row(
                     limit_id=row.limit_id,
                     window=value.window,
                     used_percent=used,
-                    threshold=None,
                     resets_at=value.resets_at,
                     exhausts_at=forecast.exhausts_at,
                     message=f"{who}: {_window_name(row.limit_id, value.window)} at "
@@ -206,11 +204,7 @@ def _limit_hit(
                     account_id=row.account_id,
                     account=who,
                     limit_id=row.limit_id,
-                    window=None,
-                    used_percent=None,
-                    threshold=None,
                     resets_at=row.limit_hit_resets_at,
-                    exhausts_at=None,
                     message=f"{who}: {row.limit_id} limit reached ({row.limit_hit_type}), {back}",
                 )
             )
@@ -230,11 +224,7 @@ def _limit_back(state: AlertState, who: str, rules: AlertConfig, now: float) -> 
                 account_id=state.account_id,
                 account=who,
                 limit_id=state.limit_id,
-                window=None,
-                used_percent=None,
-                threshold=None,
                 resets_at=state.period,
-                exhausts_at=None,
                 message=f"{who}: {state.limit_id} limit has reset and can be used again",
             )
         )
@@ -270,11 +260,6 @@ def evaluate_time(
                     account_id=row.account_id,
                     account=who,
                     limit_id=row.limit_id,
-                    window=None,
-                    used_percent=None,
-                    threshold=None,
-                    resets_at=None,
-                    exhausts_at=None,
                     message=f"{who}: no new {row.limit_id} usage report for "
                     f"{_duration(age)}; the numbers shown may be out of date",
                 )
@@ -294,14 +279,6 @@ def test_alert(now: float) -> NewAlert:
     return NewAlert(
         at=now,
         kind="test",
-        account_id=None,
-        account=None,
-        limit_id=None,
-        window=None,
-        used_percent=None,
-        threshold=None,
-        resets_at=None,
-        exhausts_at=None,
         message="codexgate test alert: this webhook receives codexgate's alerts",
     )
 

@@ -448,21 +448,21 @@ class AlertRow:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NewAlert:
-    """An alert to write (AlertRow without its id)."""
+    """An alert to write (AlertRow without its id); what a rule does not say stays None."""
 
     at: float
     kind: AlertKind
-    account_id: int | None
-    account: str | None
-    limit_id: str | None
-    window: str | None
-    used_percent: float | None
-    threshold: float | None
-    resets_at: int | None
-    exhausts_at: float | None
     message: str
+    account_id: int | None = None
+    account: str | None = None
+    limit_id: str | None = None
+    window: str | None = None
+    used_percent: float | None = None
+    threshold: float | None = None
+    resets_at: int | None = None
+    exhausts_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

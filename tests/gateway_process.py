@@ -21,6 +21,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+async def wait_answering(url: str, process: subprocess.Popen[bytes], within: float) -> bool:
+    """Poll url until it answers 200 (True), the process exits or within runs out (False)."""
+    deadline = asyncio.get_running_loop().time() + within
+    async with ClientSession() as session:
+        while asyncio.get_running_loop().time() < deadline and process.poll() is None:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return True
+            except ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    return False
+
+
 class GatewayProcess:
     """A codexgate subprocess with its own port and log file."""
 
@@ -50,19 +65,9 @@ class GatewayProcess:
 
     async def wait_ready(self, within: float = 20.0) -> None:
         """Wait until healthz answers, or fail with the process's log."""
-        deadline = asyncio.get_running_loop().time() + within
-        async with ClientSession() as session:
-            while asyncio.get_running_loop().time() < deadline:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"codexgate exited early:\n{self.log()}")
-                try:
-                    async with session.get(f"{self.base}/{self.admin_prefix}/healthz") as response:
-                        if response.status == 200:
-                            return
-                except ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"codexgate did not become ready:\n{self.log()}")
+        url = f"{self.base}/{self.admin_prefix}/healthz"
+        if not await wait_answering(url, self.process, within):
+            raise AssertionError(f"codexgate did not become ready:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

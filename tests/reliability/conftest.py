@@ -13,9 +13,9 @@ from typing import Any, Final, TypeVar
 
 import orjson
 import pytest
-from aiohttp import ClientError, ClientSession
+from aiohttp import ClientSession
 
-from ..gateway_process import GatewayProcess, free_port
+from ..gateway_process import GatewayProcess, free_port, wait_answering
 
 REPO: Final = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -55,19 +55,9 @@ class UpstreamProcess:
 
     async def wait_ready(self, within: float = 20.0) -> None:
         """Wait until the upstream answers HTTP."""
-        deadline = asyncio.get_running_loop().time() + within
-        async with ClientSession() as session:
-            while asyncio.get_running_loop().time() < deadline:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"the fake upstream exited with {self.process.returncode}")
-                try:
-                    async with session.get(f"{self.base}/echo/ready") as response:
-                        if response.status == 200:
-                            return
-                except ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("the fake upstream did not become ready")
+        if not await wait_answering(f"{self.base}/echo/ready", self.process, within):
+            code = self.process.poll()
+            raise AssertionError(f"the fake upstream did not become ready (exit code {code})")
 
     async def kill(self) -> None:
         """SIGKILL: every connection it had is gone at once, without a goodbye."""
