@@ -32,6 +32,7 @@ from .config import AlertConfig
 from .forecast import Forecast
 from .forecasts import ForecastCache, window_values
 from .store import AlertRow, AlertState, LatestUsageRow, NewAlert, RecordResult, Store, UsageRow
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -328,18 +329,7 @@ class AlertEngine:
 
     async def stop(self) -> None:
         """Stop the task (what it has not evaluated yet is evaluated by no one)."""
-        task = self._task
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait(self._task)
 
     def committed(self, result: RecordResult) -> None:
         """The recorder's on_commit callback: wake the task (never blocks)."""

@@ -16,7 +16,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from . import charts, events, views
-from .api import account_of, parse_id
+from .api import STALE_AFTER_SECONDS, account_of, parse_id
 from .errors import ApiError
 from .keys import CONFIG, EVENT_BUS, FORECASTS, STORE
 from .pages import render
@@ -120,7 +120,7 @@ async def overview(request: web.Request) -> web.Response:
         "page": "overview",
         "cursor": cursor,
         "thresholds": {"warn": thresholds.warn, "critical": thresholds.critical},
-        "stale_after": views.STALE_AFTER_SECONDS,
+        "stale_after": STALE_AFTER_SECONDS,
         "view": view,
         "sort": sort,
         "activity": {
@@ -243,7 +243,7 @@ async def account_page(request: web.Request) -> web.Response:
         "account_id": account.id,
         "cursor": cursor,
         "thresholds": {"warn": thresholds.warn, "critical": thresholds.critical},
-        "stale_after": views.STALE_AFTER_SECONDS,
+        "stale_after": STALE_AFTER_SECONDS,
         "view": context["view"],
         "live_requests": before is None,
         "requests_page": REQUESTS_PAGE,

@@ -51,6 +51,7 @@ from .store import (
     Store,
     UsageRow,
 )
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -429,18 +430,7 @@ class EventBus:
     async def stop(self) -> None:
         """End every stream and stop the task."""
         self.close_streams("shutdown")
-        task = self._task
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # our caller is being cancelled too: not ours to swallow
+        await cancel_and_wait(self._task)
 
     def committed(self, result: RecordResult) -> None:
         """The recorder's on_commit callback: note the batch and wake the task (never blocks)."""

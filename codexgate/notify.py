@@ -12,7 +12,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -20,6 +19,8 @@ import orjson
 from yarl import URL
 
 from . import __version__
+from .api import iso
+from .config import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,9 @@ def redact_url(url: str) -> str:
     """The URL's scheme, host and explicit port, `https://hooks.slack.com/…`: no secret parts."""
     try:
         parsed = URL(url)
-        if not parsed.absolute or not parsed.scheme:
-            return "…"
-        return f"{parsed.origin()}/…"
     except ValueError:
         return "…"
+    return mask_url(parsed) if parsed.absolute and parsed.scheme else "…"
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -127,23 +126,11 @@ def webhook_body(alert: Alert, format: str) -> dict[str, Any]:
     raise ValueError(f"unknown webhook format {format!r}")
 
 
-def _iso(at: float | None) -> str | None:
-    """Unix seconds as ISO-8601 UTC (`2026-03-01T12:00:00Z`, milliseconds when fractional)."""
-    if at is None or not math.isfinite(at):
-        return None
-    try:
-        moment = datetime.fromtimestamp(at, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    spec = "seconds" if float(at).is_integer() else "milliseconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
-
-
 def _json_body(alert: Alert) -> dict[str, Any]:
     fields = asdict(alert)
-    fields["at_iso"] = _iso(alert.at)
-    fields["resets_at_iso"] = _iso(alert.resets_at)
-    fields["exhausts_at_iso"] = _iso(alert.exhausts_at)
+    fields["at_iso"] = iso(alert.at)
+    fields["resets_at_iso"] = iso(alert.resets_at)
+    fields["exhausts_at_iso"] = iso(alert.exhausts_at)
     return {"type": "codexgate.alert", "alert": fields}
 
 
@@ -168,7 +155,7 @@ def _slack_escape(text: str) -> str:
 
 def _slack_time(at: float) -> str:
     """A Slack date token: the reader's own time zone, with an ISO fallback."""
-    return f"<!date^{int(at)}^{{date_short_pretty}} {{time}}|{_iso(at)}>"
+    return f"<!date^{int(at)}^{{date_short_pretty}} {{time}}|{iso(at)}>"
 
 
 def _slack_body(alert: Alert) -> dict[str, Any]:
@@ -183,9 +170,9 @@ def _slack_body(alert: Alert) -> dict[str, Any]:
         details.append(f"*Used:* {_percent(alert.used_percent)}")
     if alert.threshold is not None:
         details.append(f"*Threshold:* {_percent(alert.threshold)}")
-    if alert.resets_at is not None and _iso(alert.resets_at) is not None:
+    if alert.resets_at is not None and iso(alert.resets_at) is not None:
         details.append(f"*Resets:* {_slack_time(alert.resets_at)}")
-    if alert.exhausts_at is not None and _iso(alert.exhausts_at) is not None:
+    if alert.exhausts_at is not None and iso(alert.exhausts_at) is not None:
         details.append(f"*Runs out:* {_slack_time(alert.exhausts_at)}")
     details.append("codexgate" if alert.id is None else f"codexgate alert #{alert.id}")
     return {
@@ -231,9 +218,9 @@ def _discord_body(alert: Alert) -> dict[str, Any]:
         add("Used", _percent(alert.used_percent))
     if alert.threshold is not None:
         add("Threshold", _percent(alert.threshold))
-    if alert.resets_at is not None and _iso(alert.resets_at) is not None:
+    if alert.resets_at is not None and iso(alert.resets_at) is not None:
         add("Resets", _discord_time(alert.resets_at))
-    if alert.exhausts_at is not None and _iso(alert.exhausts_at) is not None:
+    if alert.exhausts_at is not None and iso(alert.exhausts_at) is not None:
         add("Runs out", _discord_time(alert.exhausts_at))
     embed: dict[str, Any] = {
         "title": _TITLES[alert.kind],
@@ -243,7 +230,7 @@ def _discord_body(alert: Alert) -> dict[str, Any]:
         "fields": fields,
         "footer": {"text": "codexgate" if alert.id is None else f"codexgate alert #{alert.id}"},
     }
-    at = _iso(alert.at)
+    at = iso(alert.at)
     if at is not None:
         embed["timestamp"] = at
     return {

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .keys import CONFIG, RETENTION, RETENTION_OPTIONS, STORE
 from .store import Store
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +111,8 @@ class Retention:
 
     async def stop(self) -> None:
         """Cancel the task and wait for it; a batch it is in rolls back (unless committing)."""
-        task = self._task
-        if task is None:
-            return
-        self._task = None
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # our caller is being cancelled too: not ours to swallow
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def run_once(self) -> bool:
         """One pass; False when it failed (logged and counted: the next pass tries again)."""

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from .api import STALE_AFTER_SECONDS
 from .forecast import Forecast
 from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY
 from .store import AccountRow, LatestUsageRow, UsageRow
 
 MAIN_LIMIT: Final = "codex"
-STALE_AFTER_SECONDS: Final = 900.0
 # Shown on every card even when not reported, so that "unknown" is visible rather than absent.
 ALWAYS_SHOWN: Final = (FIVE_HOUR, SEVEN_DAY)
 FIXED_WINDOWS: Final = (FIVE_HOUR, SEVEN_DAY, MONTHLY)
