@@ -117,6 +117,14 @@ class Config:
     request_retention_days: float = 30.0  # 0 keeps the request log forever
     downsample_history: bool = False  # older than 7 days: one row per account, limit, 10 min
     metrics_token: str | None = field(default=None, repr=False)  # never in a repr or a log line
+    # The URL people use to reach the gateway when it is behind a (TLS) reverse proxy.
+    public_url: URL | None = None
+    websocket_max_message_mib: int = 32  # one WebSocket message, either way; above: close 1009
+    request_head_timeout: float = 10.0  # a connection must send a whole request head by then
+    max_connections: int = 8192  # open client connections at once; more wait for the kernel
+    max_connections_per_address: int = 1024  # from one client address; 0 turns the cap off
+    max_feed_subscribers: int = 256  # live-feed streams open at once; more answer 503
+    max_accounts: int = 1000  # accounts that traffic may create; beyond, new seats are counted
     alerts: AlertConfig = field(default_factory=AlertConfig)
     config_file: Path | None = None  # the TOML file that was read, if any
 
@@ -238,6 +246,35 @@ SETTINGS: tuple[_Setting, ...] = (
         "a separate bearer token for the metrics endpoint, at least 16 characters (default none)",
         "TOKEN",
     ),
+    _Setting(
+        "public_url",
+        "the URL people reach codexgate at, e.g. behind a TLS reverse proxy (default none)",
+        "URL",
+    ),
+    _Setting(
+        "websocket_max_message_mib",
+        "largest WebSocket message relayed either way, in MiB; larger closes with 1009 "
+        "(default 32)",
+        "MIB",
+    ),
+    _Setting(
+        "request_head_timeout",
+        "seconds a client connection has to send a whole request head (default 10)",
+        "SECONDS",
+    ),
+    _Setting("max_connections", "client connections open at once (default 8192)", "N"),
+    _Setting(
+        "max_connections_per_address",
+        "client connections open at once from one address; 0 is no cap (default 1024)",
+        "N",
+    ),
+    _Setting("max_feed_subscribers", "live-feed streams open at once (default 256)", "N"),
+    _Setting(
+        "max_accounts",
+        "accounts that proxied traffic may create; more seats are counted, not recorded "
+        "(default 1000)",
+        "N",
+    ),
 )
 
 
@@ -303,6 +340,17 @@ def _upstream(raw: str) -> URL:
     return url.origin()
 
 
+def _public_url(raw: str) -> URL:
+    url = _origin("public_url", raw)
+    if url.query_string or url.fragment or url.user or url.password:
+        raise ConfigError(
+            "public_url",
+            "must be a URL such as https://codex.example.com (no query or credentials), "
+            f"got {raw!r}",
+        )
+    return url.origin()
+
+
 def _switch(setting: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("on", "true", "1", "yes"):
@@ -350,12 +398,20 @@ def _convert(name: str, raw: str) -> object:
             return prefix
         case "upstream_proxy":
             return _origin(name, raw)
+        case "public_url":
+            return _public_url(raw)
         case "log_level":
             level = raw.strip().upper()
             if level not in _LOG_LEVELS:
                 raise ConfigError(name, f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
             return level
-        case "connect_timeout" | "idle_timeout" | "history_heartbeat" | "shutdown_grace":
+        case (
+            "connect_timeout"
+            | "idle_timeout"
+            | "history_heartbeat"
+            | "shutdown_grace"
+            | "request_head_timeout"
+        ):
             return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
         case "history_retention_days" | "request_retention_days":
             return _number(name, raw, minimum=0)
@@ -371,8 +427,16 @@ def _convert(name: str, raw: str) -> object:
             if percent > 100:
                 raise ConfigError(name, f"must be at most 100, got {raw!r}")
             return percent
-        case "queue_size":
+        case (
+            "queue_size"
+            | "websocket_max_message_mib"
+            | "max_connections"
+            | "max_feed_subscribers"
+            | "max_accounts"
+        ):
             return int(_number(name, raw, minimum=1, integer=True))
+        case "max_connections_per_address":
+            return int(_number(name, raw, minimum=0, integer=True))
         case "admin_token" | "metrics_token":
             if not _ADMIN_TOKEN_PATTERN.fullmatch(raw):
                 # The message never repeats the value: it is a secret.

@@ -69,6 +69,13 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "request_retention_days": "7.5",
         "downsample_history": "on",
         "metrics_token": "a-long-metrics-token-0123",
+        "public_url": "https://codex.example.com/",
+        "websocket_max_message_mib": "8",
+        "request_head_timeout": "2.5",
+        "max_connections": "100",
+        "max_connections_per_address": "0",
+        "max_feed_subscribers": "3",
+        "max_accounts": "20",
     }
     assert {s.name for s in SETTINGS} == set(values)
     config = from_argv([], environ={f"CODEXGATE_{k.upper()}": v for k, v in values.items()})
@@ -86,6 +93,10 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert config.downsample_history is True
     assert config.metrics_token == "a-long-metrics-token-0123"
     assert "metrics-token-0123" not in repr(config)
+    assert config.public_url == URL("https://codex.example.com")
+    assert (config.websocket_max_message_mib, config.request_head_timeout) == (8, 2.5)
+    assert (config.max_connections, config.max_connections_per_address) == (100, 0)
+    assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
     assert config.public_base == "http://[::1]:1234"
 
 
@@ -182,6 +193,13 @@ FILE_VALUES: dict[str, str] = {
     "request_retention_days": "7.5",
     "downsample_history": "true",
     "metrics_token": '"a-long-metrics-token-0123"',
+    "public_url": '"https://codex.example.com"',
+    "websocket_max_message_mib": "8",
+    "request_head_timeout": "2.5",
+    "max_connections": "100",
+    "max_connections_per_address": "0",
+    "max_feed_subscribers": "3",
+    "max_accounts": "20",
 }
 
 
@@ -207,6 +225,10 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
     assert (config.history_retention_days, config.request_retention_days) == (0.0, 7.5)
     assert config.downsample_history is True
     assert config.metrics_token == "a-long-metrics-token-0123"
+    assert config.public_url == URL("https://codex.example.com")
+    assert (config.websocket_max_message_mib, config.request_head_timeout) == (8, 2.5)
+    assert (config.max_connections, config.max_connections_per_address) == (100, 0)
+    assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
     assert {loaded.sources[s.name] for s in SETTINGS} == {"file"}
     assert (loaded.sources["config_file"], loaded.sources["alerts"]) == ("flag", "default")
     # The same values through the environment give the same config.
@@ -287,6 +309,13 @@ BAD_FILE_VALUES: list[tuple[str, str, str]] = [
     ("request_retention_days", "inf", "invalid request_retention_days in {file}: must be at"),
     ("downsample_history", '"on"', "invalid downsample_history in {file}: must be true or false"),
     ("metrics_token", '"has spaces in it, long"', "invalid metrics_token in {file}: must be"),
+    ("public_url", '"https://u:p@h.example"', "invalid public_url in {file}: must be a URL such"),
+    ("websocket_max_message_mib", "0", "invalid websocket_max_message_mib in {file}: must be"),
+    ("request_head_timeout", "0", "invalid request_head_timeout in {file}: must be at least"),
+    ("max_connections", "0", "invalid max_connections in {file}: must be at least 1"),
+    ("max_connections_per_address", "-1", "invalid max_connections_per_address in {file}"),
+    ("max_feed_subscribers", "1.5", "invalid max_feed_subscribers in {file}: must be a TOML"),
+    ("max_accounts", "0", "invalid max_accounts in {file}: must be at least 1"),
 ]
 
 
