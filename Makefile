@@ -12,7 +12,7 @@ CLIENT := tests/client
 BROWSER_PACKAGES := chromium fonts-wqy-zenhei
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test test-fast lint bench clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ run: $(VENV)/.stamp-run
 
 test: lint $(CLIENT)/node_modules/.stamp browser
 	$(PY) -m pytest
+
+# The inner loop: unit and app tests only (no lint, browser, real Codex CLI or reliability runs).
+test-fast: $(VENV)/.stamp-test
+	$(PY) -m pytest -q --ignore=tests/browser --ignore=tests/e2e --ignore=tests/reliability $(ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
