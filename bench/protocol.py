@@ -14,8 +14,8 @@ DATA: Final = REPO_ROOT / "tests" / "data"
 
 RESPONSES_PATH: Final = "/backend-api/codex/responses"
 USAGE_PATH: Final = "/backend-api/wham/usage"
-BIG_PATH: Final = "/bench/big"
-PING_PATH: Final = "/bench/ping"
+BIG_PATH: Final = "/backend-api/bench/big"  # under /backend-api/: codexgate relays only Codex paths
+PING_PATH: Final = "/backend-api/bench/ping"
 CHUNK_SIZE: Final = 64 * 1024
 MEGABYTE: Final = 1_000_000  # MB and MB/s are decimal throughout the bench
 

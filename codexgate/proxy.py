@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
@@ -18,7 +19,10 @@ from aiohttp import (
     ServerTimeoutError,
     TraceConfig,
     TraceRequestEndParams,
+    TraceRequestRedirectParams,
+    WebSocketError,
     WSCloseCode,
+    WSMessage,
     WSMsgType,
     WSServerHandshakeError,
     hdrs,
@@ -28,9 +32,19 @@ from multidict import CIMultiDict, MultiMapping
 from yarl import URL
 
 from .errors import error_response
-from .keys import CONFIG, IDENTITIES, PROXIED, RECORDER, UPSTREAM_SESSION, UPSTREAM_WS_SESSION
+from .keys import (
+    ADMIN_AUTH,
+    CONFIG,
+    IDENTITIES,
+    PROXIED,
+    RECORDER,
+    UPSTREAM_SESSION,
+    UPSTREAM_WS_SESSION,
+)
 from .observe import HttpExchange, WebSocketExchange
-from .security import SESSION_COOKIE_MARK, strip_admin_cookie
+from .proxy_paths import relayed
+from .sanitize import escape_unsafe
+from .security import SESSION_COOKIE, SESSION_COOKIE_MARK, AdminAuth, strip_admin_cookie
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +78,13 @@ WS_HANDSHAKE_HEADERS: Final = frozenset(
 WS_DROPPED: Final = HOP_BY_HOP | WS_HANDSHAKE_HEADERS | {"content-length"}
 # No idle limit on an open WebSocket (the client pings as it likes); closing waits 10 s at most.
 WS_TIMEOUT: Final = ClientWSTimeout(ws_receive=None, ws_close=10.0)
+MIB: Final = 1024 * 1024
 ERROR_HEADER: Final = "X-Codexgate-Error"
+# What aiohttp's writer refuses in a header: controls but tab, and DEL (RFC 9110 §5.5).
+UNWRITABLE_HEADER_TEXT: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+# The surrogates that stand for bytes that were not UTF-8; aiohttp's writer leaves them out.
+NOT_UTF8: Final = re.compile("[\ud800-\udfff]")
+NOT_RELAYED: Final = "only the Codex backend's paths (/backend-api/, /api/codex/) are relayed"
 # Defaults aiohttp's client would add by itself; the client's own values (if any) pass through.
 SKIP_AUTO_HEADERS: Final = frozenset(
     {hdrs.USER_AGENT, hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.CONTENT_TYPE}
@@ -79,6 +99,15 @@ class _Handshake:
     """The upstream's answer to a WebSocket upgrade, kept by the trace below."""
 
     headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+
+
+@dataclass(slots=True)
+class _Ending:
+    """The code for the upstream leg when the relay, not a pump, has to close it."""
+
+    # When the client's connection closes, aiohttp cancels the handler (handler_cancellation),
+    # and with it a pump that was still closing the upstream leg: the code it meant is here.
+    upstream_code: int = WSCloseCode.GOING_AWAY
 
 
 # aiohttp keeps a WebSocket handshake's response to itself; a trace on the WebSocket session
@@ -96,10 +125,26 @@ async def _keep_handshake(
         handshake.headers = CIMultiDict(params.response.headers)
 
 
+async def _refuse_redirect(
+    session: ClientSession, context: object, params: TraceRequestRedirectParams
+) -> None:
+    # ws_connect has no allow_redirects: raising here, before aiohttp follows, makes the 3xx
+    # reach the relay as a refused handshake (aiohttp closes the response on the way out).
+    response = params.response
+    raise WSServerHandshakeError(
+        response.request_info,
+        (),
+        status=response.status,
+        message="redirect not followed",
+        headers=response.headers,
+    )
+
+
 def handshake_trace() -> TraceConfig:
-    """The trace config of the WebSocket session."""
+    """The trace config of the WebSocket session: keeps handshakes, follows no redirect."""
     trace = TraceConfig()
     trace.on_request_end.append(_keep_handshake)
+    trace.on_request_redirect.append(_refuse_redirect)
     return trace
 
 
@@ -135,12 +180,54 @@ def _connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
     return frozenset(tokens)
 
 
-def _filtered(headers: MultiMapping[str], dropped: frozenset[str]) -> CIMultiDict[str]:
+def _without(headers: MultiMapping[str], dropped: frozenset[str]) -> CIMultiDict[str]:
     """A copy of `headers` without the dropped names and those the Connection header lists."""
-    dropped = dropped | _connection_tokens(headers)
-    return CIMultiDict(
-        (name, value) for name, value in headers.items() if name.lower() not in dropped
-    )
+    if hdrs.CONNECTION in headers:
+        dropped = dropped | _connection_tokens(headers)
+    # A copy in C, then a few deletions: several times faster than a filtering generator.
+    kept = CIMultiDict(headers)
+    for name in dropped:
+        if name in kept:
+            del kept[name]
+    return kept
+
+
+def _filtered(headers: MultiMapping[str], dropped: frozenset[str]) -> CIMultiDict[str]:
+    """An upstream answer's headers fit to relay: no dropped or Connection-listed name, no
+    Set-Cookie for the admin session, no header with a control character aiohttp cannot write."""
+    kept = _without(headers, dropped)
+    if hdrs.SET_COOKIE in kept and any(
+        SESSION_COOKIE in cookie for cookie in kept.getall(hdrs.SET_COOKIE)
+    ):
+        _drop_admin_set_cookie(kept)
+    # One pass in C over every value; a tab or a non-UTF-8 byte makes it false too: rare, and
+    # the exact rule then decides. Non-UTF-8 bytes are left to aiohttp, which writes the rest.
+    if not "".join(kept.values()).isprintable():
+        return _writable(kept)
+    return kept
+
+
+def _drop_admin_set_cookie(headers: CIMultiDict[str]) -> None:
+    """Remove every Set-Cookie that would plant or overwrite the admin session cookie."""
+    cookies = headers.popall(hdrs.SET_COOKIE)
+    for cookie in cookies:
+        # Browsers trim the name but compare it case-sensitively.
+        if cookie.split("=", 1)[0].strip() != SESSION_COOKIE:
+            headers.add(hdrs.SET_COOKIE, cookie)
+
+
+def _writable(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """`headers` without the values that aiohttp would refuse to write, each one logged."""
+    kept: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if UNWRITABLE_HEADER_TEXT.search(value) is None:
+            kept.add(name, value)
+        else:
+            log.warning(
+                "dropped the upstream's header %s: its value has a control character",
+                escape_unsafe(name),
+            )
+    return kept
 
 
 def _appended(existing: str | None, value: str) -> str:
@@ -149,7 +236,7 @@ def _appended(existing: str | None, value: str) -> str:
 
 def request_headers_for_upstream(request: web.Request) -> CIMultiDict[str]:
     """The client's headers minus hop-by-hop ones, with X-Forwarded-For/-Proto appended."""
-    forwarded = _filtered(request.headers, REQUEST_HEADERS_DROPPED)
+    forwarded = _without(request.headers, REQUEST_HEADERS_DROPPED)
     forwarded[hdrs.X_FORWARDED_FOR] = _appended(
         forwarded.get(hdrs.X_FORWARDED_FOR), request.remote or "unknown"
     )
@@ -167,7 +254,8 @@ def request_headers_for_upstream(request: web.Request) -> CIMultiDict[str]:
 
 
 def response_headers_for_client(upstream: ClientResponse) -> CIMultiDict[str]:
-    """The upstream's headers minus hop-by-hop ones; Content-Encoding stays, bodies are raw."""
+    """The upstream's headers minus hop-by-hop ones, an admin Set-Cookie and unwritable ones;
+    Content-Encoding stays, bodies are raw."""
     return _filtered(upstream.headers, RESPONSE_HEADERS_DROPPED)
 
 
@@ -200,7 +288,12 @@ def _upstream_failure(exc: ClientError, target: URL) -> web.Response:
         return _gateway_error(
             504, "upstream_timeout", f"the upstream {target.origin()} did not answer in time"
         )
-    log.warning("upstream %s unreachable: %s", target.origin(), exc.__class__.__name__)
+    log.warning(
+        "upstream %s unreachable for %s: %s",
+        target.origin(),
+        escape_unsafe(target.path),
+        exc.__class__.__name__,
+    )
     return _gateway_error(
         502,
         "upstream_unreachable",
@@ -215,9 +308,51 @@ def _new_exchange(request: web.Request, kind: type[_E]) -> _E | None:
     return kind(request, app[RECORDER], app[IDENTITIES])
 
 
+def _refusal(request: web.Request) -> web.Response | None:
+    """The answer to a request the proxy must not relay; None for one it relays."""
+    app = request.app
+    if not relayed(request.rel_url.raw_path, app[CONFIG].admin_prefix):
+        return _gateway_error(404, "not_found", NOT_RELAYED)
+    headers = request.headers
+    for authorization in headers.getall(hdrs.AUTHORIZATION, ()):
+        if _is_admin_credential(app[ADMIN_AUTH], authorization):
+            log.warning(
+                "refused to relay %s: it carries codexgate's admin or metrics token",
+                escape_unsafe(request.path),
+            )
+            return _gateway_error(
+                403,
+                "admin_token_refused",
+                "codexgate's admin and metrics tokens never go upstream; "
+                "send the Codex access token instead",
+            )
+    # aiohttp's parser already refuses control characters in a request header; what it lets
+    # through as surrogates (bytes that are not UTF-8) its client would leave out when writing.
+    if not "".join(headers.values()).isascii() and any(
+        NOT_UTF8.search(value) for value in headers.values()
+    ):
+        return _gateway_error(
+            400,
+            "invalid_header",
+            "a request header is not valid UTF-8, so it cannot be forwarded byte for byte",
+        )
+    return None
+
+
+def _is_admin_credential(auth: AdminAuth, authorization: str) -> bool:
+    """Whether an Authorization value carries the admin or the metrics token, in any scheme."""
+    credential = authorization.strip()
+    _, space, token = credential.partition(" ")
+    if space:
+        credential = token.strip()
+    return auth.token_matches(credential) or auth.metrics_token_matches(credential)
+
+
 async def forward(request: web.Request) -> web.StreamResponse:
     """Relay one request to the upstream and stream its answer back chunk by chunk."""
     app = request.app
+    if (refusal := _refusal(request)) is not None:
+        return refusal
     try:
         target = upstream_url(app[CONFIG].upstream, request.rel_url)
     except ValueError:
@@ -234,7 +369,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
     try:
         response = web.StreamResponse(
             status=upstream.status,
-            reason=upstream.reason,
+            # aiohttp refuses a control character in the status line: the standard phrase then.
+            reason=reason if (reason := upstream.reason) and reason.isprintable() else None,
             headers=response_headers_for_client(upstream),
         )
         if exchange is not None:
@@ -251,7 +387,11 @@ async def forward(request: web.Request) -> web.StreamResponse:
         except (ClientError, TimeoutError) as exc:
             # The client already has the status line, so no error answer is possible: cut the
             # connection, so the client sees a broken body rather than a short one that looks whole.
-            log.warning("upstream stream for %s broke: %s", request.path, exc.__class__.__name__)
+            log.warning(
+                "upstream stream for %s broke: %s",
+                escape_unsafe(request.path),
+                exc.__class__.__name__,
+            )
             error_code = "upstream_stream_broken"
             if request.transport is not None:
                 request.transport.close()
@@ -291,7 +431,11 @@ async def relay_websocket(request: web.Request, target: URL) -> web.StreamRespon
         for protocol in value.split(",")
         if protocol.strip()
     ]
+    # aiohttp reassembles each message; past this it closes the offending leg with 1009. Its
+    # check refuses a message of max_msg_size bytes itself, hence the + 1.
+    max_msg_size = app[CONFIG].websocket_max_message_mib * MIB + 1
     handshake = _Handshake()
+    ending = _Ending()
     token = HANDSHAKE.set(handshake)
     try:
         upstream = await app[UPSTREAM_WS_SESSION].ws_connect(
@@ -303,7 +447,7 @@ async def relay_websocket(request: web.Request, target: URL) -> web.StreamRespon
             # Offer permessage-deflate upstream only if the client offered it: on loopback and
             # fast links compression halves throughput, and the client knows what it wants.
             compress=15 if _offers_deflate(request) else 0,
-            max_msg_size=0,
+            max_msg_size=max_msg_size,
             timeout=WS_TIMEOUT,
         )
     except WSServerHandshakeError as exc:
@@ -323,7 +467,7 @@ async def relay_websocket(request: web.Request, target: URL) -> web.StreamRespon
             autoping=False,
             autoclose=False,
             compress=True,  # accept the client's permessage-deflate offer
-            max_msg_size=0,
+            max_msg_size=max_msg_size,
         )
         client.headers.extend(_filtered(handshake.headers, WS_DROPPED))
         if exchange is not None:
@@ -331,14 +475,18 @@ async def relay_websocket(request: web.Request, target: URL) -> web.StreamRespon
         await client.prepare(request)
         try:
             async with asyncio.TaskGroup() as pumps:
-                pumps.create_task(_client_to_upstream(client, upstream, exchange))
+                pumps.create_task(_client_to_upstream(client, upstream, exchange, ending))
                 pumps.create_task(_upstream_to_client(upstream, client, exchange))
         except* (ConnectionError, ClientError) as broken:
             # One side went away mid-frame; the other is closed below. Nothing to report.
-            log.debug("WebSocket relay for %s ended: %r", request.path, broken.exceptions[0])
+            log.debug(
+                "WebSocket relay for %s ended: %r",
+                escape_unsafe(request.path),
+                broken.exceptions[0],
+            )
         return client
     finally:
-        await upstream.close()
+        await upstream.close(code=ending.upstream_code)
         if exchange is not None:
             exchange.closed()
 
@@ -347,6 +495,14 @@ def _offers_deflate(request: web.Request) -> bool:
     return any(
         "permessage-deflate" in value.lower()
         for value in request.headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, ())
+    )
+
+
+def _too_big(message: WSMessage) -> bool:
+    """Whether aiohttp refused a message over max_msg_size (and closed that leg with 1009)."""
+    return (
+        isinstance(message.data, WebSocketError)
+        and message.data.code == WSCloseCode.MESSAGE_TOO_BIG
     )
 
 
@@ -362,6 +518,7 @@ async def _client_to_upstream(
     client: web.WebSocketResponse,
     upstream: ClientWebSocketResponse,
     exchange: WebSocketExchange | None,
+    ending: _Ending,
 ) -> None:
     """Relay the client's frames upstream until either side closes."""
     while True:
@@ -381,10 +538,17 @@ async def _client_to_upstream(
                 await upstream.pong(message.data)
             case WSMsgType.CLOSE:
                 reason = (message.extra or "").encode()
+                ending.upstream_code = message.data
                 await upstream.close(code=message.data, message=reason)
                 await client.close(code=message.data, message=reason)
                 return
             case WSMsgType.CLOSING:  # the other pump is closing this socket
+                return
+            case WSMsgType.ERROR if _too_big(message):
+                ending.upstream_code = WSCloseCode.MESSAGE_TOO_BIG
+                await upstream.close(
+                    code=WSCloseCode.MESSAGE_TOO_BIG, message=b"client message too big"
+                )
                 return
             case _:  # the client's connection is gone without a close frame
                 await upstream.close(code=WSCloseCode.GOING_AWAY)
@@ -418,6 +582,11 @@ async def _upstream_to_client(
                 await upstream.close(code=message.data, message=reason)
                 return
             case WSMsgType.CLOSING:
+                return
+            case WSMsgType.ERROR if _too_big(message):
+                await client.close(
+                    code=WSCloseCode.MESSAGE_TOO_BIG, message=b"upstream message too big"
+                )
                 return
             case _:
                 await client.close(

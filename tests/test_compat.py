@@ -155,9 +155,11 @@ async def test_with_admin_prefix_api_xxx_they_are_the_plans_exact_urls(
     assert (await admin.ok("PUT", f"codex/tokens/{key}", json={"name": "c"}))["data"]["name"] == "c"
     assert await admin.ok("DELETE", f"codex/tokens/{key}") == {"status": "success"}
     api = await admin.ok("GET", "api/v1/accounts")
-    assert api == {"accounts": []}
-    # The default prefix is nobody's now: it goes upstream like any other path.
+    assert api == {"accounts": [], "next_cursor": None}
+    # The default prefix is nobody's now: like any path outside the Codex backend, it is neither
+    # served nor relayed.
     async with http.get(f"http://127.0.0.1:{server.port}/codexgate/codex/usage") as response:
         body = await response.read()
+        assert response.status == 404
     assert_no_secret(body)
-    assert fake.received[-1].path_qs == "/codexgate/codex/usage"
+    assert fake.received == []

@@ -78,9 +78,9 @@ async def test_request_headers_and_zstd_body_reach_upstream_byte_for_byte(
 async def test_response_passes_through_undecoded(
     gateway: TestServer, upstream_server: TestServer, http: ClientSession
 ) -> None:
-    async with http.get(url(upstream_server, "/gzip")) as direct:
+    async with http.get(url(upstream_server, "/backend-api/gzip")) as direct:
         direct_body = await direct.read()
-    async with http.get(url(gateway, "/gzip")) as response:
+    async with http.get(url(gateway, "/backend-api/gzip")) as response:
         assert response.headers["Content-Encoding"] == "gzip"
         assert await response.read() == direct_body
 
@@ -90,7 +90,7 @@ async def test_hop_by_hop_headers_are_dropped_both_ways(
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
     writer.write(
-        b"GET /echo/hop HTTP/1.1\r\nHost: example.invalid\r\n"
+        b"GET /backend-api/echo/hop HTTP/1.1\r\nHost: example.invalid\r\n"
         b"Connection: keep-alive, X-Private-Hop\r\nKeep-Alive: timeout=5\r\n"
         b"X-Private-Hop: secret\r\nTE: trailers\r\nProxy-Authorization: Basic eDp5\r\n"
         b"Proxy-Connection: keep-alive\r\nX-Forwarded-For: 203.0.113.9\r\nX-Kept: yes\r\n\r\n"
@@ -123,6 +123,10 @@ def fake_port(fake: FakeUpstream, received: object) -> str:
         b"http://evil.example/steal",
         b"/../../steal",
         b"/%2e%2e/steal",
+        b"//evil.example/backend-api/codex/responses",
+        b"http://evil.example/backend-api/codex/responses",
+        b"/backend-api/../../steal",
+        b"/backend-api/%2e%2e/%2e%2e/steal",
     ],
 )
 async def test_no_request_target_reaches_another_host(
@@ -141,14 +145,14 @@ async def test_no_request_target_reaches_another_host(
 async def test_redirects_are_relayed_not_followed(
     gateway: TestServer, fake: FakeUpstream, http: ClientSession
 ) -> None:
-    async with http.get(url(gateway, "/redirect"), allow_redirects=False) as response:
+    async with http.get(url(gateway, "/backend-api/redirect"), allow_redirects=False) as response:
         assert response.status == 302
         assert response.headers["Location"] == "http://127.0.0.2:1/elsewhere"
     assert len(fake.received) == 0 or all("/elsewhere" not in r.path_qs for r in fake.received)
 
 
 async def test_large_stream_arrives_whole(gateway: TestServer, http: ClientSession) -> None:
-    async with http.get(url(gateway, "/big?mb=16")) as response:
+    async with http.get(url(gateway, "/backend-api/big?mb=16")) as response:
         assert response.headers["Content-Length"] == str(16 * 1024 * 1024)
         total = 0
         async for chunk in response.content.iter_any():
@@ -159,7 +163,7 @@ async def test_large_stream_arrives_whole(gateway: TestServer, http: ClientSessi
 async def test_client_hang_up_closes_the_upstream_stream(
     gateway: TestServer, fake: FakeUpstream, http: ClientSession
 ) -> None:
-    response = await http.get(url(gateway, "/endless"))
+    response = await http.get(url(gateway, "/backend-api/endless"))
     await asyncio.wait_for(fake.stream_started.wait(), timeout=5)
     await response.content.readuntil(b"\n\n")
     response.close()
@@ -169,11 +173,12 @@ async def test_client_hang_up_closes_the_upstream_stream(
 async def test_upstream_cut_mid_body_breaks_the_client_body(
     gateway: TestServer, http: ClientSession
 ) -> None:
-    async with http.get(url(gateway, "/cut")) as response:
+    async with http.get(url(gateway, "/backend-api/cut")) as response:
         assert response.status == 200
         with pytest.raises(ClientPayloadError):
             await response.read()
-    async with http.get(url(gateway, "/echo/after")) as response:  # the gateway is fine after
+    # The gateway is fine after.
+    async with http.get(url(gateway, "/backend-api/echo/after")) as response:
         assert response.status == 200
 
 
@@ -200,7 +205,7 @@ async def test_silent_upstream_gives_504_after_the_idle_timeout(
 ) -> None:
     gateway = await start_gateway(idle_timeout=0.3)
     started = time.monotonic()
-    async with http.get(url(gateway, "/hang")) as response:
+    async with http.get(url(gateway, "/backend-api/hang")) as response:
         assert response.status == 504
         body = orjson.loads(await response.read())
     assert time.monotonic() - started < 3
@@ -227,18 +232,18 @@ async def test_methods_and_empty_bodies_pass_through(
     gateway: TestServer, fake: FakeUpstream, http: ClientSession
 ) -> None:
     for method in ("GET", "DELETE", "PUT", "PATCH", "OPTIONS"):
-        async with http.request(method, url(gateway, "/echo/m?x=1&y=%20")) as response:
+        async with http.request(method, url(gateway, "/backend-api/echo/m?x=1&y=%20")) as response:
             assert response.status == 200
             echoed = orjson.loads(await response.read())
         assert echoed["method"] == method
-        assert echoed["path_qs"] == "/echo/m?x=1&y=%20"
+        assert echoed["path_qs"] == "/backend-api/echo/m?x=1&y=%20"
 
 
 async def test_no_headers_are_invented_for_the_upstream(
     gateway: TestServer, fake: FakeUpstream
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    writer.write(b"POST /echo/bare HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    writer.write(b"POST /backend-api/echo/bare HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
     await writer.drain()
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
     writer.close()
@@ -302,7 +307,7 @@ async def test_an_upstream_silent_mid_stream_is_cut_after_the_idle_timeout(
     start_gateway: StartGateway, http: ClientSession
 ) -> None:
     gateway = await start_gateway(idle_timeout=0.3)
-    async with http.get(url(gateway, "/stall")) as response:
+    async with http.get(url(gateway, "/backend-api/stall")) as response:
         assert await response.content.readuntil(b"\n\n") == b"data: first\n\n"
         started = time.monotonic()
         with pytest.raises(ClientPayloadError):
@@ -317,7 +322,7 @@ async def test_large_request_bodies_stream_up_whole(
         for _ in range(256):
             yield b"z" * 65536
 
-    async with http.post(url(gateway, "/echo/upload"), data=body()) as response:
+    async with http.post(url(gateway, "/backend-api/echo/upload"), data=body()) as response:
         echoed = orjson.loads(await response.read())
     assert echoed["body_length"] == 256 * 65536
     assert fake.received[-1].body == b"z" * (256 * 65536)

@@ -55,7 +55,7 @@ class UpstreamProcess:
 
     async def wait_ready(self, within: float = 20.0) -> None:
         """Wait until the upstream answers HTTP."""
-        if not await wait_answering(f"{self.base}/echo/ready", self.process, within):
+        if not await wait_answering(f"{self.base}/backend-api/echo/ready", self.process, within):
             code = self.process.poll()
             raise AssertionError(f"the fake upstream did not become ready (exit code {code})")
 

@@ -64,7 +64,7 @@ async def hang_ups(gateway: GatewayProcess, count: int) -> None:
             # gone. Half go silent after one event, like a model thinking: only cancelling the
             # handler on the hang-up can end those.
             if index % 2:
-                response = await http.get(f"{gateway.base}/stall", headers=headers)
+                response = await http.get(f"{gateway.base}/backend-api/stall", headers=headers)
             else:
                 response = await http.post(f"{gateway.base}{TURN}", data=b"{}", headers=headers)
             assert response.status == 200
@@ -180,7 +180,7 @@ async def test_a_slow_reader_does_not_grow_the_gateway_memory(
     sock.setblocking(False)
     await loop.sock_connect(sock, ("127.0.0.1", gateway.port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE)
-    writer.write(b"GET /firehose HTTP/1.1\r\nHost: gateway\r\n\r\n")
+    writer.write(b"GET /backend-api/firehose HTTP/1.1\r\nHost: gateway\r\n\r\n")
     received = 0
     peak = baseline
     deadline = loop.time() + SLOW_FOR

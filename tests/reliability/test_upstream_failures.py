@@ -187,7 +187,7 @@ async def test_upstream_silent_mid_stream(
 ) -> None:
     upstream = await start_upstream()
     gateway = await start_gateway_process("--upstream", upstream.base, "--idle-timeout", "1")
-    async with client() as http, http.get(f"{gateway.base}/stall") as response:
+    async with client() as http, http.get(f"{gateway.base}/backend-api/stall") as response:
         assert response.status == 200
         assert await response.content.readuntil(b"\n\n") == b"data: first\n\n"
         rest, cut_after = await read_until_cut(response, since=asyncio.get_running_loop().time())
