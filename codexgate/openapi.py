@@ -9,6 +9,7 @@ from aiohttp import hdrs, web
 
 from . import __version__
 from .api import (
+    DEFAULT_ACCOUNTS_PAGE,
     DEFAULT_HISTORY_PAGE,
     DEFAULT_REQUESTS_PAGE,
     MAX_NAME,
@@ -242,7 +243,7 @@ def _schemas() -> dict[str, Schema]:
                 "id": _ID,
                 "account_key": {
                     "type": "string",
-                    "description": "seat:<workspace>:<user> or token:<sha256>",
+                    "description": "seat:<workspace>:<user>, or token:<first 8 hex of the SHA-256>",
                 },
                 "display_name": _null(_STR),
                 "email": _null(_STR),
@@ -255,7 +256,12 @@ def _schemas() -> dict[str, Schema]:
                 "limits": {"type": "array", "items": _ref("Limit")},
             }
         ),
-        "AccountList": _object({"accounts": {"type": "array", "items": _ref("Account")}}),
+        "AccountList": _object(
+            {
+                "accounts": {"type": "array", "items": _ref("Account")},
+                "next_cursor": _null(_STR),
+            }
+        ),
         "HistoryRow": _object(
             {
                 "id": _ID,
@@ -378,6 +384,9 @@ def _schemas() -> dict[str, Schema]:
             },
             "additionalProperties": False,
         },
+        "SessionsEnded": _object(
+            {"ended": {"type": "integer", "minimum": 0, "description": "sessions ended"}}
+        ),
         "TestAlert": _object(
             {
                 "alert": _null(_ref("Alert")),
@@ -431,7 +440,7 @@ def _error_response(description: str, schema: str = "Error") -> Schema:
 _ERRORS: Final = {
     "BadRequest": ("400", "invalid input; error.field names it"),
     "Unauthorized": ("401", "no valid admin credential"),
-    "Forbidden": ("403", "a cookie-authenticated change from another origin"),
+    "Forbidden": ("403", "a change without a bearer token from another origin"),
     "NotFound": ("404", "no such id"),
     "MethodNotAllowed": ("405", "another method than the path's; Allow lists them"),
     "RequestTooLarge": ("413", "the body is too large"),
@@ -535,9 +544,18 @@ def document(prefix: str) -> dict[str, Any]:
         },
         f"{api}/accounts": {
             "get": _op(
-                "Every account with its latest usage",
+                "Every account with its latest usage, by id (a page of them with limit or cursor)",
                 {"200": _ok("AccountList")},
-                (),
+                ("BadRequest",),
+                parameters=[
+                    _query("cursor", _STR, "next_cursor of the previous page"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                        f"accounts per page ({DEFAULT_ACCOUNTS_PAGE} with a cursor alone); "
+                        "without limit and cursor, every account in one answer",
+                    ),
+                ],
                 operation_id="listAccounts",
             ),
             "post": _op(
@@ -707,6 +725,14 @@ def document(prefix: str) -> dict[str, Any]:
                 ("Forbidden", "NotFound"),
                 operation_id="deleteWebhook",
             ),
+        },
+        f"{api}/sessions": {
+            "delete": _op(
+                "Sign out everywhere: end every browser session (bearer tokens keep working)",
+                {"200": _ok("SessionsEnded")},
+                ("Forbidden",),
+                operation_id="endSessions",
+            )
         },
         f"{api}/alerts/test": {
             "post": _op(

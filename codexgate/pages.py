@@ -161,16 +161,31 @@ async def choose_language(request: web.Request) -> web.Response:
             path=f"/{prefix}",
             httponly=True,
             samesite="Lax",
-            secure=request.secure or None,
+            secure=secure_cookies(request),
         )
     return response
 
 
-def login_page(request: web.Request, *, rejected: bool, next_path: str) -> web.Response:
-    """The sign-in form; a 401 saying so after a wrong token."""
-    return render(
+def login_page(
+    request: web.Request, *, rejected: bool, next_path: str, retry_after: int | None = None
+) -> web.Response:
+    """The sign-in form; a 401 saying so after a wrong token, a 429 while this address waits."""
+    status = 429 if retry_after is not None else 401 if rejected else 200
+    response = render(
         request,
         "login.html",
-        {"rejected": rejected, "next_path": next_path},
-        status=401 if rejected else 200,
+        {"rejected": rejected, "next_path": next_path, "retry_after": retry_after},
+        status=status,
     )
+    if retry_after is not None:
+        response.headers[hdrs.RETRY_AFTER] = str(retry_after)
+    return response
+
+
+def secure_cookies(request: web.Request) -> bool | None:
+    """Whether cookies get `Secure`: over TLS, or when people reach codexgate at an https
+    --public-url (a TLS reverse proxy talks plain http to codexgate)."""
+    public_url = request.app[CONFIG].public_url
+    if request.secure or (public_url is not None and public_url.scheme == "https"):
+        return True
+    return None

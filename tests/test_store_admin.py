@@ -14,7 +14,7 @@ import pytest
 
 from codexgate import paths
 from codexgate.models import LimitReport, RequestRecord, Source
-from codexgate.store import AccountEvent, FeedCursor, Store, UsageRow
+from codexgate.store import AccountEvent, FeedCursor, SessionRow, Store, UsageRow
 
 from .test_store import T0, identity, query, snap, windows
 
@@ -432,7 +432,7 @@ async def test_version_2_database_migrates_and_keeps_its_data(tmp_path: Path) ->
     ]
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 4
+        assert await store.schema_version() == 5
         after = [
             query(path, f"SELECT * FROM {table} ORDER BY id")
             for table in ("accounts", "usage_snapshots", "requests")
@@ -464,3 +464,61 @@ async def test_ids_never_come_back_after_deleting_the_account_with_the_newest_ro
     # The feed's positions only move forward, so a reconnecting client misses nothing.
     assert after.usage > before.usage
     assert after.request > before.request
+
+
+# -- sessions (schema version 5) --------------------------------------------------------------
+
+
+async def test_sessions_roundtrip_and_end(store: Store, db_path: Path) -> None:
+    await store.create_session("a" * 64, T0, T0 + 100, keep=10)
+    row = await store.session("a" * 64)
+    assert row == SessionRow("a" * 64, T0, T0 + 100, T0)
+    assert await store.session("b" * 64) is None
+    await store.touch_session("a" * 64, T0 + 5)
+    await store.touch_session("a" * 64, T0 + 1)  # never moves back
+    row = await store.session("a" * 64)
+    assert row is not None
+    assert row.last_used_at == T0 + 5
+    await store.create_session("b" * 64, T0 + 1, T0 + 100, keep=10)
+    assert await store.delete_session("a" * 64)
+    assert not await store.delete_session("a" * 64)
+    assert await store.delete_sessions() == 1
+    assert query(db_path, "SELECT count(*) FROM sessions") == [(0,)]
+
+
+async def test_new_sessions_drop_expired_ones_and_keep_the_newest(
+    store: Store, db_path: Path
+) -> None:
+    await store.create_session("0" * 64, T0, T0 + 10, keep=3)
+    for n in range(1, 6):
+        await store.create_session(str(n) * 64, T0 + 20 + n, T0 + 1000, keep=3)
+    kept = query(db_path, "SELECT substr(id_sha256, 1, 1) FROM sessions ORDER BY created_at")
+    assert kept == [("3",), ("4",), ("5",)]  # "0" expired; "1" and "2" were the oldest
+
+
+async def test_version_4_database_loses_the_cookie_key_and_gains_sessions(
+    tmp_path: Path,
+) -> None:
+    first_four = tmp_path / "migrations"
+    first_four.mkdir()
+    for file in sorted(paths.migrations_dir().glob("000[1-4]_*.sql")):
+        shutil.copy(file, first_four)
+    path = tmp_path / "codexgate.db"
+    old = await Store.open(path, migrations=first_four)
+    try:
+        assert await old.schema_version() == 4
+        await old.set_setting("admin_token_sha256", "f" * 64)
+        await old.set_setting("cookie_key", "k" * 64)
+    finally:
+        await old.close()
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == 5
+        assert await store.get_setting("cookie_key") is None  # the old cookies end with it
+        assert await store.get_setting("admin_token_sha256") == "f" * 64
+        assert await store.session("a" * 64) is None
+    finally:
+        await store.close()
+    assert query(path, "SELECT name FROM sqlite_master WHERE name = 'sessions_expiry'") == [
+        ("sessions_expiry",)
+    ]
