@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -25,8 +26,10 @@ from codexgate.models import (
     UsageReport,
     Window,
 )
+from codexgate.sanitize import clean_text
 
 __all__ = [
+    "LIMIT_ID",
     "IdentityCache",
     "classify_window",
     "header_text",
@@ -43,6 +46,9 @@ _SECONDARY_USED: Final = "-secondary-used-percent"
 _USED_TAIL: Final = "-used-percent"  # one cheap test before the two above
 _CODEX_ID: Final = "codex"
 _CODEX_PREFIX: Final = "x-codex"
+# What a limit id may be: Codex's families are "codex", "codex_bengalfox". A header family or
+# body id that does not fit is not the upstream's, and could start a formula in a CSV export.
+LIMIT_ID: Final = re.compile(r"[a-z0-9_]{1,64}")
 
 # Integers go to SQLite INTEGER columns: anything beyond a signed 64-bit value is junk.
 _INT_MAX: Final = 2**63 - 1
@@ -141,10 +147,10 @@ def _parse_int(raw: str | None) -> int | None:
 
 
 def header_text(raw: str | None) -> str | None:
-    """Strip a header's text value; empty means unknown. Always valid Unicode, so storable."""
+    """A header's text value fit to store (clean_text); empty means unknown."""
     if raw is None:
         return None
-    value = raw.strip()
+    value = raw
     if not value.isascii():
         # Bytes that were not UTF-8 arrive as lone surrogates (aiohttp decodes with
         # surrogateescape); SQLite refuses those, and with them the whole batch: U+FFFD instead.
@@ -153,7 +159,7 @@ def header_text(raw: str | None) -> str | None:
         except UnicodeEncodeError:  # a surrogate that did not come off the wire
             data = value.encode("utf-8", "surrogatepass")
         value = data.decode("utf-8", "replace")
-    return value or None
+    return clean_text(value)
 
 
 def _parse_bool(raw: str | None) -> bool | None:
@@ -248,8 +254,9 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> UsageRep
                 prefix = key[: -len(_SECONDARY_USED)]
             else:
                 continue
-            if len(prefix) > 2:  # "x-" and at least one character
-                prefixes.setdefault(prefix[2:].replace("-", "_"), prefix)
+            limit_id = prefix[2:].replace("-", "_")
+            if LIMIT_ID.fullmatch(limit_id):
+                prefixes.setdefault(limit_id, prefix)
     if not prefixes:
         return None
 
@@ -294,11 +301,10 @@ def _jwt_payload(token: str) -> dict[str, Any] | None:
 
 
 def _claim(claims: Mapping[str, Any], name: str) -> str | None:
-    """A non-empty string claim, or None."""
+    """A string claim fit to store (clean_text: it is unverified text), or None."""
     value = claims.get(name)
-    if isinstance(value, str) and value:
-        return value
-    return None
+    # orjson refuses lone surrogates, so a string claim is valid Unicode already.
+    return clean_text(value) if isinstance(value, str) else None
 
 
 def _sub_claims(claims: Mapping[str, Any], name: str) -> Mapping[str, Any]:

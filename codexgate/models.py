@@ -86,8 +86,9 @@ class UsageReport:
 class Identity:
     """The ChatGPT seat a request belongs to, derived from its credentials (never the token)."""
 
-    account_key: str  # stable: "seat:<chatgpt_account_id>:<chatgpt_user_id>" or "token:<sha256>"
-    token_fingerprint: str  # sha256 hex of the bearer token
+    # Stable: "seat:<chatgpt_account_id>:<chatgpt_user_id>" or "token:<sha256>"; shown shortened.
+    account_key: str
+    token_fingerprint: str  # sha256 hex of the bearer token; only its first 8 digits are shown
     chatgpt_account_id: str | None = None
     chatgpt_user_id: str | None = None
     email: str | None = None
@@ -135,3 +136,6 @@ class RequestRecord:
     bytes_out: int = 0
     tokens: TokenUsage | None = None
     error_code: str | None = None
+    # Whether the upstream's answer proved the credential (see observe._Sink). Unproven, the row
+    # joins an account that already exists, and creates or updates none.
+    proven: bool = True

@@ -42,6 +42,8 @@ USAGE_PATHS: Final = frozenset({"/backend-api/wham/usage", "/api/codex/usage"})
 # A JSON body bigger than this is not a usage report or an error; it passes unread.
 MAX_COLLECTED_BODY: Final = 1 << 20
 UPSTREAM_REQUEST_ID_HEADERS: Final = ("x-oai-request-id", "x-request-id")
+# Answers that say the credential is no good: nothing of such an exchange reaches an account.
+REFUSED_STATUSES: Final = frozenset({401, 403})
 
 
 class _Watcher(Protocol):
@@ -70,11 +72,25 @@ def _elapsed_ms(since: float) -> float:
 
 
 class _Sink:
-    """Attributes what an exchange learns to its seat and hands it to the recorder."""
+    """Attributes what an exchange learns to its seat and hands it to the recorder.
+
+    A token's claims are unverified: only an exchange whose answer proves the credential (a 2xx,
+    a handshake's 101, or any rate-limit data) may create or update its account; a 401 or 403
+    detaches the exchange from the seat altogether. The 2xx counts because the proxy relays only
+    the backend's paths (proxy_paths), where the upstream authenticates every call.
+    """
 
     def __init__(self, recorder: Recorder, identity: Identity | None) -> None:
         self.recorder = recorder
         self.identity = identity
+        self.proven = False
+
+    def answered(self, status: int, *, accepted: bool) -> None:
+        """Weigh the upstream's status: a refusal forgets the seat, an acceptance proves it."""
+        if status in REFUSED_STATUSES:
+            self.identity = None
+        elif accepted:
+            self.proven = True
 
     def snapshot(self, report: UsageReport | None, source: Source, status: int | None) -> None:
         if report is None:
@@ -82,6 +98,7 @@ class _Sink:
         if self.identity is None:
             self.recorder.count_unattributed()
             return
+        self.proven = True  # only the upstream reports usage, and only to a valid credential
         self.recorder.offer(
             Snapshot(
                 identity=self.identity,
@@ -132,6 +149,7 @@ class HttpExchange:
     def response_prepared(self, response: web.StreamResponse) -> None:
         """Capture the rate-limit headers and decide how to watch the body."""
         self._status = response.status
+        self._sink.answered(response.status, accepted=200 <= response.status < 300)
         headers = CIMultiDictProxy(response.headers)
         self._headers = headers
         self._model = header_text(headers.get("openai-model"))
@@ -240,6 +258,7 @@ class HttpExchange:
             bytes_out=self._bytes_out,
             tokens=self._tokens,
             error_code=self._error_code,
+            proven=self._sink.proven,
         )
 
 
@@ -269,6 +288,7 @@ class WebSocketExchange:
     @_guarded
     def response_prepared(self, response: web.StreamResponse) -> None:
         """Capture the handshake's rate-limit headers (a failed handshake's too)."""
+        self._sink.answered(response.status, accepted=response.status == 101)
         headers = CIMultiDictProxy(response.headers)
         self._upstream_request_id = _upstream_request_id(headers)
         report = parse_rate_limit_headers(headers, time.time())
@@ -350,6 +370,7 @@ class WebSocketExchange:
                 bytes_out=turn.bytes_out,
                 tokens=turn.tokens,
                 error_code=error_code,
+                proven=self._sink.proven,
             )
         )
 
@@ -363,6 +384,7 @@ class WebSocketExchange:
             status=status,
             upstream_request_id=self._upstream_request_id,
             error_code="handshake_refused",
+            proven=self._sink.proven,
         )
 
 

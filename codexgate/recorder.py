@@ -43,11 +43,12 @@ class RecorderStats:
     queue_capacity: int
     recorded: int  # snapshots
     dropped: int  # snapshots
-    unattributed: int
+    unattributed: int  # snapshots without a credential, or of a seat refused by max_accounts
     requests_logged: int
     requests_dropped: int
     db_state: DbState
     last_error: str | None
+    accounts_refused: int = 0  # snapshots and requests of new seats beyond max_accounts
 
 
 class Recorder:
@@ -58,11 +59,13 @@ class Recorder:
         store: Store,
         *,
         queue_size: int,
+        max_accounts: int | None = None,
         batch_size: int = 1000,
         linger: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._max_accounts = max_accounts
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._linger = linger
@@ -71,9 +74,11 @@ class Recorder:
         self._in_flight = 0  # taken off the queue, not yet written or dropped
         self._stopping = False
         self._drop_warning = _OncePerInterval(60.0, clock)
+        self._refused_warning = _OncePerInterval(60.0, clock)
         self.recorded = 0
         self.dropped = 0
         self.unattributed = 0
+        self.accounts_refused = 0
         self.requests_logged = 0
         self.requests_dropped = 0
         self.db_state: DbState = "ok"
@@ -122,6 +127,7 @@ class Recorder:
             recorded=self.recorded,
             dropped=self.dropped,
             unattributed=self.unattributed,
+            accounts_refused=self.accounts_refused,
             requests_logged=self.requests_logged,
             requests_dropped=self.requests_dropped,
             db_state=self.db_state,
@@ -176,7 +182,7 @@ class Recorder:
 
     async def _write_batch(self, batch: list[Item]) -> None:
         try:
-            result = await self._store.record(batch)
+            result = await self._store.record(batch, max_accounts=self._max_accounts)
         except (sqlite3.Error, OSError, ValueError) as exc:
             # aiosqlite raises ValueError once its connection is gone.
             self.db_state = "error"
@@ -192,9 +198,24 @@ class Recorder:
             log.info("database writes recovered")
         self.db_state = "ok"
         snapshots = _count_snapshots(batch)
-        self.recorded += snapshots
+        self.recorded += snapshots - result.snapshots_refused
         self.requests_logged += len(batch) - snapshots
+        if result.seats_refused:
+            self._refused(result)
         self._committed(result)
+
+    def _refused(self, result: RecordResult) -> None:
+        """Count what max_accounts kept out, and say so at most once a minute."""
+        self.unattributed += result.snapshots_refused
+        self.accounts_refused += result.snapshots_refused + result.requests_refused
+        if self._refused_warning.ready():
+            log.warning(
+                "max_accounts (%s) reached: %d new seat(s) not created, their usage not "
+                "recorded; since start: %d snapshot(s) and request(s) of refused seats",
+                self._max_accounts,
+                result.seats_refused,
+                self.accounts_refused,
+            )
 
     def _committed(self, result: RecordResult) -> None:
         """Tell every on_commit callback; one that fails is logged and the writer goes on."""

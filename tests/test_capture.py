@@ -14,6 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from codexgate.capture import (
     IdentityCache,
     classify_window,
+    header_text,
     identity_from_token,
     parse_rate_limit_headers,
 )
@@ -606,3 +607,32 @@ def test_identity_cache_evicts_the_least_recently_used() -> None:
 def test_identity_cache_rejects_a_zero_size() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         IdentityCache(maxsize=0)
+
+
+def test_header_text_is_clean_capped_and_valid_unicode() -> None:
+    assert header_text(" \x1b[31mplus\u202e\x07\u200b ") == "[31mplus"
+    assert header_text("\x1b\u2066 ") is None
+    assert header_text("p" * 1000) == "p" * 256
+    # Bytes that were not UTF-8 (aiohttp's surrogateescape) become U+FFFD, as before.
+    assert header_text("pro\udcff") == "pro\ufffd"
+    assert header_text("caf\udcc3\udca9") == "caf\u00e9"
+
+
+def test_claims_are_stored_clean_and_capped() -> None:
+    claims = claims_of("seat_a")
+    claims["https://api.openai.com/auth"] = {
+        "chatgpt_account_id": "acct\u202e-1",
+        "chatgpt_user_id": "user-\x1b]0;x\x07A",
+        "chatgpt_plan_type": "\u2067team\n" + "t" * 500,
+    }
+    claims["https://api.openai.com/profile"] = {"email": "\x1b[2Jeve@example.com\u200b"}
+    identity = identity_from_token(f"Bearer {make_jwt(claims)}", "ws\x1b[1m")
+    assert identity is not None
+    assert identity.account_key == "seat:ws[1m:user-]0;xA"
+    assert identity.email == "[2Jeve@example.com"
+    assert identity.plan_type == ("team" + "t" * 500)[:256]
+    blank = claims_of("seat_a")
+    blank["https://api.openai.com/profile"] = {"email": "\u202e\x1b "}
+    nothing_left = identity_from_token(f"Bearer {make_jwt(blank)}", None)
+    assert nothing_left is not None
+    assert nothing_left.email is None
