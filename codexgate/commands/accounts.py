@@ -6,12 +6,11 @@ import asyncio
 import sys
 from typing import Any, Final, TextIO
 
-import orjson
-
 from .. import api
+from ..sanitize import escape_unsafe, has_unsafe
 from .backend import Backend, pick_account
 from .common import USAGE, CommandError
-from .output import table
+from .output import json_text, table
 
 HEADERS: Final = ("id", "name", "email", "plan", "first seen", "last seen", "token")
 
@@ -42,7 +41,7 @@ def render(accounts: list[dict[str, Any]], out: TextIO) -> None:
 
 def render_json(accounts: list[dict[str, Any]], out: TextIO) -> None:
     """The REST API's accounts list."""
-    out.write(orjson.dumps({"accounts": accounts}, option=orjson.OPT_INDENT_2).decode() + "\n")
+    out.write(json_text({"accounts": accounts}))
 
 
 def read_token(given: str, stdin: TextIO) -> str:
@@ -59,9 +58,11 @@ def read_token(given: str, stdin: TextIO) -> str:
 
 
 def check_name(name: str) -> str:
-    """A display name the API would take: 1 to 100 characters."""
+    """A display name the API would take: 1 to 100 characters, no control or bidi characters."""
     if not 1 <= len(name) <= api.MAX_NAME:
         raise CommandError(f"the name must be 1 to {api.MAX_NAME} characters", USAGE)
+    if has_unsafe(name):
+        raise CommandError(api.UNSAFE_NAME, USAGE)
     return name
 
 
@@ -86,7 +87,7 @@ async def rename(backend: Backend, query: str, name: str | None, out: TextIO) ->
     if name is None:
         out.write(f"cleared the name of account {updated['id']} ({_label(updated)})\n")
     else:
-        out.write(f"renamed account {updated['id']} to {name}\n")
+        out.write(f"renamed account {updated['id']} to {escape_unsafe(name)}\n")
 
 
 async def remove(backend: Backend, query: str, *, yes: bool, stdin: TextIO, out: TextIO) -> None:
@@ -106,4 +107,4 @@ async def remove(backend: Backend, query: str, *, yes: bool, stdin: TextIO, out:
 
 
 def _label(account: dict[str, Any]) -> str:
-    return str(account.get("display_name") or account.get("email") or "no name")
+    return escape_unsafe(str(account.get("display_name") or account.get("email") or "no name"))

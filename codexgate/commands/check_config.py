@@ -7,7 +7,7 @@ from typing import Final, TextIO
 
 from yarl import URL
 
-from ..config import SETTINGS, AlertConfig, Loaded, mask_url
+from ..config import SETTINGS, AlertConfig, Loaded, mask_credentials, mask_url
 from .output import table
 
 HEADERS: Final = ("setting", "value", "source")
@@ -25,9 +25,7 @@ def shown(value: object) -> str:
         case float():
             return f"{value:g}"
         case URL():
-            if value.user is not None or value.password is not None:
-                return str(value.with_user(None).with_user("***"))
-            return str(value)
+            return mask_credentials(value)
         case Path():
             return str(value)
     return str(value)

@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-import orjson
-
 from ..config import Config
 from ..models import FIVE_HOUR, MONTHLY, SEVEN_DAY
 from .common import USAGE, CommandError
-from .output import UNKNOWN, Cell, table, used_cell
+from .output import UNKNOWN, Cell, csv_cell, json_text, table, used_cell
 
 WINDOWS: Final = (FIVE_HOUR, SEVEN_DAY, MONTHLY)
 HEADERS: Final = ("time", "limit", "window", "used", "resets at", "source")
@@ -86,9 +84,11 @@ def render_csv(items: list[dict[str, Any]], window: str | None, out: TextIO) -> 
     writer.writerow(CSV_HEADERS)
     for at, limit, label, used, resets, source in lines(items, window):
         shown = "" if used is None else format(used, "g")
-        writer.writerow((at, limit, label, shown, resets or "", source))
+        # Text cells may come from the upstream (limit ids): none may start a formula.
+        text = (csv_cell(str(at)), csv_cell(str(limit)), csv_cell(str(label)))
+        writer.writerow((*text, shown, csv_cell(resets or ""), csv_cell(str(source))))
 
 
 def render_json(items: list[dict[str, Any]], out: TextIO) -> None:
     """The REST API's history items, every page: {"items": [...]}."""
-    out.write(orjson.dumps({"items": items}, option=orjson.OPT_INDENT_2).decode() + "\n")
+    out.write(json_text({"items": items}))

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
+
+import orjson
 
 from ..config import Config
+from ..sanitize import escape_unsafe, escape_unsafe_json
 
 UNKNOWN: Final = "unknown"
+# What a spreadsheet takes for the start of a formula in a CSV cell (OWASP's list).
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _RESET: Final = "\x1b[0m"
 GREEN: Final = "\x1b[32m"
 AMBER: Final = "\x1b[33m"
@@ -30,9 +35,18 @@ def colour_enabled(stream: TextIO, environ: Mapping[str, str] | None = None) -> 
     return stream.isatty() and not env.get("NO_COLOR")
 
 
+def _escaped(cell: Cell | str) -> Cell:
+    if isinstance(cell, Cell):
+        return Cell(escape_unsafe(cell.text), cell.colour)
+    return Cell(escape_unsafe(cell))
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Cell | str]], *, colour: bool) -> str:
-    """Left-aligned columns two spaces apart, a header line first; colour does not shift them."""
-    cells = [[c if isinstance(c, Cell) else Cell(c) for c in row] for row in rows]
+    """Left-aligned columns two spaces apart, a header line first; colour does not shift them.
+
+    Control and bidi characters in a cell are shown escaped: cells hold text from traffic.
+    """
+    cells = [[_escaped(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, cell in enumerate(row):
@@ -90,3 +104,15 @@ def account_label(account: Mapping[str, object]) -> str:
         if isinstance(value, str) and value:
             return value
     return f"#{account.get('id')}"
+
+
+def json_text(value: Any) -> str:
+    """Indented JSON for stdout, control and bidi characters escaped (it decodes the same)."""
+    return escape_unsafe_json(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()) + "\n"
+
+
+def csv_cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: escaped, and quoted with ' before a formula."""
+    formula = text.startswith(_FORMULA_STARTS)
+    text = escape_unsafe(text)
+    return "'" + text if formula else text

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
-import orjson
-
 from ..config import Config
-from .output import AMBER, UNKNOWN, Cell, account_label, duration, table, used_cell
+from .output import (
+    AMBER,
+    UNKNOWN,
+    Cell,
+    account_label,
+    duration,
+    json_text,
+    table,
+    used_cell,
+)
 
 HEADERS: Final = (
     "id",
@@ -71,4 +78,4 @@ def render(accounts: list[dict[str, Any]], config: Config, out: TextIO, *, colou
 
 def render_json(accounts: list[dict[str, Any]], out: TextIO) -> None:
     """The REST API's accounts list: {"accounts": [...]}."""
-    out.write(orjson.dumps({"accounts": accounts}, option=orjson.OPT_INDENT_2).decode() + "\n")
+    out.write(json_text({"accounts": accounts}))
