@@ -85,6 +85,10 @@ def _gateway(
             str(workdir / f"bench-capture-{switch}.db"),
             "--log-level",
             "WARNING",
+            # Every load client and idle stream comes from one loopback address, as nothing
+            # limits nginx per address here either.
+            "--max-connections-per-address",
+            "0",
             *settings.gateway_args,
             "--capture",  # last, so that it wins over a --capture among the extra arguments
             switch,

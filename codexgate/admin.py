@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import orjson
 from aiohttp import web
 
 from . import __version__, api, compat, openapi
 from .errors import error_response
-from .keys import ALERTS, CONFIG, NOTIFIER, RECORDER, RETENTION
+from .keys import ALERTS, CONFIG, CONNECTIONS, EVENT_BUS, NOTIFIER, RECORDER, RETENTION
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -19,7 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
     body = {
         "status": "ok" if stats.db_state == "ok" else "degraded",
         "version": __version__,
-        "upstream": str(config.upstream),
+        # No upstream origin: healthz answers anyone, and it may name an internal host:port.
         "capture": config.capture,
         "websocket": config.websocket,
         # Every open connection and background job is one task: a count that keeps growing
@@ -33,9 +34,12 @@ async def healthz(request: web.Request) -> web.Response:
             "unattributed": stats.unattributed,
         },
         "requests": {"logged": stats.requests_logged, "dropped": stats.requests_dropped},
+        "accounts": {"max": config.max_accounts, "refused": stats.accounts_refused},
         "alerts": _alerts(request.app),
         "notifier": _notifier(request.app),
         "retention": _retention(request.app),
+        "connections": _connections(request.app),
+        "feed": _feed(request.app),
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
@@ -70,6 +74,26 @@ def _notifier(app: web.Application) -> dict[str, object] | None:
         "last_error": stats.last_error,
         "last_error_at": api.iso(stats.last_error_at),
         "last_sent_at": api.iso(stats.last_sent_at),
+    }
+
+
+def _connections(app: web.Application) -> dict[str, object] | None:
+    """Client connections and their caps; None when the app is not behind codexgate's listener."""
+    connections = app[CONNECTIONS]
+    if not connections.listening:
+        return None
+    return dataclasses.asdict(connections.stats())
+
+
+def _feed(app: web.Application) -> dict[str, object]:
+    """The live feed's streams, and the events it framed once each for all of them."""
+    bus = app[EVENT_BUS]
+    return {
+        "subscribers": bus.subscribers,
+        "max_subscribers": bus.max_subscribers,
+        "refused": bus.refused,
+        "published": bus.published,
+        "dropped": bus.dropped,
     }
 
 

@@ -26,6 +26,7 @@ from .config import Config
 from .forecasts import ForecastCache
 from .keys import (
     CONFIG,
+    CONNECTIONS,
     FORECASTS,
     IDENTITIES,
     RECORDER,
@@ -33,6 +34,7 @@ from .keys import (
     UPSTREAM_SESSION,
     UPSTREAM_WS_SESSION,
 )
+from .listener import Connections
 from .recorder import Recorder
 from .retention import retention_ctx
 from .store import Store
@@ -92,7 +94,8 @@ async def _upstream_ws_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _recorder_ctx(app: web.Application) -> AsyncIterator[None]:
-    recorder = Recorder(app[STORE], queue_size=app[CONFIG].queue_size)
+    config = app[CONFIG]
+    recorder = Recorder(app[STORE], queue_size=config.queue_size, max_accounts=config.max_accounts)
     app[RECORDER] = recorder
     recorder.start()
     yield
@@ -109,6 +112,12 @@ def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[IDENTITIES] = IdentityCache()
+    app[CONNECTIONS] = Connections(
+        limit=config.max_connections,
+        per_address_limit=config.max_connections_per_address,
+        head_timeout=config.request_head_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+    )
     app.cleanup_ctx.extend(
         [_store_ctx, security.auth_ctx, _upstream_ctx, _upstream_ws_ctx, _recorder_ctx]
     )
@@ -120,7 +129,9 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(events.close_streams)  # or graceful shutdown waits for every stream
     if config.capture:
         app.on_response_prepare.append(tap.capture_response_headers)
-    app.middlewares.append(errors.error_middleware(config.admin_prefix))  # outermost: envelope
+    # Outermost: a connection is busy (never closed as idle) from its request's start to its end.
+    app.middlewares.append(app[CONNECTIONS].middleware())
+    app.middlewares.append(errors.error_middleware(config.admin_prefix))  # then the envelope
     # Security: the admin credential guards the prefix; own answers get security headers.
     app.middlewares.append(security.auth_middleware(config.admin_prefix))
     app.on_response_prepare.append(
@@ -139,5 +150,6 @@ def create_app(config: Config) -> web.Application:
     for path, handlers in alerts_api.routes(config.admin_prefix):
         api.add_resource(app, path, handlers)
     admin.add_routes(app, config.admin_prefix)
-    app.router.add_route("*", "/{tail:.*}", proxy.forward)
+    # (?s): a path whose decoded form holds a newline (%0A) still reaches the proxy's rules.
+    app.router.add_route("*", "/{tail:(?s:.*)}", proxy.forward)
     return app

@@ -11,9 +11,17 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from . import __version__, codex_config, commands
+from . import __version__, codex_config, commands, listener, logs
 from .app import SERVER_OPTIONS, create_app
-from .config import Config, ConfigError, add_arguments, log_level_number, resolve
+from .config import (
+    Config,
+    ConfigError,
+    add_arguments,
+    log_level_number,
+    mask_credentials,
+    resolve,
+)
+from .keys import CONNECTIONS
 from .proxy import environment_proxy
 from .store import StoreError
 
@@ -23,9 +31,9 @@ log = logging.getLogger("codexgate")
 def _log_banner(config: Config) -> None:
     log.info("codexgate %s listening on %s", __version__, config.public_base)
     upstream_proxy = config.upstream_proxy or environment_proxy(config.upstream)
-    log.info(
-        "upstream %s%s", config.upstream, f" via proxy {upstream_proxy}" if upstream_proxy else ""
-    )
+    # A proxy URL may carry a password (user:secret@host): it never reaches a log.
+    via = f" via proxy {mask_credentials(upstream_proxy)}" if upstream_proxy else ""
+    log.info("upstream %s%s", config.upstream, via)
     log.info("database %s", config.db.resolve())
     log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)
     log.info(
@@ -36,15 +44,26 @@ def _log_banner(config: Config) -> None:
 
 async def serve(config: Config) -> None:
     """Run the gateway until SIGINT or SIGTERM, then drain streams and flush snapshots."""
+    file_limit = listener.raise_file_limit()
+    app = create_app(config)
+    connections = app[CONNECTIONS]
+    connections.fit_file_limit(file_limit)
+    if connections.limit < config.max_connections:
+        log.warning(
+            "open-files limit %d allows %d connections, not max_connections %d",
+            file_limit,
+            connections.limit,
+            config.max_connections,
+        )
     runner = web.AppRunner(
-        create_app(config),
+        app,
         **SERVER_OPTIONS,
         access_log=None,
         shutdown_timeout=config.shutdown_grace,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = listener.Listener(runner, config.host, config.port, connections)
         await site.start()
         _log_banner(config)
         stop = asyncio.Event()
@@ -107,10 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             home=namespace.codex_home,
             transport=namespace.transport,
         )
-    logging.basicConfig(
-        level=log_level_number(config),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(log_level_number(config))
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config))

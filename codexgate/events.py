@@ -37,10 +37,11 @@ from typing import Final, Generic, Literal, Protocol, TypeVar
 import orjson
 from aiohttp import web
 
-from .api import forecast_json
+from .api import account_row_json, forecast_json
+from .errors import error_response
 from .forecast import Forecast
 from .forecasts import ForecastCache
-from .keys import ALERTS, EVENT_BUS, FEED_OPTIONS, FORECASTS, RECORDER, STORE
+from .keys import ALERTS, CONFIG, EVENT_BUS, FEED_OPTIONS, FORECASTS, RECORDER, STORE
 from .store import (
     AccountEvent,
     AccountRow,
@@ -71,6 +72,9 @@ _EVENT_ID: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})\.([0
 PAGE_SIZE: Final = 500
 # Replayed frames written to the client at once.
 _REPLAY_CHUNK: Final = 100
+# Frames queued (events x subscribers) between two yields to the loop while catching up, so a
+# burst of events to many subscribers never holds proxied traffic up for long.
+_FANOUT_SLICE: Final = 2048
 
 Kind = Literal["usage", "request", "account", "alert"]
 
@@ -197,7 +201,7 @@ async def _account_changes(store: Store, after: int, limit: int) -> list[_Accoun
         if row is not None:
             accounts[row.id] = row
     elif wanted:
-        accounts = {row.id: row for row in await store.accounts() if row.id in wanted}
+        accounts = {row.id: row for row in await store.accounts_of(sorted(wanted))}
     return [
         _AccountChange(event, None if event.kind == "deleted" else accounts.get(event.account_id))
         for event in events
@@ -320,7 +324,8 @@ async def row_frame(
         return frame("request", cursor, row)
     if isinstance(row, AlertRow):
         return frame("alert", cursor, row)
-    payload = {"id": row.event.account_id, "kind": row.event.kind, "account": row.account}
+    account = None if row.account is None else account_row_json(row.account)
+    payload = {"id": row.event.account_id, "kind": row.event.kind, "account": account}
     return frame("account", cursor, payload)
 
 
@@ -361,6 +366,12 @@ class Subscription:
         if self.writing and self.abort is not None:
             self.abort()  # the client stopped reading: the write would wait for ever
 
+    def ping(self) -> None:
+        """Queue a ping, unless the queue is full (a stream that far behind needs none)."""
+        if len(self._frames) < self._maxsize:
+            self._frames.append(PING)
+            self._wake()
+
     async def get(self) -> list[bytes]:
         """Every frame queued, waiting for one; [] once the stream is closed."""
         while not self._frames and self.closed is None:
@@ -394,10 +405,12 @@ class EventBus:
         store: Store,
         options: FeedOptions | None = None,
         forecasts: ForecastCache | None = None,
+        max_subscribers: int = 256,
     ) -> None:
         self._store = store
         self._forecasts = forecasts
         self.options = options or FeedOptions()
+        self.max_subscribers = max_subscribers
         self._cursor = FeedCursor(0, 0, 0, 0)
         self._subscribers: set[Subscription] = set()
         self._wake = asyncio.Event()
@@ -407,10 +420,12 @@ class EventBus:
         self._latest: dict[tuple[int, str], int] = {}
         self._row_account: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
         self._closing = False
         self._last_failure = float("-inf")
         self.published = 0  # events framed
         self.dropped = 0  # subscribers dropped for a full queue
+        self.refused = 0  # streams refused: max_subscribers were open
 
     @property
     def cursor(self) -> FeedCursor:
@@ -426,11 +441,13 @@ class EventBus:
         """Start at the store's newest rows and start the task that follows commits."""
         self._cursor = await self._store.feed_cursor()
         self._task = asyncio.create_task(self._run(), name="codexgate-event-bus")
+        self._pinger = asyncio.create_task(self._ping(), name="codexgate-feed-ping")
 
     async def stop(self) -> None:
         """End every stream and stop the task."""
         self.close_streams("shutdown")
         await cancel_and_wait(self._task)
+        await cancel_and_wait(self._pinger)
 
     def committed(self, result: RecordResult) -> None:
         """The recorder's on_commit callback: note the batch and wake the task (never blocks)."""
@@ -441,8 +458,12 @@ class EventBus:
         """Say that rows the feed follows were committed by another writer."""
         self._wake.set()
 
-    def subscribe(self) -> Subscription:
-        """A new stream's queue; live events after the bus's current position go into it."""
+    def subscribe(self) -> Subscription | None:
+        """A new stream's queue (live events after the bus's position go into it); None when
+        max_subscribers streams are open."""
+        if len(self._subscribers) >= self.max_subscribers:
+            self.refused += 1
+            return None
         subscription = Subscription(self._cursor, self.options.queue_size)
         if self._closing:
             subscription.close("shutdown")
@@ -460,6 +481,13 @@ class EventBus:
         subscribers, self._subscribers = self._subscribers, set()
         for subscription in subscribers:
             subscription.close(reason)
+
+    async def _ping(self) -> None:
+        """Queue a ping to every stream each interval (one timer for all, not one per stream)."""
+        while True:
+            await asyncio.sleep(self.options.ping_interval)
+            for subscription in tuple(self._subscribers):
+                subscription.ping()
 
     async def _run(self) -> None:
         """Catch up after each wake-up; several commits in between make one read."""
@@ -482,8 +510,10 @@ class EventBus:
             if not self._subscribers:  # nobody subscribed while we read: nothing to send
                 self._cursor = _furthest(self._cursor, newest)
                 return
-        # Let the handlers empty their queues after half a queue's worth of events.
-        pause_every = max(1, self.options.queue_size // 2)
+        # Let the handlers empty their queues after half a queue's worth of events, and the
+        # rest of the loop run after a slice of fan-out.
+        slice_events = _FANOUT_SLICE // max(1, len(self._subscribers))
+        pause_every = max(1, min(self.options.queue_size // 2, slice_events))
         count = 0
         async with aclosing(read_after(self._store, self._cursor)) as rows:
             async for row in rows:
@@ -504,12 +534,13 @@ class EventBus:
 
     async def _publish_confirmed(self, confirmed: set[int]) -> None:
         """Send the rows whose confirmed_at moved, with the current position as their id."""
-        accounts = {self._row_account.get(row_id) for row_id in confirmed}
-        if None in accounts:
-            # A row from before this bus followed the table (or while nobody listened).
-            rows = await self._store.latest_usage()
-        else:
-            rows = await self._store.latest_usage_of(sorted(a for a in accounts if a is not None))
+        accounts = {self._row_account[i] for i in confirmed if i in self._row_account}
+        unknown = [row_id for row_id in confirmed if row_id not in self._row_account]
+        if unknown:
+            # Rows from before this bus followed the table (or while nobody listened): read
+            # their accounts, never every account's latest rows.
+            accounts.update(row.account_id for row in await self._store.usage_rows(unknown))
+        rows = await self._store.latest_usage_of(sorted(accounts))
         now = time.time()
         for latest in rows:
             self._remember(latest.usage)
@@ -552,7 +583,12 @@ class EventBus:
 
 async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the bus, told of every commit by the recorder (so it comes after it)."""
-    bus = EventBus(app[STORE], app.get(FEED_OPTIONS), app.get(FORECASTS))
+    bus = EventBus(
+        app[STORE],
+        app.get(FEED_OPTIONS),
+        app.get(FORECASTS),
+        max_subscribers=app[CONFIG].max_feed_subscribers,
+    )
     await bus.start()
     app[EVENT_BUS] = bus
     recorder = app[RECORDER]
@@ -585,13 +621,26 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     row's newest state is always one REST call away.
     """
     bus = request.app[EVENT_BUS]
+    subscription = bus.subscribe()
+    if subscription is None:
+        retry = max(1, round(bus.options.retry_ms / 1000))
+        return error_response(
+            503,
+            "too_many_subscribers",
+            f"the live feed has its maximum of {bus.max_subscribers} streams open; "
+            f"retry in {retry}s",
+            headers={"Retry-After": str(retry)},
+        )
     # The header (sent by EventSource when it reconnects) wins; a page's first connection names
     # the position it was rendered at in the query, since EventSource cannot set the header.
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id", "")).strip()
     after = parse_event_id(raw) if raw else None
     response = web.StreamResponse(headers=SSE_HEADERS)
-    await response.prepare(request)
-    subscription = bus.subscribe()
+    try:
+        await response.prepare(request)
+    except BaseException:
+        bus.unsubscribe(subscription)
+        raise
     transport = request.transport
     if transport is not None:
         subscription.abort = transport.abort
@@ -610,7 +659,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             await _replay(
                 response, subscription, request.app[STORE], after, request.app.get(FORECASTS)
             )
-        await _live(response, subscription, bus.options.ping_interval)
+        await _live(response, subscription)
     except ConnectionResetError:
         log.debug("live feed client went away")
     except (sqlite3.Error, ValueError):
@@ -653,20 +702,10 @@ async def _replay(
         await _write(response, subscription, b"".join(chunk))
 
 
-async def _live(
-    response: web.StreamResponse, subscription: Subscription, ping_interval: float
-) -> None:
-    """Write queued events as they come and a ping every interval, until the bus closes us."""
-    loop = asyncio.get_running_loop()
-    next_ping = loop.time() + ping_interval
+async def _live(response: web.StreamResponse, subscription: Subscription) -> None:
+    """Write queued events and the bus's pings as they come, until the bus closes us."""
     while True:
-        try:
-            async with asyncio.timeout_at(next_ping):
-                frames = await subscription.get()
-        except TimeoutError:
-            frames = [PING]
-            next_ping = loop.time() + ping_interval
-        else:
-            if not frames:
-                return
+        frames = await subscription.get()
+        if not frames:
+            return
         await _write(response, subscription, b"".join(frames))

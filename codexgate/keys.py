@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .events import EventBus, FeedOptions
     from .forecasts import ForecastCache
+    from .listener import Connections
     from .metrics import Metrics
     from .notify import Notifier
     from .observe import Exchange
@@ -44,12 +45,14 @@ FORECASTS: Final[web.AppKey[ForecastCache]] = web.AppKey("forecasts")
 # Alerting: the rules and webhooks in force, and the engine that fires the rules.
 ALERT_SETTINGS: Final[web.AppKey[AlertSettings]] = web.AppKey("alert_settings")
 ALERTS: Final[web.AppKey[AlertEngine]] = web.AppKey("alerts")
-# The admin credential (token hash, cookie key) loaded from the store at start.
+# The admin credential (token hash, sessions, failure throttle, Host names) set up at start.
 ADMIN_AUTH: Final[web.AppKey[AdminAuth]] = web.AppKey("admin_auth")
 # The app's own Prometheus registry and traffic metrics (set by metrics.metrics_ctx).
 METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")
 # Delivers alerts to the configured webhooks (set by its cleanup context).
 NOTIFIER: Final[web.AppKey[Notifier]] = web.AppKey("notifier")
+# Client connections: caps, head deadline, counters (enforced by listener.Listener in serve()).
+CONNECTIONS: Final[web.AppKey[Connections]] = web.AppKey("connections")
 
 # Set by the proxy on the responses it relays; the capture signal reads only those.
 PROXIED: Final[web.ResponseKey[Exchange]] = web.ResponseKey("proxied")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,6 +38,10 @@ async def wait_answering(url: str, process: subprocess.Popen[bytes], within: flo
     return False
 
 
+def _limit_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 class GatewayProcess:
     """A codexgate subprocess with its own port and log file."""
 
@@ -46,7 +52,9 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         admin_prefix: str = "codexgate",
         port: int | None = None,
+        file_limit: int | None = None,
     ) -> None:
+        """Start it; `file_limit` sets the process's hard and soft limits on open files."""
         self.port = port if port is not None else free_port()
         self.admin_prefix = admin_prefix
         self.log_path = workdir / "codexgate.log"
@@ -57,6 +65,7 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            preexec_fn=None if file_limit is None else functools.partial(_limit_files, file_limit),
         )
 
     @property

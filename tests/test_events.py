@@ -536,7 +536,7 @@ async def test_account_changes_by_other_writers_are_sent_after_notify(
     assert block.json() == {
         "id": row.id,
         "kind": "created",
-        "account": orjson.loads(orjson.dumps(row)),
+        "account": {**orjson.loads(orjson.dumps(row)), "token_fingerprint": "f" * 8},
     }
     await store.update_account(row.id, display_name="Bob")
     bus.notify()
@@ -582,3 +582,60 @@ async def test_other_methods_on_the_feed_answer_405(
         assert response.headers["Allow"] == "GET"
         body = await response.json()
     assert body["error"]["type"] == "method_not_allowed"
+
+
+async def test_beyond_max_feed_subscribers_the_feed_answers_503_until_one_leaves(
+    start_feed: StartFeed, http: ClientSession
+) -> None:
+    server = await start_feed(max_feed_subscribers=2)
+    first, second = await subscribe(http, server), await subscribe(http, server)
+    await first.block()
+    await second.block()
+    async with http.get(feed_url(server), headers=AUTH) as refused:
+        assert refused.status == 503
+        assert refused.headers["Retry-After"] == "3"
+        assert refused.content_type == "application/json"
+        error = (await refused.json())["error"]
+        assert error["type"] == "too_many_subscribers"
+        assert "2 streams" in error["message"]
+    bus = bus_of(server)
+    assert (bus.subscribers, bus.refused) == (2, 1)
+
+    first.response.close()
+    await wait_until(lambda: bus.subscribers == 1)
+    third = await subscribe(http, server)
+    assert (await third.block()) is not None
+    assert bus.subscribers == 2
+    async with http.get(f"http://127.0.0.1:{server.port}/codexgate/healthz") as response:
+        feed = (await response.json())["feed"]
+    assert (feed["subscribers"], feed["max_subscribers"], feed["refused"]) == (2, 2, 1)
+    second.response.close()
+    third.response.close()
+
+
+async def test_each_event_is_framed_once_and_shared_by_every_subscriber(
+    gateway: TestServer, http: ClientSession
+) -> None:
+    bus = bus_of(gateway)
+    streams = [await subscribe(http, gateway) for _ in range(20)]
+    for stream in streams:
+        await stream.block()
+    # Two queues the test empties itself, to look at what the bus put into them.
+    queues = [queue for queue in (bus.subscribe(), bus.subscribe()) if queue is not None]
+    assert len(queues) == 2
+    published = bus.published
+
+    await turn(http, gateway, "seat_a")
+    received = [await stream.events(3) for stream in streams]  # account, usage, request
+    framed = bus.published - published
+    assert framed == 3  # once per event, not once per subscriber
+    assert [block.event for block in received[0]] == ["account", "usage", "request"]
+    assert all(blocks == received[0] for blocks in received)
+    assert len({bytes(stream.raw) for stream in streams}) == 1  # byte for byte the same
+    frames = [await queue.get() for queue in queues]
+    assert len(frames[0]) == framed
+    assert all(a is b for a, b in zip(*frames, strict=True))  # one bytes object for all
+    for queue in queues:
+        bus.unsubscribe(queue)
+    for stream in streams:
+        stream.response.close()

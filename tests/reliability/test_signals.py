@@ -152,19 +152,24 @@ async def test_kill_9_during_writes_leaves_a_database_that_opens_clean(
     upstream = f"http://127.0.0.1:{upstream_server.port}"
     recorded_before_kill = 0
     for round_number in range(3):  # each round reopens what the last kill left
-        gateway = await start_gateway_process("--upstream", upstream, "--db", str(db))
+        # Every turn is a new seat: lift the cap on accounts that traffic may create.
+        gateway = await start_gateway_process(
+            "--upstream", upstream, "--db", str(db), "--max-accounts", "1000000"
+        )
         load = Load(gateway, started=round_number * 1_000_000)  # new seats every round
         async with ClientSession(connector=TCPConnector(limit=0)) as http:
             workers = [asyncio.create_task(load.worker(http)) for _ in range(24)]
-            state = await settle(
-                functools.partial(health, gateway),
-                lambda h: h["snapshots"]["recorded"] >= 200,
-                within=20,
-            )
-            assert state["snapshots"]["recorded"] >= 200
-            gateway.process.send_signal(signal.SIGKILL)
-            load.stop_starting.set()
-            await asyncio.gather(*workers)
+            try:
+                state = await settle(
+                    functools.partial(health, gateway),
+                    lambda h: h["snapshots"]["recorded"] >= 200,
+                    within=20,
+                )
+                assert state["snapshots"]["recorded"] >= 200
+                gateway.process.send_signal(signal.SIGKILL)
+            finally:
+                load.stop_starting.set()
+                await asyncio.gather(*workers)
             assert await gateway.wait() == -signal.SIGKILL
         recorded_before_kill += state["snapshots"]["recorded"]
 
