@@ -12,8 +12,9 @@ Rules (each fires once per crossing, not on every snapshot; what has fired is ke
 - stale: a limit family's newest report is older than `stale_minutes` (once, until fresh data).
 
 The engine follows the store like the feed does (after each of the recorder's commits, from the
-last usage row id it read), checks the time rules every `tick` seconds, writes what fired, tells
-its listeners (the feed) and hands the alerts to the notifier. Nothing here is on the traffic
+last usage row id it read, evaluating only the accounts the commit touched), sweeps the time
+rules over every account every `tick` seconds, writes what fired, tells its listeners (the
+feed) and hands the alerts to the notifier. Nothing here is on the traffic
 path, and a failure costs an alert, never a request.
 """
 
@@ -24,7 +25,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 SAME_PERIOD_SECONDS: Final = 120
 WHOLE_FAMILY: Final = "*"
 _PAGE: Final = 500
+# Accounts per page of the time rules' sweep: one page's rows are evaluated between two awaits.
+_SWEEP_ACCOUNTS: Final = 500
 
 _StateKey = tuple[int, str, str, str]
 
@@ -240,13 +243,33 @@ def evaluate_time(
     now: float,
 ) -> Decision:
     """The rules that fire with time alone: stale data, and a hit limit whose reset passed."""
+    decision = limits_back(states.values(), names, rules, now)
+    decision.extend(evaluate_stale((item.usage for item in latest), names, states, rules, now))
+    return decision
+
+
+def limits_back(
+    states: Iterable[AlertState], names: Mapping[int, str], rules: AlertConfig, now: float
+) -> Decision:
+    """limit_reset for each hit limit among states whose reset time has passed."""
     decision = Decision()
-    for hit in states.values():
+    for hit in states:
         if hit.rule == "limit_hit" and hit.period is not None and hit.period <= now:
             who = names.get(hit.account_id, f"account {hit.account_id}")
             decision.extend(_limit_back(hit, who, rules, now))
-    for item in latest:
-        row = item.usage
+    return decision
+
+
+def evaluate_stale(
+    rows: Iterable[UsageRow],
+    names: Mapping[int, str],
+    states: Mapping[_StateKey, AlertState],
+    rules: AlertConfig,
+    now: float,
+) -> Decision:
+    """The stale rule on each limit family's newest row."""
+    decision = Decision()
+    for row in rows:
         key = (row.account_id, row.limit_id, WHOLE_FAMILY, "stale")
         state = states.get(key)
         age = now - row.confirmed_at
@@ -290,6 +313,7 @@ class EngineStats:
 
     fired: int = 0
     evaluated_rows: int = 0
+    swept_rows: int = 0  # rows the sweeps read: those whose stale state was about to change
     failures: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
@@ -298,8 +322,38 @@ class EngineStats:
 AlertListener = Callable[[Sequence[AlertRow]], None]
 
 
+class _Pending(Mapping[_StateKey, AlertState]):
+    """The engine's states as a pending decision leaves them, without copying either."""
+
+    def __init__(self, base: Mapping[_StateKey, AlertState], pending: Decision) -> None:
+        self._base = base
+        self._pending = pending
+
+    def __getitem__(self, key: _StateKey) -> AlertState:
+        if key in self._pending.cleared:
+            raise KeyError(key)
+        found = self._pending.states.get(key)
+        return self._base[key] if found is None else found
+
+    def __iter__(self) -> Iterator[_StateKey]:
+        pending = self._pending
+        for key in self._base:
+            if key not in pending.states and key not in pending.cleared:
+                yield key
+        yield from pending.states
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class AlertEngine:
-    """Follows the usage rows as they are committed and fires the rules (an owned task)."""
+    """Follows the usage rows as they are committed and fires the rules (an owned task).
+
+    After each commit it evaluates the rows written and confirmed, and the stale rule of their
+    accounts only; the time rules over every account run once a tick, a page of accounts at a
+    time, reading only the rows whose stale state would change: with 10,000 accounts a commit
+    never walks them all on the loop that proxies everyone's traffic.
+    """
 
     def __init__(
         self,
@@ -314,6 +368,7 @@ class AlertEngine:
         self._rules = rules
         self._tick = tick
         self._cursor = 0
+        self._confirmed: set[int] = set()  # usage row ids confirmed since the last evaluation
         self._states: dict[_StateKey, AlertState] = {}
         self._names: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -332,7 +387,8 @@ class AlertEngine:
         await cancel_and_wait(self._task)
 
     def committed(self, result: RecordResult) -> None:
-        """The recorder's on_commit callback: wake the task (never blocks)."""
+        """The recorder's on_commit callback: note the confirmations and wake the task."""
+        self._confirmed.update(result.confirmed_row_ids)
         self._wake.set()
 
     def forget(self, account_id: int) -> None:
@@ -359,24 +415,66 @@ class AlertEngine:
         return written
 
     async def run_once(self, now: float | None = None) -> list[AlertRow]:
-        """Evaluate the rows written since the last call, and the time rules; for tests too."""
+        """Evaluate the rows committed since the last call, then sweep the time rules."""
         moment = time.time() if now is None else now
+        written = await self.run_commits(moment)
+        written.extend(await self.sweep(moment))
+        return written
+
+    async def run_commits(self, now: float | None = None) -> list[AlertRow]:
+        """The rules on the rows written and confirmed since the last call, for their
+        accounts only."""
+        moment = time.time() if now is None else now
+        confirmed, self._confirmed = self._confirmed, set()
         decision = Decision()
         rules = self._rules()
+        touched: dict[tuple[int, str], UsageRow] = {}
         while True:
             rows = await self._store.usage_after(self._cursor, _PAGE)
+            await self._learn_names({row.account_id for row in rows})
             for row in rows:
                 self._cursor = max(self._cursor, row.id)
                 decision.extend(await self._evaluate(row, decision, rules, moment))
+                _keep_newest(touched, row)
             if len(rows) < _PAGE:
                 break
-        latest = await self._store.latest_usage()
-        await self._learn_names({row.usage.account_id for row in latest})
-        merged = {**self._states, **decision.states}
-        for key in decision.cleared:
-            merged.pop(key, None)
-        decision.extend(evaluate_time(latest, self._names, merged, rules, moment))
+        # Only a confirmation moves confirmed_at without a new row: read those rows as they are.
+        if confirmed:
+            for row in await self._store.usage_rows(sorted(confirmed)):
+                _keep_newest(touched, row)
+        if touched:
+            await self._learn_names({account_id for account_id, _ in touched})
+            states = _Pending(self._states, decision)
+            decision.extend(evaluate_stale(touched.values(), self._names, states, rules, moment))
         return await self.record(decision)
+
+    async def sweep(self, now: float | None = None) -> list[AlertRow]:
+        """The time rules over every account: hit limits whose reset passed, and stale data,
+        a page of accounts at a time (each page's decision written before the next is read)."""
+        moment = time.time() if now is None else now
+        rules = self._rules()
+        hits = [
+            state
+            for state in self._states.values()
+            if state.rule == "limit_hit" and state.period is not None and state.period <= moment
+        ]
+        await self._learn_names({state.account_id for state in hits})
+        written = await self.record(limits_back(hits, self._names, rules, moment))
+        # With the rule off every stale state clears: no row is older than minus infinity.
+        stale_seconds = rules.stale_minutes * 60
+        cutoff = moment - stale_seconds if stale_seconds > 0 else -math.inf
+        after: int | None = 0
+        while after is not None:
+            rows, after = await self._store.stale_changes_page(
+                after, _SWEEP_ACCOUNTS, cutoff, window=WHOLE_FAMILY, rule="stale"
+            )
+            if rows:
+                self.stats.swept_rows += len(rows)
+                await self._learn_names({row.usage.account_id for row in rows})
+                usage = (row.usage for row in rows)
+                decision = evaluate_stale(usage, self._names, self._states, rules, moment)
+                written.extend(await self.record(decision))
+        return written
 
     async def _evaluate(
         self, row: UsageRow, pending: Decision, rules: AlertConfig, now: float
@@ -384,19 +482,16 @@ class AlertEngine:
         self.stats.evaluated_rows += 1
         await self._forecasts.ensure(row.account_id, row.limit_id, now)
         self._forecasts.add(row)
-        await self._learn_names({row.account_id})
-        states = {**self._states, **pending.states}
-        for key in pending.cleared:
-            states.pop(key, None)
         forecasts = self._forecasts.forecasts(row.account_id, row.limit_id, now)
         name = self._names.get(row.account_id, f"account {row.account_id}")
+        states = _Pending(self._states, pending)
         return evaluate_row(row, name, states, rules, forecasts, now)
 
     async def _learn_names(self, account_ids: set[int]) -> None:
-        unknown = account_ids - set(self._names)
+        unknown = account_ids - self._names.keys()
         if not unknown:
             return
-        for account in await self._store.accounts():
+        for account in await self._store.accounts_of(sorted(unknown)):
             self._names[account.id] = (
                 account.display_name or account.email or f"account {account.id}"
             )
@@ -406,17 +501,32 @@ class AlertEngine:
         self._names.clear()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self._tick
         while True:
             try:
-                async with asyncio.timeout(self._tick):
+                async with asyncio.timeout_at(next_sweep):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
-            try:
-                await self.run_once()
-            except (sqlite3.Error, ValueError, OSError) as exc:
-                self.stats.failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                self.stats.last_error_at = time.time()
-                log.warning("alerts: evaluation failed, retrying on the next commit: %s", exc)
+            steps = [self.run_commits]
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + self._tick
+                steps.append(self.sweep)
+            for step in steps:
+                try:
+                    await step()
+                except (sqlite3.Error, ValueError, OSError) as exc:
+                    self.stats.failures += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                    self.stats.last_error_at = time.time()
+                    log.warning("alerts: evaluation failed, retrying later: %s", exc)
+
+
+def _keep_newest(rows: dict[tuple[int, str], UsageRow], row: UsageRow) -> None:
+    """Keep row as its limit family's newest unless a newer one is there."""
+    key = (row.account_id, row.limit_id)
+    found = rows.get(key)
+    if found is None or row.id >= found.id:
+        rows[key] = row

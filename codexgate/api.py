@@ -20,6 +20,7 @@ from .errors import invalid, not_found
 from .forecast import Forecast
 from .keys import ALERTS, EVENT_BUS, FORECASTS, STORE
 from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY, Identity
+from .sanitize import has_unsafe
 from .store import AccountRow, LatestUsageRow, RequestRow, UsageRow
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -30,8 +31,15 @@ STALE_AFTER_SECONDS: Final = 900.0
 MAX_PAGE: Final = 1000
 DEFAULT_HISTORY_PAGE: Final = 500
 DEFAULT_REQUESTS_PAGE: Final = 100
+# Accounts per page when GET accounts is given a limit or cursor (without either: all of them).
+DEFAULT_ACCOUNTS_PAGE: Final = 100
 # Display names: at most this many characters (code points).
 MAX_NAME: Final = 100
+# Why a display name with a control or bidi character is refused (API and command line).
+UNSAFE_NAME: Final = (
+    "the name must not contain control characters or invisible formatting "
+    "(such as ESC, BEL, newlines or bidi overrides)"
+)
 # A bearer token longer than this is not one (ChatGPT access tokens are a few kB).
 MAX_TOKEN: Final = 16384
 # Ids are SQLite INTEGERs: anything larger cannot name a row.
@@ -65,6 +73,32 @@ def iso(at: float | None) -> str | None:
 def short_fingerprint(fingerprint: str | None) -> str | None:
     """The first 8 hex characters of a token's SHA-256: enough to tell tokens apart."""
     return None if fingerprint is None else fingerprint[:8]
+
+
+_HASH_KEY: Final = "token:"  # the key of a token that is not a JWT: its SHA-256
+
+
+def shown_key(account_key: str) -> str:
+    """An account key as shown: a "token:<sha256>" key cut to its first 8 hex digits."""
+    if account_key.startswith(_HASH_KEY):
+        return _HASH_KEY + account_key[len(_HASH_KEY) : len(_HASH_KEY) + 8]
+    return account_key
+
+
+def account_row_json(account: AccountRow) -> dict[str, Any]:
+    """An account row as the feed shows it: every field, the key and fingerprint shortened."""
+    return {
+        "id": account.id,
+        "account_key": shown_key(account.account_key),
+        "chatgpt_account_id": account.chatgpt_account_id,
+        "chatgpt_user_id": account.chatgpt_user_id,
+        "display_name": account.display_name,
+        "email": account.email,
+        "plan_type": account.plan_type,
+        "token_fingerprint": short_fingerprint(account.token_fingerprint),
+        "first_seen_at": account.first_seen_at,
+        "last_seen_at": account.last_seen_at,
+    }
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -250,7 +284,7 @@ def account_json(
     """An account with the newest values of each of its limit families (never its token)."""
     return {
         "id": account.id,
-        "account_key": account.account_key,
+        "account_key": shown_key(account.account_key),
         "display_name": account.display_name,
         "email": account.email,
         "plan_type": account.plan_type,
@@ -416,7 +450,7 @@ def encode_cursor(*parts: Any) -> str:
 
 
 def decode_cursor(raw: str, kind: str) -> list[Any]:
-    """The parts of a cursor of `kind` ("h" history, "r" requests); anything else is a 400."""
+    """The parts of a cursor of `kind` ("h" history, "r" requests, "a" accounts); else a 400."""
     bad = invalid("cursor", "cursor is not one this list gave out; start without it")
     if not _CURSOR_ALPHABET.fullmatch(raw):
         raise bad
@@ -467,6 +501,8 @@ def parse_name(body: Mapping[str, Any], *names: str) -> tuple[bool, str | None]:
         return True, None
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME:
         raise invalid(field, f"{field} must be a string of 1 to {MAX_NAME} characters, or null")
+    if has_unsafe(value):
+        raise invalid(field, f"{field}: {UNSAFE_NAME}")
     return True, value
 
 
@@ -518,16 +554,37 @@ async def render_account(request: web.Request, account: AccountRow) -> dict[str,
 
 
 async def list_accounts(request: web.Request) -> web.Response:
-    """GET accounts: every account with its latest usage."""
+    """GET accounts: every account with its latest usage, by id; a page of them with limit."""
     store = request.app[STORE]
-    accounts = await store.accounts()
-    latest = await store.latest_usage()
+    query = request.query
+    raw_cursor = query_one(query, "cursor")
+    next_cursor = None
+    if raw_cursor is None and query_one(query, "limit") is None:
+        # Without paging, as before: everything, in one answer.
+        accounts = await store.accounts()
+        latest = await store.latest_usage()
+    else:
+        limit = parse_limit(query, DEFAULT_ACCOUNTS_PAGE)
+        after = 0
+        if raw_cursor is not None:
+            parts = decode_cursor(raw_cursor, "a")
+            if len(parts) != 1 or not isinstance(parts[0], int):
+                raise invalid("cursor", "cursor is not one this list gave out; start without it")
+            after = parts[0]
+        accounts = await store.accounts_after(after, limit + 1)  # one more: is there a next?
+        if len(accounts) > limit:
+            accounts = accounts[:limit]
+            next_cursor = encode_cursor("a", accounts[-1].id)
+        latest = await store.latest_usage_of([account.id for account in accounts])
     forecasts = await request.app[FORECASTS].of_rows(latest, time.time())
     by_account: dict[int, list[LatestUsageRow]] = {}
     for row in latest:
         by_account.setdefault(row.usage.account_id, []).append(row)
     return json_response(
-        {"accounts": [account_json(a, by_account.get(a.id, ()), forecasts) for a in accounts]}
+        {
+            "accounts": [account_json(a, by_account.get(a.id, ()), forecasts) for a in accounts],
+            "next_cursor": next_cursor,
+        }
     )
 
 

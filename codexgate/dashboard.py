@@ -14,19 +14,27 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from yarl import URL
 
 from . import charts, events, views
 from .api import STALE_AFTER_SECONDS, account_of, parse_id
 from .errors import ApiError
 from .keys import CONFIG, EVENT_BUS, FORECASTS, STORE
 from .pages import render
-from .store import ActivityBucket, UsageRow
+from .store import ActivityBucket, OverviewPage, UsageRow
 
 # period: (bucket seconds, buckets) of the summary's sparklines.
 PERIODS: Final = {"24h": (3600, 24), "7d": (6 * 3600, 28)}
 RANGES: Final = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 VIEWS: Final = ("used", "remaining")
 REQUESTS_PAGE: Final = 25
+# Cards on one page of the overview; the summary strip counts every account.
+OVERVIEW_PAGE: Final = 50
+# The soonest resets the page hands its script, to keep the summary's "soonest reset" right
+# after the first one passes (the page only knows its own cards' windows).
+UPCOMING_RESETS: Final = 100
+# Far beyond any real number of pages; a larger ?page= is read as the last page.
+MAX_PAGE_NUMBER: Final = 1_000_000
 RECENT_ALERTS: Final = 8
 # History rows read for one chart page; the charts downsample what they draw.
 HISTORY_ROWS: Final = 50_000
@@ -78,12 +86,32 @@ def activity(buckets: Sequence[ActivityBucket], since: float, size: int, count: 
     return Activity(since, size, requests, tokens)
 
 
+def _page_number(request: web.Request) -> int:
+    """?page=N (1-based); anything that is not a whole number from 1 is the first page."""
+    raw = request.query.get("page", "")
+    if not raw.isascii() or not raw.isdigit():
+        return 1
+    if len(raw) > len(str(MAX_PAGE_NUMBER)):  # int() of a huge string costs; it is past the end
+        return MAX_PAGE_NUMBER
+    return min(max(int(raw), 1), MAX_PAGE_NUMBER)
+
+
+def _page_href(number: int, sort: str, view: str, period: str) -> str:
+    """The overview's query for one page, keeping the sort, the view and the period."""
+    query = {"page": str(number), "sort": sort, "view": view, "period": period}
+    return str(URL.build(query=query))
+
+
 def _feed_position(request: web.Request) -> str:
     return events.event_id(request.app[EVENT_BUS].cursor)
 
 
 async def overview(request: web.Request) -> web.Response:
-    """GET /<prefix>/ (and codex/dashboard): the summary strip and every account's card."""
+    """GET /<prefix>/ (and codex/dashboard): the summary strip and one page of account cards.
+
+    The summary counts every account in one SQL pass; only the page's cards are built, so the
+    page costs the same with ten accounts as with ten thousand.
+    """
     cursor = _feed_position(request)  # before the data: the feed replays anything newer
     store = request.app[STORE]
     thresholds = _thresholds(request)
@@ -98,13 +126,45 @@ async def overview(request: web.Request) -> web.Response:
         since=since, until=since + size * count, bucket_seconds=size
     )
     spark = activity(buckets, since, size, count)
-    latest = await store.latest_usage()
+    number = _page_number(request)
+    found = await _overview_page(request, now, thresholds, sort, number)
+    pages = max(1, math.ceil(found.accounts / OVERVIEW_PAGE))
+    if number > pages:  # past the end (or accounts went away): the last page
+        number = pages
+        found = await _overview_page(request, now, thresholds, sort, number)
+    accounts = {account.id: account for account in await store.accounts_of(found.account_ids)}
+    # An account deleted between the two reads is left out rather than shown empty.
+    shown = [accounts[account_id] for account_id in found.account_ids if account_id in accounts]
+    latest = await store.latest_usage_of(found.account_ids)
     forecasts = await request.app[FORECASTS].of_rows(latest, now)
-    cards = views.cards(await store.accounts(), latest, now, thresholds, forecasts)
+    cards = views.cards(shown, latest, now, thresholds, forecasts)
+    soonest = found.resets[0] if found.resets else None
+    summary = views.Summary(
+        accounts=found.accounts,
+        near_limit=found.near_limit,
+        at_limit=found.at_limit,
+        soonest_reset=None if soonest is None else soonest.at,
+        soonest_reset_account=None if soonest is None else soonest.title,
+    )
     recent_alerts = await store.alerts(limit=RECENT_ALERTS)
+    links = {
+        name: _page_href(target, sort, view, period)
+        for name, target in (
+            ("first", 1),
+            ("previous", number - 1),
+            ("next", number + 1),
+            ("last", pages),
+        )
+        if 1 <= target <= pages and target != number
+    }
     context = {
-        "cards": views.sort_cards(cards, sort, now),
-        "summary": views.summary(cards, now, thresholds),
+        "cards": cards,  # in the store's order, which decided what is on this page
+        "summary": summary,
+        "page": number,
+        "pages": pages,
+        "first_shown": (number - 1) * OVERVIEW_PAGE + 1,
+        "last_shown": (number - 1) * OVERVIEW_PAGE + len(cards),
+        "page_links": links,
         "thresholds": thresholds,
         "now": now,
         "sort": sort,
@@ -123,6 +183,18 @@ async def overview(request: web.Request) -> web.Response:
         "stale_after": STALE_AFTER_SECONDS,
         "view": view,
         "sort": sort,
+        "accounts_page": {
+            "page": number,
+            "pages": pages,
+            "size": OVERVIEW_PAGE,
+            "accounts": found.accounts,
+            "near_limit": found.near_limit,
+            "at_limit": found.at_limit,
+            # Accounts above this id were created after the page was built.
+            "max_account_id": found.max_account_id,
+            "resets": [[reset.at, reset.account_id, reset.title] for reset in found.resets],
+            "resets_complete": len(found.resets) < UPCOMING_RESETS,
+        },
         "activity": {
             "since": spark.since,
             "bucket": spark.bucket_seconds,
@@ -131,6 +203,19 @@ async def overview(request: web.Request) -> web.Response:
         },
     }
     return render(request, "dashboard.html", context, page_data=page_data)
+
+
+async def _overview_page(
+    request: web.Request, now: float, thresholds: views.Thresholds, sort: str, number: int
+) -> OverviewPage:
+    return await request.app[STORE].overview(
+        now=now,
+        critical=thresholds.critical,
+        sort=sort,
+        offset=(number - 1) * OVERVIEW_PAGE,
+        limit=OVERVIEW_PAGE,
+        resets=UPCOMING_RESETS,
+    )
 
 
 def _samples(rows: Sequence[UsageRow], window: str) -> list[tuple[float, float]]:

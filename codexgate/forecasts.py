@@ -139,6 +139,21 @@ class ForecastCache:
         for row in rows:
             self._take(key, row)
 
+    async def ensure_all(self, keys: Iterable[_Key], now: float) -> None:
+        """Load the limit families not loaded yet, all in one read of the store."""
+        missing = [key for key in dict.fromkeys(keys) if key not in self._windows]
+        if not missing:
+            return
+        found = await self._store.recent_histories(
+            missing, since=now - LOOKBACK_SECONDS, limit=MAX_SAMPLES
+        )
+        for key, rows in found.items():
+            if key in self._windows:  # loaded by another caller while we read
+                continue
+            self._windows[key] = {}
+            for row in rows:
+                self._take(key, row)
+
     def add(self, row: UsageRow) -> None:
         """Take in a row just written (ignored until its family is loaded, which reads it)."""
         key = (row.account_id, row.limit_id)
@@ -161,8 +176,9 @@ class ForecastCache:
     ) -> dict[_Key, dict[str, Forecast]]:
         """The forecasts of the limit families the rows name (loading them when needed)."""
         result: dict[_Key, dict[str, Forecast]] = {}
-        for item in rows:
-            row = item.usage if isinstance(item, LatestUsageRow) else item
+        usage = [item.usage if isinstance(item, LatestUsageRow) else item for item in rows]
+        await self.ensure_all(((row.account_id, row.limit_id) for row in usage), now)
+        for row in usage:
             key = (row.account_id, row.limit_id)
             if key in result:
                 continue

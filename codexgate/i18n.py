@@ -33,6 +33,11 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "title.sign_in": ("Sign in", "登录"),
         "nav.accounts": ("All accounts", "全部账号"),
         "nav.sign_out": ("Sign out", "退出登录"),
+        "nav.sign_out_everywhere": ("Sign out everywhere", "在所有设备上退出"),
+        "nav.sign_out_everywhere_hint": (
+            "Ends every signed-in browser's session, this one's too",
+            "结束所有已登录浏览器的会话，包括当前这个",
+        ),
         "nav.language": ("Language", "语言"),
         "nav.skip": ("Skip to content", "跳到正文"),
         "live.connecting": ("Connecting…", "正在连接…"),
@@ -49,6 +54,16 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "summary.requests": ("Requests", "请求数"),
         "summary.tokens": ("Tokens", "Token 数"),
         "summary.period": ("Period", "时段"),
+        "summary.reload": ("reload to update", "刷新页面以更新"),
+        "pages.heading": ("Pages of accounts", "账号分页"),
+        "pages.first": ("First", "第一页"),
+        "pages.previous": ("Previous", "上一页"),
+        "pages.next": ("Next", "下一页"),
+        "pages.last": ("Last", "最后一页"),
+        "pages.status": (
+            "Page {page} of {pages}: accounts {first} to {last} of {total}",
+            "第 {page} 页，共 {pages} 页：第 {first} 至 {last} 个账号，共 {total} 个",
+        ),
         "period.24h": ("24 h", "24 小时"),
         "period.7d": ("7 d", "7 天"),
         "period.24h_long": ("last 24 hours", "最近 24 小时"),
@@ -166,6 +181,10 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "login.token": ("Admin token", "管理令牌"),
         "login.submit": ("Sign in", "登录"),
         "login.rejected": ("That token is not valid.", "令牌无效。"),
+        "login.throttled": (
+            "Too many wrong tokens from this address. Try again in {seconds} s.",
+            "此地址输入错误令牌的次数过多。请在 {seconds} 秒后重试。",
+        ),
         "login.help": (
             "codexgate logged a sign-in link with the token on its first start. To set a new "
             "token, start it with --admin-token TOKEN.",

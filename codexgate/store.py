@@ -9,10 +9,12 @@ import math
 import os
 import re
 import sqlite3
+import stat
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -273,6 +275,168 @@ _INSERT_EVENT: Final = "INSERT INTO account_events (account_id, kind, at) VALUES
 AccountEventKind = Literal["created", "updated", "deleted"]
 
 
+def _latest_of(accounts: str, where: str = "") -> str:
+    """latest_usage's walk and columns for the account ids that the query `accounts` selects;
+    `where` keeps only some of the rows. The view walks every account (its recursive part
+    cannot see a WHERE on the outside): this starts the same walk from the given ids."""
+    return f"""
+WITH RECURSIVE
+    chosen (id) AS ({accounts}),
+    account_limits (account_id, limit_id) AS (
+        SELECT c.id, (SELECT min(s.limit_id) FROM usage_snapshots AS s WHERE s.account_id = c.id)
+        FROM chosen AS c
+        UNION ALL
+        SELECT al.account_id,
+               (SELECT min(s.limit_id) FROM usage_snapshots AS s
+                WHERE s.account_id = al.account_id AND s.limit_id > al.limit_id)
+        FROM account_limits AS al
+        WHERE al.limit_id IS NOT NULL
+    ),
+    clock (now) AS (SELECT (julianday('now') - 2440587.5) * 86400.0)
+SELECT {_USAGE_SELECT_S}, a.account_key, a.display_name, a.email, a.plan_type,
+    clock.now - s.confirmed_at, s.five_hour_resets_at - clock.now,
+    s.seven_day_resets_at - clock.now, s.monthly_resets_at - clock.now,
+    s.limit_hit_resets_at - clock.now, s.spend_resets_at - clock.now
+FROM account_limits AS al
+JOIN usage_snapshots AS s
+    ON s.id = (SELECT x.id FROM usage_snapshots AS x
+               WHERE x.account_id = al.account_id AND x.limit_id = al.limit_id
+               ORDER BY x.captured_at DESC, x.id DESC
+               LIMIT 1)
+JOIN accounts AS a ON a.id = s.account_id
+CROSS JOIN clock
+{where}
+ORDER BY s.account_id, s.limit_id
+"""  # noqa: S608 - the parts are this module's constants
+
+
+# Some accounts by id (`{marks}` is filled by _select_in); a page of the next :accounts ids after
+# :after, for work that walks every account a page at a time.
+_LATEST_OF: Final = _latest_of("SELECT id FROM accounts WHERE id IN ({marks})")
+_PAGE_OF_ACCOUNTS: Final = "SELECT id FROM accounts WHERE id > :after ORDER BY id LIMIT :accounts"
+_PAGE_END: Final = f"SELECT count(*), max(id) FROM ({_PAGE_OF_ACCOUNTS})"  # noqa: S608
+# The rows whose stale alert state disagrees with the cutoff: confirmed before it without a
+# state (they may fire), or since with one (they re-arm). alerts.evaluate_time decides.
+_STALE_CHANGES: Final = (
+    "WHERE (s.confirmed_at < :cutoff) <> EXISTS (SELECT 1 FROM alert_state AS st "
+    "WHERE st.account_id = s.account_id AND st.limit_id = s.limit_id "
+    "AND st.window = :window AND st.rule = :rule)"
+)
+
+# The overview in one statement, so that latest_usage is walked once however many accounts
+# there are: the summary counts over every account, one page of account ids in the chosen order,
+# and the soonest upcoming resets. The rules are views.py's (CardView.max_used, soonest_reset,
+# at_limit, sort_cards), written again in SQL so that no page builds a card per account;
+# tests/test_dashboard.py checks that both agree. Slots count only under a label that is not
+# one of the fixed windows (those are already in their own columns); used percents are never
+# negative (capture refuses them), so -1 stands for "unknown" inside max().
+_SLOT: Final = "CASE WHEN {slot}_window NOT IN ('5h', '7d', 'monthly') THEN {slot}_{field} END"
+_AHEAD: Final = "CASE WHEN {value} > :now THEN {value} ELSE 9e18 END"
+_TITLE: Final = "coalesce(nullif(a.display_name, ''), nullif(a.email, ''))"
+_BY_NAME: Final = "title IS NULL, lower(title), id"
+OVERVIEW_ORDERS: Final = {
+    "name": _BY_NAME,
+    "used": f"used IS NULL, used DESC, {_BY_NAME}",
+    "reset": f"soonest IS NULL, soonest, {_BY_NAME}",
+}
+_OVERVIEW: Final = """
+WITH RECURSIVE
+    account_limits (account_id, limit_id) AS (
+        SELECT a.id, (SELECT min(s.limit_id) FROM usage_snapshots AS s WHERE s.account_id = a.id)
+        FROM accounts AS a
+        UNION ALL
+        SELECT al.account_id,
+               (SELECT min(s.limit_id) FROM usage_snapshots AS s
+                WHERE s.account_id = al.account_id AND s.limit_id > al.limit_id)
+        FROM account_limits AS al
+        WHERE al.limit_id IS NOT NULL
+    ),
+    latest AS MATERIALIZED (
+        SELECT account_id,
+            five_hour_used_percent AS u1, seven_day_used_percent AS u2,
+            monthly_used_percent AS u3, {u4} AS u4, {u5} AS u5,
+            five_hour_resets_at AS r1, seven_day_resets_at AS r2, monthly_resets_at AS r3,
+            {r4} AS r4, {r5} AS r5,
+            limit_hit_type IS NOT NULL
+                AND (limit_hit_resets_at IS NULL OR limit_hit_resets_at > :now) AS hit
+        FROM usage_snapshots
+        WHERE id IN (
+            SELECT (SELECT x.id FROM usage_snapshots AS x
+                    WHERE x.account_id = al.account_id AND x.limit_id = al.limit_id
+                    ORDER BY x.captured_at DESC, x.id DESC LIMIT 1)
+            FROM account_limits AS al WHERE al.limit_id IS NOT NULL
+        )
+    ),
+    per_account AS (
+        SELECT account_id,
+            nullif(max(max(coalesce(u1, -1), coalesce(u2, -1), coalesce(u3, -1),
+                           coalesce(u4, -1), coalesce(u5, -1))), -1) AS used,
+            nullif(min(min({a1}, {a2}, {a3}, {a4}, {a5})), 9e18) AS soonest,
+            max(hit) AS hit
+        FROM latest GROUP BY account_id
+    ),
+    facts AS MATERIALIZED (
+        SELECT a.id AS id, {title} AS title, p.used AS used, p.soonest AS soonest,
+            coalesce(p.hit OR p.used >= 100, 0) AS at_limit
+        FROM accounts AS a LEFT JOIN per_account AS p ON p.account_id = a.id
+    ),
+    resets (at, account_id) AS (
+        SELECT r1, account_id FROM latest UNION ALL SELECT r2, account_id FROM latest
+        UNION ALL SELECT r3, account_id FROM latest UNION ALL SELECT r4, account_id FROM latest
+        UNION ALL SELECT r5, account_id FROM latest
+    )
+SELECT 'count', count(*), coalesce(sum(at_limit), 0),
+    coalesce(sum(NOT at_limit AND used >= :critical), 0), coalesce(max(id), 0)
+FROM facts
+UNION ALL
+SELECT * FROM (
+    SELECT 'page', id, row_number() OVER (ORDER BY {order}) AS position, NULL, NULL
+    FROM facts ORDER BY position LIMIT :limit OFFSET :offset
+)
+UNION ALL
+SELECT * FROM (
+    SELECT 'reset', r.account_id, r.at, NULL, f.title
+    FROM (SELECT DISTINCT at, account_id FROM resets WHERE at > :now
+          ORDER BY at, account_id LIMIT :resets) AS r
+    JOIN facts AS f ON f.id = r.account_id
+)
+ORDER BY 1, 3, 2
+"""
+_OVERVIEW_SQL: Final = {
+    sort: _OVERVIEW.format(
+        u4=_SLOT.format(slot="primary", field="used_percent"),
+        u5=_SLOT.format(slot="secondary", field="used_percent"),
+        r4=_SLOT.format(slot="primary", field="resets_at"),
+        r5=_SLOT.format(slot="secondary", field="resets_at"),
+        **{f"a{i}": _AHEAD.format(value=f"r{i}") for i in range(1, 6)},
+        title=_TITLE,
+        order=order,
+    )
+    for sort, order in OVERVIEW_ORDERS.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UpcomingReset:
+    """A window of an account that resets at `at` (unix seconds)."""
+
+    at: int
+    account_id: int
+    title: str | None  # display name, else email
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewPage:
+    """What the overview shows of every account, and which accounts are on one page."""
+
+    accounts: int
+    near_limit: int
+    at_limit: int
+    max_account_id: int  # the highest id of an account (0: none)
+    account_ids: list[int]  # the page, in order
+    resets: list[UpcomingReset]  # the soonest resets still ahead, soonest first
+
+
 class StoreError(Exception):
     """The database cannot be opened or migrated; the message says why and what to do."""
 
@@ -289,6 +453,11 @@ class RecordResult:
     # them), ascending: their values are unchanged but their age starts again. Not compared,
     # so that a result still equals RecordResult(created, inserted, confirmed, requests).
     confirmed_row_ids: tuple[int, ...] = field(default=(), compare=False)
+    # What max_accounts kept out: new seats not created, their snapshots (not written) and
+    # their requests (written without an account).
+    seats_refused: int = 0
+    snapshots_refused: int = 0
+    requests_refused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +547,7 @@ class RequestRow:
 
     id: int
     started_at: float
-    account_id: int | None  # None: the request carried no credential
+    account_id: int | None  # None: no credential the upstream accepted, or no account for it
     method: str
     path: str
     transport: str
@@ -493,6 +662,16 @@ class WebhookRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A signed-in browser's session, known by the SHA-256 of its cookie."""
+
+    id_sha256: str
+    created_at: float
+    expires_at: float
+    last_used_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Migration:
     """One numbered migration file, read."""
 
@@ -547,6 +726,7 @@ class _Batch:
     purged_accounts: set[int] = field(default_factory=set)  # reload their throttle state
     last: dict[tuple[int, str], _Last | None] = field(default_factory=dict)
     accounts_created: int = 0
+    refused: set[str] = field(default_factory=set)  # new account keys beyond max_accounts
 
 
 class Store:
@@ -732,10 +912,68 @@ class Store:
             )
         return str(next(iter(rows))[0])
 
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def create_session(
+        self, id_sha256: str, created_at: float, expires_at: float, *, keep: int
+    ) -> None:
+        """Store a new session; drop expired ones, and the oldest beyond the newest `keep`."""
+        async with self._lock, self._transaction():
+            await self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (created_at,))
+            await self._db.execute(
+                "INSERT INTO sessions (id_sha256, created_at, expires_at, last_used_at) "
+                "VALUES (?, ?, ?, ?)",
+                (id_sha256, created_at, expires_at, created_at),
+            )
+            await self._db.execute(
+                "DELETE FROM sessions WHERE id_sha256 IN (SELECT id_sha256 FROM sessions "
+                "ORDER BY created_at DESC, id_sha256 LIMIT -1 OFFSET ?)",
+                (keep,),
+            )
+
+    async def session(self, id_sha256: str) -> SessionRow | None:
+        """The session whose cookie hashes to id_sha256, expired or not; None when there is none."""
+        rows = await self._fetch(
+            "SELECT id_sha256, created_at, expires_at, last_used_at FROM sessions "
+            "WHERE id_sha256 = ?",
+            (id_sha256,),
+        )
+        return next((SessionRow(str(r[0]), r[1], r[2], r[3]) for r in rows), None)
+
+    async def touch_session(self, id_sha256: str, at: float) -> None:
+        """Record that the session signed a request at `at`."""
+        async with self._lock, self._transaction():
+            await self._db.execute(
+                "UPDATE sessions SET last_used_at = max(last_used_at, ?) WHERE id_sha256 = ?",
+                (at, id_sha256),
+            )
+
+    async def delete_session(self, id_sha256: str) -> bool:
+        """End one session; whether it existed."""
+        async with self._lock, self._transaction():
+            cursor = await self._db.execute(
+                "DELETE FROM sessions WHERE id_sha256 = ?", (id_sha256,)
+            )
+        return cursor.rowcount > 0
+
+    async def delete_sessions(self) -> int:
+        """End every session; how many there were."""
+        async with self._lock, self._transaction():
+            cursor = await self._db.execute("DELETE FROM sessions")
+        return cursor.rowcount
+
     # -- recording --------------------------------------------------------------------------
 
-    async def record(self, items: Sequence[Snapshot | RequestRecord]) -> RecordResult:
-        """Write snapshots (throttling unchanged values) and requests in one transaction."""
+    async def record(
+        self, items: Sequence[Snapshot | RequestRecord], *, max_accounts: int | None = None
+    ) -> RecordResult:
+        """Write snapshots (throttling unchanged values) and requests in one transaction.
+
+        Snapshots and proven requests create or update their accounts, while the table holds
+        fewer than max_accounts (None: no limit); a new seat beyond it is refused: its snapshots
+        are not written and its requests have no account. An unproven request joins its
+        account only if that exists, changing nothing about it.
+        """
         if not items:
             return RecordResult(0, 0, 0, 0)
         snapshots: list[Snapshot] = []
@@ -753,8 +991,11 @@ class Store:
             batch = _Batch()
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
-                await self._resolve_accounts(_seen_accounts(ordered, requests), batch)
-                inserted, confirmed, confirmed_ids = await self._write_usage(ordered, batch)
+                seen = _seen_accounts(ordered, requests)
+                await self._resolve_accounts(seen, batch, max_accounts)
+                await self._attach_accounts(_unproven_keys(requests, seen), batch)
+                kept = [s for s in ordered if s.identity.account_key not in batch.refused]
+                inserted, confirmed, confirmed_ids = await self._write_usage(kept, batch)
                 if requests:
                     first_id = await self._next_id("requests")
                     rows = _request_rows(requests, batch)
@@ -772,12 +1013,40 @@ class Store:
                 self._last = {k: v for k, v in self._last.items() if k[0] not in purged}
             self._last.update(batch.last)
             self._account_ids.update(batch.account_ids)
+        refused = batch.refused
         return RecordResult(
-            batch.accounts_created, inserted, confirmed, len(requests), confirmed_ids
+            batch.accounts_created,
+            inserted,
+            confirmed,
+            len(requests),
+            confirmed_ids,
+            seats_refused=len(refused),
+            snapshots_refused=len(ordered) - len(kept),
+            requests_refused=sum(
+                1 for r in requests if r.identity is not None and r.identity.account_key in refused
+            ),
         )
 
-    async def _resolve_accounts(self, seen: dict[str, _SeenAccount], batch: _Batch) -> None:
-        """Upsert the batch's accounts and put every account_key -> id into batch.account_ids."""
+    async def _attach_accounts(self, keys: Sequence[str], batch: _Batch) -> None:
+        """Put the ids of the accounts that exist among keys into batch.account_ids, as they are."""
+        if not keys:
+            return
+        rows = await self._select_in(
+            "SELECT account_key, id FROM accounts WHERE account_key IN ({marks})", keys
+        )
+        for key, account_id in rows:
+            batch.account_ids[str(key)] = int(account_id)
+            if self._account_ids.get(str(key)) != account_id:
+                # The id may have belonged to a deleted account before.
+                batch.purged_accounts.add(int(account_id))
+
+    async def _resolve_accounts(
+        self, seen: dict[str, _SeenAccount], batch: _Batch, max_accounts: int | None
+    ) -> None:
+        """Upsert the batch's accounts and put every account_key -> id into batch.account_ids.
+
+        New accounts beyond max_accounts are not created: their keys go to batch.refused.
+        """
         cached = {key: self._account_ids[key] for key in seen if key in self._account_ids}
         if cached:
             params = [seen[key].params(account_id) for key, account_id in cached.items()]
@@ -801,6 +1070,11 @@ class Store:
             await self._db.executemany(_UPDATE_ACCOUNT, params)
         created: dict[str, int] = {}
         new = [seen[key] for key in missing if key not in found]
+        if new and max_accounts is not None:
+            rows = await self._db.execute_fetchall("SELECT count(*) FROM accounts")
+            room = max(0, max_accounts - int(next(iter(rows))[0]))
+            batch.refused.update(account.account_key for account in new[room:])
+            new = new[:room]
         for chunk_seen in _chunks(new, _CHUNK):
             values: list[Any] = []
             for account in chunk_seen:
@@ -977,10 +1251,93 @@ class Store:
 
     async def latest_usage_of(self, account_ids: Sequence[int]) -> list[LatestUsageRow]:
         """latest_usage of the given accounts (unknown ids are skipped), by account, limit."""
-        sql = _LATEST_SELECT + " WHERE account_id IN ({marks}) ORDER BY account_id, limit_id"
+        async with self._lock:
+            rows = await self._select_in(_LATEST_OF, sorted(set(account_ids)))
+        return [_latest(row) for row in rows]
+
+    async def latest_usage_page(
+        self, after_id: int, accounts: int
+    ) -> tuple[list[LatestUsageRow], int | None]:
+        """latest_usage of the next `accounts` accounts by id after after_id, and the id to read
+        the next page after (None once this page reached the last account)."""
+        sql = _latest_of(_PAGE_OF_ACCOUNTS)
+        return await self._latest_page(sql, {"after": after_id, "accounts": accounts})
+
+    async def stale_changes_page(
+        self, after_id: int, accounts: int, cutoff: float, *, window: str, rule: str
+    ) -> tuple[list[LatestUsageRow], int | None]:
+        """latest_usage_page, keeping the rows confirmed before cutoff that have no alert_state
+        (window, rule) and the rows confirmed since that have one."""
+        sql = _latest_of(_PAGE_OF_ACCOUNTS, _STALE_CHANGES)
+        params = {"after": after_id, "accounts": accounts, "cutoff": cutoff}
+        return await self._latest_page(sql, {**params, "window": window, "rule": rule})
+
+    async def _latest_page(
+        self, sql: str, params: dict[str, Any]
+    ) -> tuple[list[LatestUsageRow], int | None]:
+        _checked_limit(params["accounts"])
+        async with self._lock:
+            rows = await self._db.execute_fetchall(sql, params)
+            page = {"after": params["after"], "accounts": params["accounts"]}
+            ends = await self._db.execute_fetchall(_PAGE_END, page)
+        count, last = next(iter(ends))
+        done = count < params["accounts"] or last is None
+        return [_latest(row) for row in rows], None if done else int(last)
+
+    async def accounts_after(self, after_id: int, limit: int) -> list[AccountRow]:
+        """At most limit accounts with an id above after_id, by id (a keyset page)."""
+        async with self._lock:
+            rows = await self._db.execute_fetchall(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                (after_id, _checked_limit(limit)),
+            )
+        return [AccountRow(*row) for row in rows]
+
+    async def accounts_of(self, account_ids: Sequence[int]) -> list[AccountRow]:
+        """The accounts with these ids (unknown ids are skipped), by id."""
+        sql = f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({{marks}}) ORDER BY id"  # noqa: S608
         async with self._lock:
             rows = await self._select_in(sql, sorted(set(account_ids)))
-        return [_latest(row) for row in rows]
+        return [AccountRow(*row) for row in rows]
+
+    async def overview(
+        self,
+        *,
+        now: float,
+        critical: float,
+        sort: str,
+        offset: int,
+        limit: int,
+        resets: int,
+    ) -> OverviewPage:
+        """Counts over every account, one page of account ids in `sort` order, upcoming resets.
+
+        sort is a key of OVERVIEW_ORDERS (else ValueError). Near the limit: a window at
+        `critical` percent or more, and not at the limit (a limit hit not yet back, or a window
+        at 100 %). One pass over latest_usage, whatever offset and limit are.
+        """
+        sql = _OVERVIEW_SQL.get(sort)
+        if sql is None:
+            raise ValueError(f"unknown sort {sort!r}: use one of {sorted(_OVERVIEW_SQL)}")
+        params = {
+            "now": now,
+            "critical": critical,
+            "offset": _checked_limit(offset),
+            "limit": _checked_limit(limit),
+            "resets": _checked_limit(resets),
+        }
+        rows = await self._fetch(sql, params)
+        counts = next(row for row in rows if row[0] == "count")
+        return OverviewPage(
+            accounts=int(counts[1]),
+            at_limit=int(counts[2]),
+            near_limit=int(counts[3]),
+            max_account_id=int(counts[4]),
+            account_ids=[int(row[1]) for row in rows if row[0] == "page"],
+            resets=[
+                UpcomingReset(int(row[2]), int(row[1]), row[4]) for row in rows if row[0] == "reset"
+            ],
+        )
 
     async def history(
         self,
@@ -1309,6 +1666,27 @@ class Store:
         )
         return [_usage(row) for row in reversed(rows)]
 
+    async def recent_histories(
+        self, keys: Sequence[tuple[int, str]], *, since: float, limit: int
+    ) -> dict[tuple[int, str], list[UsageRow]]:
+        """recent_history of each (account id, limit id), read under one hold of the lock.
+
+        One bounded query per key: a page of cards then waits its turn once, not per card.
+        """
+        sql = (
+            f"SELECT {_USAGE_SELECT} FROM usage_snapshots "  # noqa: S608 - constants
+            "WHERE account_id = ? AND limit_id = ? AND captured_at >= ? "
+            "ORDER BY captured_at DESC, id DESC LIMIT ?"
+        )
+        found: dict[tuple[int, str], list[UsageRow]] = {}
+        async with self._lock:
+            for account_id, limit_id in dict.fromkeys(keys):
+                rows = await self._db.execute_fetchall(
+                    sql, (account_id, limit_id, since, _checked_limit(limit))
+                )
+                found[(account_id, limit_id)] = [_usage(row) for row in reversed(list(rows))]
+        return found
+
     # -- account management -----------------------------------------------------------------
 
     async def create_account(
@@ -1554,17 +1932,40 @@ def _is_file_error(exc: BaseException) -> bool:
 
 
 def _create_private_file(path: Path) -> None:
-    """Create the database's folder (0700) and file (0600) unless they exist."""
+    """Create the folder (0700) and file (0600); make an existing file, -wal and -shm private."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # SQLite gives the -wal and -shm files the mode of the database file.
+    # SQLite gives the -wal and -shm files the mode of the database file when it creates them.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    try:
+        _make_private(path, os.fstat(fd).st_mode, partial(os.fchmod, fd))
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        try:
+            info = sidecar.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            _make_private(sidecar, info.st_mode, partial(os.chmod, sidecar))
+
+
+def _make_private(path: Path, mode: int, chmod: Callable[[int], None]) -> None:
+    """Clear the group and other bits of a file's mode; adds no bit the owner lacked."""
+    private = stat.S_IMODE(mode) & ~0o077
+    if private == stat.S_IMODE(mode):
+        return
+    try:
+        chmod(private)
+    except PermissionError:
+        # Someone else's file (a shared database read by another user): theirs to tighten.
+        LOG.warning("cannot make %s private (mode %o): not its owner", path, stat.S_IMODE(mode))
 
 
 def _seen_accounts(
     ordered: Sequence[Snapshot], requests: Sequence[RequestRecord]
 ) -> dict[str, _SeenAccount]:
-    """Fold a batch's identities, in time order, into one entry per account: newest wins."""
+    """Fold a batch's proven identities, in time order, into one entry per account: newest wins."""
     # (time, identity, plan): a snapshot's plan is its report's, else the token claim.
     sightings: Iterable[tuple[float, Identity, str | None]] = (
         (s.captured_at, s.identity, s.report.plan_type or s.identity.plan_type) for s in ordered
@@ -1574,7 +1975,7 @@ def _seen_accounts(
             (
                 (r.started_at, r.identity, r.identity.plan_type)
                 for r in requests
-                if r.identity is not None
+                if r.identity is not None and r.proven
             ),
             key=itemgetter(0),
         )
@@ -1593,6 +1994,16 @@ def _seen_accounts(
         account.plan_type = plan_type or account.plan_type
         account.token_fingerprint = identity.token_fingerprint or account.token_fingerprint
     return seen
+
+
+def _unproven_keys(requests: Sequence[RequestRecord], seen: dict[str, _SeenAccount]) -> list[str]:
+    """The account keys that only unproven requests of a batch name."""
+    keys = {
+        r.identity.account_key
+        for r in requests
+        if r.identity is not None and not r.proven and r.identity.account_key not in seen
+    }
+    return sorted(keys)
 
 
 def _limits(snapshot: Snapshot) -> tuple[LimitReport, ...]:
@@ -1614,7 +2025,7 @@ def _request_rows(requests: Sequence[RequestRecord], batch: _Batch) -> list[tupl
         rows.append(
             (
                 request.started_at,
-                None if identity is None else batch.account_ids[identity.account_key],
+                None if identity is None else batch.account_ids.get(identity.account_key),
                 request.method,
                 request.path,
                 request.transport,

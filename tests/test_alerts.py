@@ -24,10 +24,12 @@ from codexgate.keys import ALERTS, STORE
 from codexgate.models import LimitHit, LimitReport, Snapshot, UsageReport, Window
 from codexgate.store import AlertState, Store, UsageRow
 
+from . import many_accounts
 from .admin_client import ADMIN, JWTS, SECRETS, Admin
 from .conftest import StartGateway, app_of
 from .fake_upstream import FakeUpstream
 from .test_api import identity
+from .test_events import wait_until
 from .test_gateway_capture import recorded, turn
 
 RULES: Final = AlertConfig()
@@ -410,6 +412,76 @@ async def test_a_quota_error_fires_limit_hit_once(tmp_path: Any) -> None:
         assert await engine.run_once() == []
         late = await engine.run_once(now + 3601)
         assert [a.kind for a in late] == ["limit_reset"]
+    finally:
+        await engine.stop()
+        await store.close()
+
+
+# -- many accounts: a commit evaluates its own accounts, a sweep every account once a tick --------
+
+
+async def test_a_commit_evaluates_its_accounts_and_a_sweep_fires_stale_once(tmp_path: Any) -> None:
+    db = tmp_path / "many.db"
+    store = await Store.open(db, heartbeat_seconds=3 * 3600)  # same values: a confirmation
+    now = time.time()
+    await asyncio.to_thread(many_accounts.fill, db, 300, now - 7200)  # stale for an hour
+    current = {"rules": AlertConfig(forecast=False)}  # stale after 60 minutes
+    engine = AlertEngine(store, ForecastCache(store), lambda: current["rules"])
+    await engine.start()
+    try:
+        seat = identity("seat_a")
+        window = Window("primary", "5h", "length", 10.0, 300, int(now + 3600))
+        report = UsageReport(limits=(LimitReport("codex", None, (window,)),))
+        engine.committed(await store.record([Snapshot(seat, now, "headers", report, 200)]))
+        assert await engine.run_commits(now) == []  # the 300 stale accounts were not touched
+        fired = await engine.sweep(now)
+        assert len(fired) == 300
+        assert {a.kind for a in fired} == {"stale"}
+        assert len({a.account_id for a in fired}) == 300
+        by_id = {a.account_id: a.message for a in fired}
+        assert by_id[7].startswith("Seat 00007: no new codex usage report for 2h")
+        assert by_id[10].startswith("account 10: ")  # no name and no email
+        assert await engine.sweep(now + 60) == []  # once per crossing
+
+        later = now + 7200  # seat_a goes stale too, once
+        assert [(a.kind, a.account) for a in await engine.sweep(later)] == [
+            ("stale", "alice@example.com")
+        ]
+        confirmed = await store.record([Snapshot(seat, later, "headers", report, 200)])
+        assert confirmed.rows_confirmed == 1
+        engine.committed(confirmed)
+        assert await engine.run_commits(later) == []
+        stale = {s.account_id for s in await store.alert_states() if s.rule == "stale"}
+        assert len(stale) == 300  # the confirmation re-armed seat_a at its commit
+        assert await engine.sweep(later + 60) == []
+        assert [a.account for a in await engine.sweep(later + 7200)] == ["alice@example.com"]
+
+        current["rules"] = AlertConfig(forecast=False, stale_minutes=0)
+        assert await engine.sweep(later + 7200) == []
+        assert [s for s in await store.alert_states() if s.rule == "stale"] == []
+    finally:
+        await engine.stop()
+        await store.close()
+
+
+async def test_the_engine_sweeps_once_a_tick_and_not_on_every_commit(tmp_path: Any) -> None:
+    db = tmp_path / "many.db"
+    store = await Store.open(db)
+    now = time.time()
+    await asyncio.to_thread(many_accounts.fill, db, 50, now - 7200)
+    engine = AlertEngine(store, ForecastCache(store), lambda: AlertConfig(forecast=False), tick=1.0)
+    await engine.start()
+    try:
+        window = Window("primary", "5h", "length", 80.0, 300, int(now + 3600))
+        report = UsageReport(limits=(LimitReport("codex", None, (window,)),))
+        snapshot = Snapshot(identity("seat_a"), now, "headers", report, 200)
+        engine.committed(await store.record([snapshot]))
+        await wait_until(lambda: engine.stats.fired >= 1)
+        assert engine.stats.fired == 1  # threshold:75; the commit did not walk the accounts
+        await wait_until(lambda: engine.stats.fired >= 51, within=10.0)  # the tick did
+        await asyncio.sleep(1.5)  # the next tick finds nothing new
+        assert engine.stats.fired == 51
+        assert engine.stats.failures == 0
     finally:
         await engine.stop()
         await store.close()

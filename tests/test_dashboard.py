@@ -14,11 +14,12 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from codexgate import i18n
-from codexgate.keys import RECORDER, STORE
+from codexgate import dashboard, i18n, views
+from codexgate.keys import CONFIG, RECORDER, STORE
 from codexgate.models import LimitHit, LimitReport, Snapshot, UsageReport, Window
 from codexgate.paths import web_dir
 
+from . import many_accounts as many
 from .admin_client import ADMIN, JWTS, Admin
 from .conftest import StartGateway, app_of
 from .fake_upstream import FakeUpstream
@@ -225,6 +226,144 @@ async def test_sorting_by_most_used_and_the_seed_path(
     seed = await page(admin, "codex/dashboard?sort=used")
     assert order(seed) == ["alice@example.com", "Aardvark"]
     assert 'id="cards"' in seed
+
+
+# -- many accounts: one page of cards, a summary over all of them ------------------------------
+
+
+async def many_accounts(server: TestServer, count: int) -> float:
+    """`count` accounts with usage (tests/many_accounts.py), plus four with odd cases."""
+    path = app_of(server)[CONFIG].db
+    now = time.time()
+    await asyncio.to_thread(many.fill, path, count, now)
+    # An empty name falls back to the email; a slot under another label counts (96 %: near).
+    await asyncio.to_thread(many.add_account, path, count + 1, "", "empty@example.com")
+    await asyncio.to_thread(
+        many.add_usage,
+        path,
+        count + 1,
+        "codex",
+        now,
+        primary_window="90m",
+        primary_used_percent=96.0,
+        primary_resets_at=int(now) + 50,
+    )
+    # A hit limit whose reset has passed is no longer hit.
+    await asyncio.to_thread(many.add_account, path, count + 2, "Back again", None)
+    await asyncio.to_thread(
+        many.add_usage,
+        path,
+        count + 2,
+        "codex",
+        now,
+        five_hour_used_percent=50.0,
+        limit_hit_type="usage_limit_reached",
+        limit_hit_resets_at=int(now) - 10,
+    )
+    # No usage at all; and a second limit family that is used up.
+    await asyncio.to_thread(many.add_account, path, count + 3, "Silent", None)
+    await asyncio.to_thread(many.add_account, path, count + 4, "Two families", None)
+    await asyncio.to_thread(
+        many.add_usage, path, count + 4, "codex", now, five_hour_used_percent=10.0
+    )
+    await asyncio.to_thread(
+        many.add_usage, path, count + 4, "codex_other", now, seven_day_used_percent=100.0
+    )
+    return now
+
+
+def card_ids(text: str) -> list[int]:
+    """The account ids of a page's cards, in page order."""
+    return [int(i) for i in re.findall(r'<article class="card" data-account-id="(\d+)"', text)]
+
+
+def pager_links(text: str) -> dict[str, str]:
+    """The accounts pager's links by their rel (or their text), unescaped."""
+    match = re.search(r'<nav class="pager" id="accounts-pager".*?</nav>', text, re.S)
+    assert match is not None, "no pager"
+    links = {}
+    for attributes, label in re.findall(r"<a ([^>]*)>([^<]*)</a>", match.group(0)):
+        href = html.unescape(re.search(r'href="([^"]*)"', attributes).group(1))  # type: ignore[union-attr]
+        rel = re.search(r'rel="([^"]*)"', attributes)
+        links[rel.group(1) if rel else label.strip("«» ").lower()] = href
+    return links
+
+
+async def every_card(server: TestServer, now: float) -> list[views.CardView]:
+    """Every account's card, built the way the overview built them before it had pages."""
+    store = app_of(server)[STORE]
+    latest = await store.latest_usage()
+    return views.cards(await store.accounts(), latest, now, views.Thresholds(), None)
+
+
+async def test_the_overview_pages_its_cards_and_counts_every_account(
+    server: TestServer, admin: Admin
+) -> None:
+    now = await many_accounts(server, 120)
+    expected = views.summary(await every_card(server, now), now, views.Thresholds())
+    assert expected.accounts == 124
+    assert expected.near_limit > 0
+    assert expected.at_limit > 0
+
+    first = await page(admin, "?sort=used&view=remaining")
+    assert len(card_ids(first)) == dashboard.OVERVIEW_PAGE
+    data = page_data(first)["accounts_page"]
+    assert (data["page"], data["pages"], data["size"]) == (1, 3, 50)
+    assert (data["accounts"], data["near_limit"], data["at_limit"]) == (
+        expected.accounts,
+        expected.near_limit,
+        expected.at_limit,
+    )
+    assert re.search(r'id="kpi-accounts">124<', first)
+    assert re.search(rf'id="kpi-near">{expected.near_limit}<', first)
+    assert re.search(rf'id="kpi-at">{expected.at_limit}<', first)
+    assert data["resets"][0][0] == expected.soonest_reset
+    assert data["resets"][0][2] == expected.soonest_reset_account == "empty@example.com"
+    assert "Page 1 of 3: accounts 1 to 50 of 124" in first
+
+    # Plain links, JavaScript or not; each keeps the sort and the view.
+    links = pager_links(first)
+    assert set(links) == {"next", "last"}
+    assert links["next"] == "?page=2&sort=used&view=remaining&period=24h"
+    second = await page(admin, links["next"])
+    assert set(pager_links(second)) == {"first", "prev", "next", "last"}
+    third = await page(admin, pager_links(second)["next"])
+    assert set(pager_links(third)) == {"first", "prev"}
+    assert "accounts 101 to 124 of 124" in third
+    shown = card_ids(first) + card_ids(second) + card_ids(third)
+    assert len(card_ids(third)) == 24
+    assert len(set(shown)) == 124
+
+    # The pages put together are the order the whole list had, for every sort.
+    everything = await every_card(server, now)
+    for sort in views.SORTS:
+        pages = [card_ids(await page(admin, f"?sort={sort}&page={n}")) for n in (1, 2, 3)]
+        ordered = [card.account_id for card in views.sort_cards(everything, sort, now)]
+        assert [i for ids in pages for i in ids] == ordered, sort
+
+
+async def test_a_page_number_out_of_range_shows_a_page_that_exists(
+    server: TestServer, admin: Admin
+) -> None:
+    await many_accounts(server, 60)
+    for query, number in (
+        ("?page=99", 2),
+        ("?page=0", 1),
+        ("?page=-1", 1),
+        ("?page=abc", 1),
+        ("?page=" + "9" * 40, 2),
+        ("?page=%D9%A3", 1),  # an Arabic-Indic digit is not a page number
+    ):
+        text = await page(admin, query)
+        assert page_data(text)["accounts_page"]["page"] == number, query
+        assert len(card_ids(text)) == (14 if number == 2 else 50), query
+
+
+async def test_one_page_of_accounts_has_no_pager(admin: Admin) -> None:
+    await admin.ok("POST", "api/v1/accounts", 201, json={"name": "Solo", "token": "token-0004"})
+    text = await page(admin)
+    assert 'id="accounts-pager"' not in text
+    assert page_data(text)["accounts_page"]["pages"] == 1
 
 
 # -- the account page ---------------------------------------------------------------------------

@@ -119,8 +119,10 @@ async def test_a_scrape_gives_the_store_windows_and_the_traffic(
     store = app_of(scraped)[STORE]
     accounts = await store.accounts()
     alice = next(a for a in accounts if a.email == "alice@example.com")
-    renamed = 'Team "A"\nseat \\ 1'  # quotes, a newline and a backslash survive the escaping
-    await admin.ok("PATCH", f"api/v1/accounts/{alice.id}", json={"display_name": renamed})
+    # Quotes, a newline and a backslash survive the escaping. The API now refuses a newline in a
+    # name, but a database written before that may hold one: it is set in the store directly.
+    renamed = 'Team "A"\nseat \\ 1'
+    assert await store.rename_account(alice.id, renamed)
 
     metrics, body = await scrape(admin)
     now = time.time()

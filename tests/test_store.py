@@ -16,6 +16,7 @@ from codexgate.models import (
     Credits,
     Identity,
     LimitReport,
+    RequestRecord,
     Slot,
     Snapshot,
     Source,
@@ -24,7 +25,7 @@ from codexgate.models import (
 )
 from codexgate.store import RecordResult, Store, StoreError
 
-LATEST = 4  # the number of the newest file in migrations/
+LATEST = 5  # the number of the newest file in migrations/
 T0 = 1_890_000_000.0  # a capture time; reset times below are a few hours/days after it
 FIVE_H_RESET = 1_890_010_000
 SEVEN_D_RESET = 1_890_400_000
@@ -727,3 +728,57 @@ async def test_prune_keeps_the_newest_row_of_each_limit(store: Store) -> None:
     assert sorted(r.usage.captured_at for r in latest) == [T0, T0 + 4]
     # The throttle still confirms the kept row.
     assert (await store.record([snap(at=T0 + 6, wins=windows(4.0))])).rows_confirmed == 1
+
+
+def _request(at: float, who: Identity | None, *, proven: bool) -> RequestRecord:
+    """A request-log record of a turn the upstream answered (proven) or not."""
+    return RequestRecord(at, who, "POST", "/backend-api/codex/responses", "sse", 200, proven=proven)
+
+
+async def test_an_unproven_request_joins_an_account_that_exists_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "codexgate.db"
+    store = await Store.open(path)
+    await store.record([snap(at=T0)])
+    await store.close()
+    store = await Store.open(path)  # nothing cached: the account is looked up
+    try:
+        [before] = await store.accounts()
+        liar = identity(fingerprint="e" * 64, email="liar@example.com", plan="pro")
+        stranger = identity("seat:acct-9:user-9")
+        result = await store.record(
+            [_request(T0 + 5, liar, proven=False), _request(T0 + 6, stranger, proven=False)]
+        )
+        assert result == RecordResult(0, 0, 0, 2)
+        assert await store.accounts() == [before]
+        rows = await store.requests()
+        assert [row.account_id for row in rows] == [None, before.id]
+    finally:
+        await store.close()
+
+
+async def test_new_accounts_stop_at_max_accounts_and_known_ones_keep_recording(
+    store: Store,
+) -> None:
+    first, second, third = (identity(f"seat:acct-1:user-{n}") for n in (1, 2, 3))
+    await store.record([snap(at=T0, who=first)], max_accounts=2)
+    result = await store.record(
+        [
+            snap(at=T0 + 1, who=second),
+            snap(at=T0 + 1, who=third),
+            _request(T0 + 2, third, proven=True),  # new seats are taken in time order
+            snap(at=T0 + 2, who=first, wins=windows(20.0)),
+        ],
+        max_accounts=2,
+    )
+    assert result == RecordResult(
+        1, 2, 0, 1, seats_refused=1, snapshots_refused=1, requests_refused=1
+    )
+    assert [a.account_key for a in await store.accounts()] == [
+        first.account_key,
+        second.account_key,
+    ]
+    [request] = await store.requests()
+    assert request.account_id is None
+    assert (await store.record([snap(at=T0 + 3, who=third)])).accounts_created == 1  # no limit

@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Locator, Page, expect
 
+from codexgate.store import Store
+
+from .. import many_accounts
 from ..fake_upstream import FakeUpstream
 from ..gateway_process import GatewayProcess
 from .conftest import (
@@ -137,7 +141,7 @@ async def test_add_rename_and_delete_an_account(
     await expect(page.locator("#notices")).to_have_text("Deleted Renamed seat.")
     await expect(page.locator("#no-accounts")).to_be_visible()
     status, listed = await admin_call(gateway_process, "GET", "/accounts")
-    assert listed == {"accounts": []}
+    assert listed == {"accounts": [], "next_cursor": None}
 
 
 async def test_api_errors_show_in_the_page(
@@ -369,3 +373,49 @@ async def test_send_a_test_alert_from_the_page(
     # No webhook is configured here: the page says so, and the test alert is listed.
     await expect(page.locator("#notices")).to_contain_text("No webhook is set up")
     await expect(page.locator("#alert-list li").first).to_have_text(re.compile("Test alert"))
+
+
+@pytest.fixture
+async def many_gateway(
+    tmp_path: Path, upstream_server: TestServer
+) -> AsyncIterator[GatewayProcess]:
+    """codexgate on a database that already holds 120 accounts with usage."""
+    db = tmp_path / "codexgate.db"
+    store = await Store.open(db)
+    await store.close()
+    await asyncio.to_thread(many_accounts.fill, db, 120, time.time())
+    process = GatewayProcess(gateway_args(tmp_path, upstream_server), tmp_path)
+    try:
+        await process.wait_ready()
+        yield process
+    finally:
+        process.kill()
+
+
+async def test_a_page_of_many_accounts_keeps_its_cards_and_counts_every_account(
+    many_gateway: GatewayProcess, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await sign_in(page, many_gateway)
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    cards = page.locator("#cards article.card")
+    await expect(cards).to_have_count(50)
+    await expect(page.locator("#kpi-accounts")).to_have_text("120")
+    near = await page.locator("#kpi-near").text_content()
+    at = await page.locator("#kpi-at").text_content()
+    # A turn creates a new account (not on this first page of three): counted, no card added.
+    await proxied_turn(many_gateway)
+    await expect(page.locator("#kpi-accounts")).to_have_text("121")
+    await page.wait_for_timeout(1500)  # the summary is redrawn every second
+    await expect(cards).to_have_count(50)
+    await expect(page.locator("#kpi-near")).to_have_text(near or "")
+    await expect(page.locator("#kpi-at")).to_have_text(at or "")
+    # The pager's plain links, then a sort that goes back to the first page of the new order.
+    await page.get_by_role("link", name="Next →").click()
+    await expect(page).to_have_url(re.compile(r"page=2&sort=name"))
+    await expect(page.locator("#accounts-page-status")).to_contain_text("accounts 51 to 100")
+    await expect(cards).to_have_count(50)
+    await page.get_by_label("Sort by").select_option("used")
+    await expect(page).to_have_url(re.compile(r"page=1&sort=used"))
+    await expect(page.locator("#kpi-accounts")).to_have_text("121")
+    await expect(cards).to_have_count(50)

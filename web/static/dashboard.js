@@ -322,9 +322,23 @@
     return response.ok ? response.json() : null;
   }
 
+  // The overview shows one page of accounts: a card is added only for an account created after
+  // the page was built, and only on the last page while it has room. Other accounts' events
+  // change the summary's counts at most.
+  const accountsPage = page.accounts_page || null;
+  const createdSince = new Set();
+  const deletedSince = new Set();
+
+  function hasRoomFor(accountId) {
+    if (page.page !== "overview" || !accountsPage) return false;
+    if (accountId <= accountsPage.max_account_id && !createdSince.has(accountId)) return false;
+    if (accountsPage.page < accountsPage.pages) return false;
+    return cards().querySelectorAll(".card").length < accountsPage.size;
+  }
+
   function ensureCard(accountId) {
     let card = findCard(accountId);
-    if (card || page.page !== "overview") return card;
+    if (card || !hasRoomFor(accountId)) return card;
     card = createCard({ id: accountId, display_name: null, email: null, plan_type: null });
     fetchAccount(accountId).then((account) => { if (account && card.isConnected) fillMeta(card, account); }, () => {});
     return card;
@@ -350,6 +364,7 @@
   function applyAccount(payload) {
     if (page.page === "account" && payload.id !== page.account_id) return;
     if (payload.kind === "deleted") {
+      noteDeleted(payload.id);
       findCard(payload.id)?.remove();
       if (page.page === "account") {
         location.assign(base + "/");
@@ -358,7 +373,8 @@
       const list = cards();
       if (list && !list.querySelector(".card")) document.getElementById("no-accounts")?.removeAttribute("hidden");
     } else if (payload.account) {
-      const card = findCard(payload.id) || (page.page === "overview" ? createCard(payload.account) : null);
+      if (payload.kind === "created") noteCreated(payload.id);
+      const card = findCard(payload.id) || (hasRoomFor(payload.id) ? createCard(payload.account) : null);
       if (card) fillMeta(card, payload.account);
     }
     afterChange();
@@ -418,23 +434,62 @@
     return { maxUsed, soonest, atLimit, title: card.dataset.title || "", id: Number(card.dataset.accountId) };
   }
 
+  function noteCreated(accountId) {
+    if (accountsPage && accountId > accountsPage.max_account_id) createdSince.add(accountId);
+  }
+
+  function noteDeleted(accountId) {
+    deletedSince.add(accountId);
+    createdSince.delete(accountId);
+  }
+
+  // The server counted every account when it built the page; each card's facts as they were
+  // then are taken out again and its current ones put in, so the page's own changes show.
+  const baseline = new Map();
+
+  function takeBaseline(current) {
+    for (const card of cards()?.querySelectorAll(".card") || []) baseline.set(card.dataset.accountId, cardFacts(card, current));
+  }
+
+  function nearLimit(facts) {
+    return !facts.atLimit && facts.maxUsed !== null && facts.maxUsed >= page.thresholds.critical;
+  }
+
   function updateSummary(current) {
     const total = document.getElementById("kpi-accounts");
-    if (!total) return;
-    const all = [...cards().querySelectorAll(".card")].map((card) => cardFacts(card, current));
-    total.textContent = String(all.length);
-    document.getElementById("kpi-at").textContent = String(all.filter((c) => c.atLimit).length);
-    document.getElementById("kpi-near").textContent = String(
-      all.filter((c) => !c.atLimit && c.maxUsed !== null && c.maxUsed >= page.thresholds.critical).length,
-    );
+    if (!total || !accountsPage) return;
+    const shown = [...cards().querySelectorAll(".card")].map((card) => cardFacts(card, current));
+    let near = accountsPage.near_limit;
+    let at = accountsPage.at_limit;
+    for (const facts of shown) {
+      near += nearLimit(facts) ? 1 : 0;
+      at += facts.atLimit ? 1 : 0;
+    }
+    for (const facts of baseline.values()) {
+      near -= nearLimit(facts) ? 1 : 0;
+      at -= facts.atLimit ? 1 : 0;
+    }
+    const removed = [...deletedSince].filter((id) => id <= accountsPage.max_account_id).length;
+    total.textContent = String(Math.max(0, accountsPage.accounts + createdSince.size - removed));
+    document.getElementById("kpi-at").textContent = String(Math.max(0, at));
+    document.getElementById("kpi-near").textContent = String(Math.max(0, near));
+    // The soonest of this page's cards, and of the server's list for the other accounts.
     let soonest = null;
-    for (const facts of all) {
+    for (const facts of shown) {
       if (facts.soonest !== null && (soonest === null || facts.soonest < soonest.soonest)) soonest = facts;
     }
+    // With one page, its cards are every account; else the server's list covers the others.
+    const onPage = new Set(shown.map((facts) => facts.id));
+    const listed = paged()
+      ? accountsPage.resets.find(([resetAt, id]) => resetAt > current && !onPage.has(id) && !deletedSince.has(id))
+      : undefined;
+    if (listed && (soonest === null || listed[0] < soonest.soonest)) soonest = { soonest: listed[0], title: listed[2] || "" };
+    const unknown = paged() && !listed && !accountsPage.resets_complete;
     const slot = document.getElementById("kpi-soonest");
     const who = document.getElementById("kpi-soonest-account");
-    if (soonest === null) {
-      slot.textContent = t("summary.none");
+    if (soonest === null || unknown) {
+      // Every reset the server listed has passed: the next one may be on a page not shown here.
+      slot.textContent = t(unknown ? "summary.reload" : "summary.none");
       who.textContent = "";
       return;
     }
@@ -479,6 +534,18 @@
     sortCards();
   }
 
+  function paged() {
+    return Boolean(accountsPage && accountsPage.pages > 1);
+  }
+
+  function pageUrl(number, sortBy) {
+    const url = new URL(location.href);
+    url.searchParams.set("page", String(number));
+    url.searchParams.set("sort", sortBy);
+    url.searchParams.set("view", view);
+    return url.pathname + url.search;
+  }
+
   function rememberInUrl(name, value) {
     const url = new URL(location.href);
     url.searchParams.set(name, value);
@@ -492,7 +559,13 @@
     const savedView = storage.get("view");
     if (!params.has("view") && (savedView === "used" || savedView === "remaining")) view = savedView;
     const savedSort = storage.get("sort");
-    if (!params.has("sort") && ["name", "used", "reset"].includes(savedSort)) sort = savedSort;
+    if (!params.has("sort") && ["name", "used", "reset"].includes(savedSort)) {
+      if (paged() && savedSort !== sort) {
+        location.replace(pageUrl(1, savedSort));
+        return;
+      }
+      sort = savedSort;
+    }
     for (const radio of form.querySelectorAll('input[name="view"]')) radio.checked = radio.value === view;
     const select = document.getElementById("sort-select");
     select.value = sort;
@@ -503,10 +576,19 @@
         view = target.value;
         storage.set("view", view);
         rememberInUrl("view", view);
+        for (const link of document.querySelectorAll("a[data-page-link], a[data-view-link]")) {
+          const url = new URL(link.href);
+          url.searchParams.set("view", view);
+          link.href = url.pathname + url.search;
+        }
         for (const item of document.querySelectorAll("#cards .window")) drawWindow(item);
       } else if (target.name === "sort") {
         sort = target.value;
         storage.set("sort", sort);
+        if (paged()) {
+          location.assign(pageUrl(1, sort));
+          return;
+        }
         rememberInUrl("sort", sort);
         sortCards();
       }
@@ -707,8 +789,9 @@
         const account = await response.json();
         form.elements.token.value = "";
         form.elements.name.value = "";
-        const card = findCard(account.id) || createCard(account);
-        fillMeta(card, account);
+        if (response.status === 201) noteCreated(account.id);
+        const card = findCard(account.id) || (hasRoomFor(account.id) ? createCard(account) : null);
+        if (card) fillMeta(card, account);
         const label = cardTitle(account) || t("card.unnamed");
         notice(response.status === 201 ? t("add.done", { name: label }) : t("add.exists", { name: label }));
         afterChange();
@@ -819,6 +902,7 @@
 
   localizeTimes(document);
   if (!page.page) return;
+  takeBaseline(now());
   setupControls();
   setupAddForm();
   setupCardActions();
