@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import difflib
 import ipaddress
+import itertools
 import logging
 import os
 import re
@@ -22,6 +23,10 @@ WebSocketMode = Literal["relay", "refuse"]
 
 ENV_PREFIX = "CODEXGATE_"
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# First path segments Codex clients use (/backend-api/codex/responses, /api/codex/usage without
+# /backend-api in chatgpt_base_url, /v1/responses with an API key, /wham/usage): an admin prefix
+# equal to one would take those requests away from the upstream. Compared in lower case.
+CODEX_PATH_ROOTS: Final = frozenset({"backend-api", "api", "v1", "wham"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Visible ASCII only: the token travels in a URL query and an Authorization header.
 _ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{16,}")
@@ -77,6 +82,13 @@ def mask_url(url: URL) -> str:
     return f"{url.scheme}://{url.host_port_subcomponent or ''}/…"
 
 
+def mask_credentials(url: URL) -> str:
+    """Show a URL whole but for its user and password, which become *** (proxy URLs)."""
+    if url.user is None and url.password is None:
+        return str(url)
+    return str(url.with_user(None).with_user("***"))
+
+
 class ConfigError(Exception):
     """A setting has a value codexgate cannot use; the message names the setting."""
 
@@ -121,6 +133,7 @@ class Config:
     public_url: URL | None = None
     websocket_max_message_mib: int = 32  # one WebSocket message, either way; above: close 1009
     request_head_timeout: float = 10.0  # a connection must send a whole request head by then
+    keepalive_timeout: float = 75.0  # a kept-alive connection may stay quiet this long
     max_connections: int = 8192  # open client connections at once; more wait for the kernel
     max_connections_per_address: int = 1024  # from one client address; 0 turns the cap off
     max_feed_subscribers: int = 256  # live-feed streams open at once; more answer 503
@@ -262,6 +275,11 @@ SETTINGS: tuple[_Setting, ...] = (
         "seconds a client connection has to send a whole request head (default 10)",
         "SECONDS",
     ),
+    _Setting(
+        "keepalive_timeout",
+        "seconds a kept-alive client connection may stay quiet between requests (default 75)",
+        "SECONDS",
+    ),
     _Setting("max_connections", "client connections open at once (default 8192)", "N"),
     _Setting(
         "max_connections_per_address",
@@ -395,6 +413,12 @@ def _convert(name: str, raw: str) -> object:
             prefix = raw.strip().strip("/")
             if not _PREFIX_PATTERN.fullmatch(prefix):
                 raise ConfigError(name, f"use 1-64 letters, digits, '_' or '-', got {raw!r}")
+            if prefix.lower() in CODEX_PATH_ROOTS:
+                raise ConfigError(
+                    name,
+                    f"{prefix!r} is where Codex clients send their own requests "
+                    f"(/{prefix}/...), which codexgate must proxy; choose another prefix",
+                )
             return prefix
         case "upstream_proxy":
             return _origin(name, raw)
@@ -411,6 +435,7 @@ def _convert(name: str, raw: str) -> object:
             | "history_heartbeat"
             | "shutdown_grace"
             | "request_head_timeout"
+            | "keepalive_timeout"
         ):
             return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
         case "history_retention_days" | "request_retention_days":
@@ -438,10 +463,19 @@ def _convert(name: str, raw: str) -> object:
         case "max_connections_per_address":
             return int(_number(name, raw, minimum=0, integer=True))
         case "admin_token" | "metrics_token":
+            # The messages never repeat the value: it is a secret.
             if not _ADMIN_TOKEN_PATTERN.fullmatch(raw):
-                # The message never repeats the value: it is a secret.
                 raise ConfigError(
                     name, "must be at least 16 visible ASCII characters, without spaces"
+                )
+            # Runs and repeats ("aaaa...", "1234...", "abcd...") step by -1, 0 or +1.
+            steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in itertools.pairwise(raw))
+            if len(set(raw)) < 8 or 2 * steps > len(raw) - 1:
+                raise ConfigError(
+                    name,
+                    "is too easy to guess: use at least 8 different characters, not a run or "
+                    "a repeat (for example the output of: python -c "
+                    '"import secrets; print(secrets.token_urlsafe(24))")',
                 )
             return raw
     raise AssertionError(f"unhandled setting {name}")

@@ -385,8 +385,8 @@ async def _admin_token_sha256(config: Config, store: Store) -> str | None:
     if stored == digest:
         log.warning(
             "admin login (shown only this once; codexgate keeps only a hash of the token): "
-            "%s/%s/login?token=%s ; to set a new token later, start with --admin-token TOKEN "
-            "(or CODEXGATE_ADMIN_TOKEN)",
+            "%s/%s/login?token=%s ; to set a new token later, start with CODEXGATE_ADMIN_TOKEN "
+            "(or admin_token in the settings file; a flag would show in ps)",
             base,
             config.admin_prefix,
             token,
@@ -394,7 +394,7 @@ async def _admin_token_sha256(config: Config, store: Store) -> str | None:
     else:
         log.info(
             "an admin token is set (only its hash is stored); to set a new one, start with "
-            "--admin-token TOKEN (or CODEXGATE_ADMIN_TOKEN)"
+            "CODEXGATE_ADMIN_TOKEN (or admin_token in the settings file)"
         )
     return stored
 

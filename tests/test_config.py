@@ -21,6 +21,7 @@ from codexgate.config import (
     WebhookConfig,
     add_arguments,
     from_argv,
+    mask_credentials,
     resolve,
 )
 
@@ -72,6 +73,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "public_url": "https://codex.example.com/",
         "websocket_max_message_mib": "8",
         "request_head_timeout": "2.5",
+        "keepalive_timeout": "30",
         "max_connections": "100",
         "max_connections_per_address": "0",
         "max_feed_subscribers": "3",
@@ -95,6 +97,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert "metrics-token-0123" not in repr(config)
     assert config.public_url == URL("https://codex.example.com")
     assert (config.websocket_max_message_mib, config.request_head_timeout) == (8, 2.5)
+    assert config.keepalive_timeout == 30.0
     assert (config.max_connections, config.max_connections_per_address) == (100, 0)
     assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
     assert config.public_base == "http://[::1]:1234"
@@ -196,6 +199,7 @@ FILE_VALUES: dict[str, str] = {
     "public_url": '"https://codex.example.com"',
     "websocket_max_message_mib": "8",
     "request_head_timeout": "2.5",
+    "keepalive_timeout": "30",
     "max_connections": "100",
     "max_connections_per_address": "0",
     "max_feed_subscribers": "3",
@@ -227,6 +231,7 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
     assert config.metrics_token == "a-long-metrics-token-0123"
     assert config.public_url == URL("https://codex.example.com")
     assert (config.websocket_max_message_mib, config.request_head_timeout) == (8, 2.5)
+    assert config.keepalive_timeout == 30.0
     assert (config.max_connections, config.max_connections_per_address) == (100, 0)
     assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
     assert {loaded.sources[s.name] for s in SETTINGS} == {"file"}
@@ -312,6 +317,7 @@ BAD_FILE_VALUES: list[tuple[str, str, str]] = [
     ("public_url", '"https://u:p@h.example"', "invalid public_url in {file}: must be a URL such"),
     ("websocket_max_message_mib", "0", "invalid websocket_max_message_mib in {file}: must be"),
     ("request_head_timeout", "0", "invalid request_head_timeout in {file}: must be at least"),
+    ("keepalive_timeout", "-1", "invalid keepalive_timeout in {file}: must be at least"),
     ("max_connections", "0", "invalid max_connections in {file}: must be at least 1"),
     ("max_connections_per_address", "-1", "invalid max_connections_per_address in {file}"),
     ("max_feed_subscribers", "1.5", "invalid max_feed_subscribers in {file}: must be a TOML"),
@@ -516,3 +522,30 @@ def test_readme_documents_the_settings_file() -> None:
     assert "`--config`" in readme
     assert "CODEXGATE_CONFIG" in readme
     assert "codexgate.example.toml" in readme
+
+
+@pytest.mark.parametrize("prefix", ["backend-api", "API", "/Backend-API/", "v1", "wham"])
+def test_an_admin_prefix_that_codex_clients_use_is_refused(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_argv(["--admin-prefix", prefix], environ={})
+    assert str(caught.value).startswith("invalid --admin-prefix (CODEXGATE_ADMIN_PREFIX): ")
+    assert "where Codex clients send their own requests" in str(caught.value)
+    with pytest.raises(ConfigError):
+        resolve({}, {"CODEXGATE_ADMIN_PREFIX": prefix})
+    settings = tmp_path / "codexgate.toml"
+    settings.write_text(f'admin_prefix = "{prefix}"\n')
+    with pytest.raises(ConfigError) as caught:
+        resolve({"config": str(settings)}, {})
+    assert str(caught.value).startswith(f"invalid admin_prefix in {settings}: ")
+
+
+@pytest.mark.parametrize("prefix", ["codexgate", "api_x1", "backend-api2", "my-api", "v2"])
+def test_other_admin_prefixes_are_fine(prefix: str) -> None:
+    assert from_argv(["--admin-prefix", prefix], environ={}).admin_prefix == prefix
+
+
+def test_proxy_credentials_are_masked() -> None:
+    masked = mask_credentials(URL("http://user:s3cret@proxy.example:3128"))
+    assert masked == "http://***@proxy.example:3128"
+    assert mask_credentials(URL("http://user@proxy.example:3128")) == masked
+    assert mask_credentials(URL("http://proxy.example:3128")) == "http://proxy.example:3128"

@@ -354,7 +354,7 @@ async def test_generated_token_is_logged_once_and_works(tmp_path: Path) -> None:
         line = next(line for line in log.splitlines() if login_url in line)
         assert "WARNING" in line
         assert "only this once" in line
-        assert "--admin-token" in line
+        assert "CODEXGATE_ADMIN_TOKEN" in line
         async with ClientSession() as http:
             async with http.get(login_url, allow_redirects=False) as response:
                 assert response.status == 303
@@ -373,7 +373,7 @@ async def test_generated_token_is_logged_once_and_works(tmp_path: Path) -> None:
         assert "login?token=" not in log
         assert token not in log
         assert "an admin token is set" in log
-        assert "--admin-token" in log
+        assert "CODEXGATE_ADMIN_TOKEN" in log
         async with (
             ClientSession() as http,
             http.get(f"{second.base}/codexgate/", headers=admin(token)) as response,
