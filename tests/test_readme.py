@@ -1,4 +1,4 @@
-"""The README's example queries run against a real, populated database and answer sensibly."""
+"""docs/database.md's example queries run against a real, populated database and answer sensibly."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from .fake_upstream import FakeUpstream, sample_headers
 from .test_gateway_capture import recorded, turn
 from .tokens import bearer
 
-README = Path(__file__).parent.parent / "README.md"
+DATABASE_DOC = Path(__file__).parent.parent / "docs" / "database.md"
 
 
-def readme_queries() -> list[str]:
-    return re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.DOTALL)
+def documented_queries() -> list[str]:
+    return re.findall(r"```sql\n(.*?)```", DATABASE_DOC.read_text(), flags=re.DOTALL)
 
 
-async def test_readme_example_queries(
+async def test_the_documented_example_queries(
     gateway: TestServer, fake: FakeUpstream, http: ClientSession
 ) -> None:
-    queries = readme_queries()
+    queries = documented_queries()
     assert len(queries) == 4
     await turn(http, gateway, bearer("seat_a"))  # plus: 46% / 15%
     fake.response_headers = sample_headers("headers-plus-429-premium.json")  # 100% / 80%
