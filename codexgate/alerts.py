@@ -31,14 +31,14 @@ from typing import Final
 
 from .config import AlertConfig
 from .forecast import Forecast
-from .forecasts import ForecastCache, window_values
+from .forecasts import ForecastCache
 from .store import AlertRow, AlertState, LatestUsageRow, NewAlert, RecordResult, Store, UsageRow
 from .tasks import cancel_and_wait
+from .text import duration, percent
+from .windows import SAME_PERIOD_SECONDS
 
 log = logging.getLogger(__name__)
 
-# Two reset times closer than this name the same window period (the upstream jitters).
-SAME_PERIOD_SECONDS: Final = 120
 WHOLE_FAMILY: Final = "*"
 _PAGE: Final = 500
 # Accounts per page of the time rules' sweep: one page's rows are evaluated between two awaits.
@@ -77,26 +77,10 @@ def _same_period(a: int | None, b: int | None) -> bool:
     return abs(a - b) <= SAME_PERIOD_SECONDS
 
 
-def _percent(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    return f"{minutes}m" if minutes else f"{seconds}s"
-
-
 def _resets(resets_at: int | None, now: float) -> str:
     if resets_at is None:
         return "reset time unknown"
-    return f"resets in {_duration(resets_at - now)}" if resets_at > now else "resetting now"
+    return f"resets in {duration(resets_at - now)}" if resets_at > now else "resetting now"
 
 
 def evaluate_row(
@@ -110,13 +94,13 @@ def evaluate_row(
     """The threshold, limit-hit, limit-reset and forecast rules on one new usage row."""
     decision = Decision()
     who = account
-    for value in window_values(row):
+    for value in row.windows():
         used = value.used_percent
         if used is None or not math.isfinite(used):
             continue
         crossed: list[float] = []
         for threshold in sorted(set(rules.thresholds)):
-            key = (row.account_id, row.limit_id, value.window, f"threshold:{threshold:g}")
+            key = (row.account_id, row.limit_id, value.label, f"threshold:{threshold:g}")
             state = states.get(key)
             if used >= threshold:
                 if state is None or not _same_period(state.period, value.resets_at):
@@ -133,17 +117,17 @@ def evaluate_row(
                     account_id=row.account_id,
                     account=who,
                     limit_id=row.limit_id,
-                    window=value.window,
+                    window=value.label,
                     used_percent=used,
                     threshold=top,
                     resets_at=value.resets_at,
-                    message=f"{who}: {_window_name(row.limit_id, value.window)} at "
-                    f"{_percent(used)}% used (crossed {_percent(top)}%), "
+                    message=f"{who}: {_window_name(row.limit_id, value.label)} at "
+                    f"{percent(used)} used (crossed {percent(top)}), "
                     f"{_resets(value.resets_at, now)}",
                 )
             )
-        forecast = forecasts.get(value.window)
-        key = (row.account_id, row.limit_id, value.window, "forecast")
+        forecast = forecasts.get(value.label)
+        key = (row.account_id, row.limit_id, value.label, "forecast")
         state = states.get(key)
         if state is not None and not _same_period(state.period, value.resets_at):
             decision.clear(key)
@@ -166,13 +150,13 @@ def evaluate_row(
                     account_id=row.account_id,
                     account=who,
                     limit_id=row.limit_id,
-                    window=value.window,
+                    window=value.label,
                     used_percent=used,
                     resets_at=value.resets_at,
                     exhausts_at=forecast.exhausts_at,
-                    message=f"{who}: {_window_name(row.limit_id, value.window)} at "
-                    f"{_percent(used)}% runs out in {_duration(forecast.exhausts_at - now)} "
-                    f"at the current pace, {_duration(ahead)} before its reset",
+                    message=f"{who}: {_window_name(row.limit_id, value.label)} at "
+                    f"{percent(used)} runs out in {duration(forecast.exhausts_at - now)} "
+                    f"at the current pace, {duration(ahead)} before its reset",
                 )
             )
     decision.extend(_limit_hit(row, who, states, rules, now))
@@ -197,7 +181,7 @@ def _limit_hit(
         decision.set(AlertState(*key, row.limit_hit_resets_at, now))
         if rules.limit_hit:
             back = (
-                f"back in {_duration(row.limit_hit_resets_at - now)}"
+                f"back in {duration(row.limit_hit_resets_at - now)}"
                 if row.limit_hit_resets_at is not None
                 else "no reset time given"
             )
@@ -285,7 +269,7 @@ def evaluate_stale(
                     account=who,
                     limit_id=row.limit_id,
                     message=f"{who}: no new {row.limit_id} usage report for "
-                    f"{_duration(age)}; the numbers shown may be out of date",
+                    f"{duration(age)}; the numbers shown may be out of date",
                 )
             )
         elif not stale and state is not None:

@@ -8,7 +8,6 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -19,14 +18,14 @@ from .capture import identity_from_token
 from .errors import invalid, not_found
 from .forecast import Forecast
 from .keys import ALERTS, EVENT_BUS, FORECASTS, STORE
-from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY, Identity
+from .models import Identity
 from .sanitize import has_unsafe
 from .store import AccountRow, LatestUsageRow, RequestRow, UsageRow
+from .text import is_stale, iso
+from .windows import FIXED_WINDOWS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Latest values older than this (since last confirmed) are flagged stale.
-STALE_AFTER_SECONDS: Final = 900.0
 # Page sizes a client may ask for, and what it gets when it does not ask.
 MAX_PAGE: Final = 1000
 DEFAULT_HISTORY_PAGE: Final = 500
@@ -44,7 +43,6 @@ UNSAFE_NAME: Final = (
 MAX_TOKEN: Final = 16384
 # Ids are SQLite INTEGERs: anything larger cannot name a row.
 _MAX_ID: Final = 2**63 - 1
-_WINDOWS: Final = (FIVE_HOUR, SEVEN_DAY, MONTHLY)
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
 _BEARER: Final = re.compile(r"bearer\s+", re.IGNORECASE)
 _CURSOR_ALPHABET: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -56,18 +54,6 @@ _CURSOR_ALPHABET: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
 def json_response(data: Any, *, status: int = 200) -> web.Response:
     """The one way codexgate answers JSON (orjson)."""
     return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
-
-
-def iso(at: float | None) -> str | None:
-    """Unix seconds as ISO-8601 UTC (`2026-03-01T12:00:00Z`, milliseconds when fractional)."""
-    if at is None:
-        return None
-    try:
-        moment = datetime.fromtimestamp(at, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None  # beyond what a calendar date can say; the number stays in the answer
-    spec = "seconds" if float(at).is_integer() else "milliseconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def short_fingerprint(fingerprint: str | None) -> str | None:
@@ -122,14 +108,18 @@ def window_json(
     }
 
 
-def _history_window(
-    used_percent: float | None, window_minutes: int | None, resets_at: int | None
-) -> dict[str, Any] | None:
-    """A window of a history row: as reported then, without a countdown."""
-    window = window_json(used_percent, window_minutes, resets_at, None)
-    if window is not None:
-        del window["reset_in_seconds"]
-    return window
+def _history_windows(row: UsageRow) -> dict[str, dict[str, Any] | None]:
+    """The classified windows of a history row, by label: as reported then, no countdown."""
+    windows: dict[str, dict[str, Any] | None] = dict.fromkeys(FIXED_WINDOWS)
+    for window in row.windows():
+        if window.label in windows:
+            windows[window.label] = {
+                "used_percent": window.used_percent,
+                "window_minutes": window.window_minutes,
+                "resets_at": window.resets_at,
+                "resets_at_iso": iso(window.resets_at),
+            }
+    return windows
 
 
 def _slot(
@@ -199,27 +189,16 @@ def _spend_control(row: UsageRow, reset_in_seconds: float | None) -> dict[str, A
 
 def latest_windows(latest: LatestUsageRow) -> dict[str, dict[str, Any] | None]:
     """The classified windows of a latest row, by label; None where nothing was reported."""
-    row = latest.usage
-    return {
-        FIVE_HOUR: window_json(
-            row.five_hour_used_percent,
-            row.five_hour_window_minutes,
-            row.five_hour_resets_at,
-            latest.five_hour_reset_in_seconds,
-        ),
-        SEVEN_DAY: window_json(
-            row.seven_day_used_percent,
-            row.seven_day_window_minutes,
-            row.seven_day_resets_at,
-            latest.seven_day_reset_in_seconds,
-        ),
-        MONTHLY: window_json(
-            row.monthly_used_percent,
-            row.monthly_window_minutes,
-            row.monthly_resets_at,
-            latest.monthly_reset_in_seconds,
-        ),
-    }
+    windows: dict[str, dict[str, Any] | None] = dict.fromkeys(FIXED_WINDOWS)
+    for window in latest.usage.windows():
+        if window.label in windows:
+            windows[window.label] = window_json(
+                window.used_percent,
+                window.window_minutes,
+                window.resets_at,
+                latest.reset_in_seconds(window.label),
+            )
+    return windows
 
 
 def forecast_json(result: Forecast) -> dict[str, Any]:
@@ -263,7 +242,7 @@ def limit_json(
         "confirmed_at": row.confirmed_at,
         "confirmed_at_iso": iso(row.confirmed_at),
         "age_seconds": latest.age_seconds,
-        "stale": latest.age_seconds > STALE_AFTER_SECONDS,
+        "stale": is_stale(latest.age_seconds),
         "http_status": row.http_status,
         "plan_type": row.plan_type,
         "active_limit": row.active_limit,
@@ -315,17 +294,7 @@ def history_json(row: UsageRow) -> dict[str, Any]:
         "plan_type": row.plan_type,
         "active_limit": row.active_limit,
         "rate_limit_reached_type": row.rate_limit_reached_type,
-        "windows": {
-            FIVE_HOUR: _history_window(
-                row.five_hour_used_percent, row.five_hour_window_minutes, row.five_hour_resets_at
-            ),
-            SEVEN_DAY: _history_window(
-                row.seven_day_used_percent, row.seven_day_window_minutes, row.seven_day_resets_at
-            ),
-            MONTHLY: _history_window(
-                row.monthly_used_percent, row.monthly_window_minutes, row.monthly_resets_at
-            ),
-        },
+        "windows": _history_windows(row),
         "slots": {
             "primary": _slot(
                 row.primary_window,
@@ -640,8 +609,8 @@ async def account_history(request: web.Request) -> web.Response:
     if limit_id is not None and not 1 <= len(limit_id) <= 200:
         raise invalid("limit_id", "limit_id must be 1 to 200 characters")
     window = query_one(query, "window")
-    if window is not None and window not in _WINDOWS:
-        raise invalid("window", f"window must be one of {', '.join(_WINDOWS)}")
+    if window is not None and window not in FIXED_WINDOWS:
+        raise invalid("window", f"window must be one of {', '.join(FIXED_WINDOWS)}")
     since, until = _range(query)
     limit = parse_limit(query, DEFAULT_HISTORY_PAGE)
     raw_cursor = query_one(query, "cursor")

@@ -18,7 +18,6 @@ from .api import (
     account_of,
     accounts_changed,
     add_resource,
-    iso,
     json_response,
     latest_windows,
     parse_name,
@@ -30,6 +29,7 @@ from .errors import ApiError, error_envelope, invalid
 from .keys import STORE
 from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY
 from .store import AccountRow, LatestUsageRow
+from .text import iso
 
 # The limit family whose windows the plan's usage shape shows.
 _CODEX: Final = "codex"

@@ -17,11 +17,13 @@ from aiohttp import web
 from yarl import URL
 
 from . import charts, events, views
-from .api import STALE_AFTER_SECONDS, account_of, parse_id
+from .api import account_of, parse_id
 from .errors import ApiError
 from .keys import CONFIG, EVENT_BUS, FORECASTS, STORE
 from .pages import render
 from .store import ActivityBucket, OverviewPage, UsageRow
+from .text import STALE_AFTER_SECONDS
+from .windows import FIXED_WINDOWS, WindowValue
 
 # period: (bucket seconds, buckets) of the summary's sparklines.
 PERIODS: Final = {"24h": (3600, 24), "7d": (6 * 3600, 28)}
@@ -222,37 +224,20 @@ def _samples(rows: Sequence[UsageRow], window: str) -> list[tuple[float, float]]
     """(captured_at, used percent) of the rows that reported `window`, by time."""
     samples = []
     for row in rows:
-        used = _used(row, window)
-        if used is not None:
-            samples.append((row.captured_at, used))
+        found = _window(row, window)
+        if found is not None and found.used_percent is not None:
+            samples.append((row.captured_at, found.used_percent))
     return samples
 
 
-def _used(row: UsageRow, window: str) -> float | None:
-    if window == "5h":
-        return row.five_hour_used_percent
-    if window == "7d":
-        return row.seven_day_used_percent
-    if window == "monthly":
-        return row.monthly_used_percent
-    if row.primary_window == window:
-        return row.primary_used_percent
-    if row.secondary_window == window:
-        return row.secondary_used_percent
-    return None
+def _window(row: UsageRow, label: str) -> WindowValue | None:
+    """The window of a row under a label, if the row reports it."""
+    return next((window for window in row.windows() if window.label == label), None)
 
 
-def _minutes(row: UsageRow, window: str) -> int | None:
-    fixed = {
-        "5h": row.five_hour_window_minutes,
-        "7d": row.seven_day_window_minutes,
-        "monthly": row.monthly_window_minutes,
-    }
-    if window in fixed:
-        return fixed[window]
-    if row.primary_window == window:
-        return row.primary_window_minutes
-    return row.secondary_window_minutes if row.secondary_window == window else None
+def _minutes(row: UsageRow, label: str) -> int | None:
+    found = _window(row, label)
+    return None if found is None else found.window_minutes
 
 
 def history_charts(
@@ -268,10 +253,10 @@ def history_charts(
         limit_rows = by_limit[limit_id]
         windows: list[str] = []
         for row in limit_rows:
-            for reported in views.windows_of(row, thresholds):
-                if reported.used_percent is not None and reported.key not in windows:
-                    windows.append(reported.key)
-        order = {key: i for i, key in enumerate(views.FIXED_WINDOWS)}
+            for reported in row.windows():
+                if reported.used_percent is not None and reported.label not in windows:
+                    windows.append(reported.label)
+        order = {key: i for i, key in enumerate(FIXED_WINDOWS)}
         for window in sorted(windows, key=lambda key: (order.get(key, len(order)), key)):
             minutes = next(
                 (m for m in (_minutes(r, window) for r in reversed(limit_rows)) if m), None

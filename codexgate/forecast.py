@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from .windows import SAME_PERIOD_SECONDS
+
 ForecastStatus = Literal["insufficient_data", "idle", "runs_out", "lasts"]
 
-# The upstream's reset time jitters by a few seconds between reports; a larger move is a new window.
-RESET_TOLERANCE_SECONDS: Final = 60.0
 # A used percent that falls by more than this is a reset whose new reset time was not seen.
 RESET_DROP_POINTS: Final = 5.0
 MIN_SAMPLES: Final = 3
@@ -134,7 +134,7 @@ def _period_start(samples: Sequence[Sample]) -> int:
         reset = cur.resets_at
         if cur.used_percent < prev_used - RESET_DROP_POINTS or (
             known is not None
-            and (cur.at >= known or (reset is not None and reset - known > RESET_TOLERANCE_SECONDS))
+            and (cur.at >= known or (reset is not None and reset - known > SAME_PERIOD_SECONDS))
         ):
             start = i
             known = reset

@@ -9,12 +9,12 @@ then appended to as the alert engine and the feed read new rows. It is owned by 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Final
 
 from .forecast import Forecast, Sample, forecast
 from .store import LatestUsageRow, Store, UsageRow
+from .windows import SAME_PERIOD_SECONDS, WindowValue
 
 # Samples kept per window period: one per 1/400 of the window at most (45 s of a 5-hour window,
 # 25 minutes of a week), and never more than MAX_SAMPLES.
@@ -25,49 +25,8 @@ DEFAULT_WINDOW_SECONDS: Final = 5 * 3600
 RESULT_SECONDS: Final = 10.0
 # How far back a first load reads (the longest window is a month).
 LOOKBACK_SECONDS: Final = 31 * 86400
-# A reset time that moves forward by more than this starts a new window period.
-RESET_TOLERANCE: Final = 60
 
 _Key = tuple[int, str]  # (account id, limit id)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowValue:
-    """One window's values in one usage row."""
-
-    window: str
-    used_percent: float | None
-    window_minutes: int | None
-    resets_at: int | None
-
-
-def window_values(row: UsageRow) -> Iterator[WindowValue]:
-    """The windows a row reports: 5h, 7d, monthly, then other labels of its raw slots."""
-    yield WindowValue(
-        "5h", row.five_hour_used_percent, row.five_hour_window_minutes, row.five_hour_resets_at
-    )
-    yield WindowValue(
-        "7d", row.seven_day_used_percent, row.seven_day_window_minutes, row.seven_day_resets_at
-    )
-    yield WindowValue(
-        "monthly", row.monthly_used_percent, row.monthly_window_minutes, row.monthly_resets_at
-    )
-    for label, used, minutes, resets_at in (
-        (
-            row.primary_window,
-            row.primary_used_percent,
-            row.primary_window_minutes,
-            row.primary_resets_at,
-        ),
-        (
-            row.secondary_window,
-            row.secondary_used_percent,
-            row.secondary_window_minutes,
-            row.secondary_resets_at,
-        ),
-    ):
-        if label is not None and label not in ("5h", "7d", "monthly"):
-            yield WindowValue(label, used, minutes, resets_at)
 
 
 class _Window:
@@ -93,7 +52,7 @@ class _Window:
             if (
                 value.resets_at is not None
                 and last.resets_at is not None
-                and value.resets_at > last.resets_at + RESET_TOLERANCE
+                and value.resets_at - last.resets_at > SAME_PERIOD_SECONDS
             ):
                 samples.clear()  # a new period: the old one says nothing about it
             elif len(samples) >= 2 and at - samples[-2].at < self._spacing():
@@ -192,7 +151,7 @@ class ForecastCache:
             return
         self._newest[key] = row.id
         windows = self._windows[key]
-        for value in window_values(row):
-            if value.used_percent is None and value.window not in windows:
+        for value in row.windows():
+            if value.used_percent is None and value.label not in windows:
                 continue
-            windows.setdefault(value.window, _Window()).add(row.captured_at, value)
+            windows.setdefault(value.label, _Window()).add(row.captured_at, value)

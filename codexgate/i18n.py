@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from .text import duration_parts
+
 ENGLISH: Final = "en"
 CHINESE: Final = "zh-CN"
 LANGUAGES: Final = (ENGLISH, CHINESE)
@@ -300,14 +302,5 @@ class Translator:
 
     def duration(self, seconds: float) -> str:
         """A countdown's text: the two largest units ("2h 30m", "3d 12h"), or seconds."""
-        total = max(0, int(seconds))
-        days, rest = divmod(total, 86400)
-        hours, rest = divmod(rest, 3600)
-        minutes, secs = divmod(rest, 60)
-        units = [("d", days), ("h", hours), ("m", minutes), ("s", secs)]
-        first = next((i for i, (_, n) in enumerate(units) if n), len(units) - 1)
-        shown = [units[first]]
-        # The largest unit and the next one unless it is zero: never "2h 0m".
-        if first < len(units) - 1 and units[first + 1][1]:
-            shown.append(units[first + 1])
-        return self("duration.join").join(self(f"duration.{unit}", n=n) for unit, n in shown)
+        parts = duration_parts(seconds)
+        return self("duration.join").join(self(f"duration.{unit}", n=n) for unit, n in parts)

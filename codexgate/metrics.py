@@ -34,7 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .keys import FORECASTS, METRICS, RECORDER, STORE
-from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY, RequestRecord, Transport
+from .models import RequestRecord, Transport
 from .recorder import RecorderStats
 from .store import LatestUsageRow, Store
 
@@ -83,52 +83,18 @@ def window_states(latest: Iterable[LatestUsageRow]) -> list[WindowState]:
     for row in latest:
         usage = row.usage
         account = row.display_name or row.email or ""
-        windows = [
-            (
-                FIVE_HOUR,
-                usage.five_hour_used_percent,
-                usage.five_hour_window_minutes,
-                usage.five_hour_resets_at,
-            ),
-            (
-                SEVEN_DAY,
-                usage.seven_day_used_percent,
-                usage.seven_day_window_minutes,
-                usage.seven_day_resets_at,
-            ),
-            (
-                MONTHLY,
-                usage.monthly_used_percent,
-                usage.monthly_window_minutes,
-                usage.monthly_resets_at,
-            ),
-            (
-                usage.primary_window,
-                usage.primary_used_percent,
-                usage.primary_window_minutes,
-                usage.primary_resets_at,
-            ),
-            (
-                usage.secondary_window,
-                usage.secondary_used_percent,
-                usage.secondary_window_minutes,
-                usage.secondary_resets_at,
-            ),
-        ]
-        seen: set[str] = set()  # a slot classified as 5h is the 5h window: once
-        for label, used, minutes, resets_at in windows:
-            if label is None or label in seen or (used is None and resets_at is None):
-                continue
-            seen.add(label)
+        for window in usage.windows():
+            if window.used_percent is None and window.resets_at is None:
+                continue  # only a length: no value to export
             states.append(
                 WindowState(
                     account_id=usage.account_id,
                     account=account,
                     limit_id=usage.limit_id,
-                    window=label,
-                    used_percent=used,
-                    window_minutes=minutes,
-                    resets_at=resets_at,
+                    window=window.label,
+                    used_percent=window.used_percent,
+                    window_minutes=window.window_minutes,
+                    resets_at=window.resets_at,
                     confirmed_at=usage.confirmed_at,
                 )
             )

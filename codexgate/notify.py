@@ -19,8 +19,8 @@ import orjson
 from yarl import URL
 
 from . import __version__
-from .api import iso
 from .config import mask_url
+from .text import iso, percent
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,6 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _percent(value: float) -> str:
-    return f"{round(value, 1):g}%"
-
-
 def _window(alert: Alert) -> str | None:
     if alert.window is None:
         return None
@@ -167,9 +163,9 @@ def _slack_body(alert: Alert) -> dict[str, Any]:
     if window is not None:
         details.append(f"*Window:* {_slack_escape(_clip(window, _NAME))}")
     if alert.used_percent is not None:
-        details.append(f"*Used:* {_percent(alert.used_percent)}")
+        details.append(f"*Used:* {percent(alert.used_percent)}")
     if alert.threshold is not None:
-        details.append(f"*Threshold:* {_percent(alert.threshold)}")
+        details.append(f"*Threshold:* {percent(alert.threshold)}")
     if alert.resets_at is not None and iso(alert.resets_at) is not None:
         details.append(f"*Resets:* {_slack_time(alert.resets_at)}")
     if alert.exhausts_at is not None and iso(alert.exhausts_at) is not None:
@@ -215,9 +211,9 @@ def _discord_body(alert: Alert) -> dict[str, Any]:
     if window is not None:
         add("Window", _discord_escape(_clip(window, _NAME)))
     if alert.used_percent is not None:
-        add("Used", _percent(alert.used_percent))
+        add("Used", percent(alert.used_percent))
     if alert.threshold is not None:
-        add("Threshold", _percent(alert.threshold))
+        add("Threshold", percent(alert.threshold))
     if alert.resets_at is not None and iso(alert.resets_at) is not None:
         add("Resets", _discord_time(alert.resets_at))
     if alert.exhausts_at is not None and iso(alert.exhausts_at) is not None:

@@ -15,10 +15,10 @@ from .api import (
     MAX_NAME,
     MAX_PAGE,
     MAX_TOKEN,
-    STALE_AFTER_SECONDS,
     add_resource,
 )
 from .security import SESSION_COOKIE
+from .text import STALE_AFTER_SECONDS
 
 Schema = dict[str, Any]
 

@@ -19,9 +19,9 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from . import __version__, i18n
-from .api import iso
 from .keys import CONFIG, STATIC_VERSIONS
 from .paths import web_dir
+from .text import iso, percent_number
 
 LANG_COOKIE_MAX_AGE: Final = 365 * 24 * 3600
 STATIC_FILES: Final = ("app.css", "dashboard.js", "favicon.svg")
@@ -40,7 +40,7 @@ def setup(app: web.Application, prefix: str) -> None:
     )
     env.filters["utc"] = utc_text
     env.filters["iso"] = iso
-    env.filters["percent"] = percent_text
+    env.filters["percent"] = percent_number
     env.filters["remaining"] = remaining
     env.filters["bar_width"] = bar_width
     app[STATIC_VERSIONS] = {
@@ -59,12 +59,6 @@ def utc_text(at: float | None) -> str:
         return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     except (OverflowError, OSError, ValueError):
         return ""
-
-
-def percent_text(value: float) -> str:
-    """A percent's number as shown: whole when whole, else one decimal (`42`, `12.5`)."""
-    rounded = round(value, 1)
-    return f"{rounded:.0f}" if rounded == int(rounded) else f"{rounded:.1f}"
 
 
 def remaining(used_percent: float) -> float:

@@ -32,13 +32,18 @@ from codexgate.models import (
     Snapshot,
     Window,
 )
+from codexgate.windows import (
+    COLUMN_PREFIXES,
+    FIXED_WINDOWS,
+    UNCHANGED_RESET_SECONDS,
+    WindowValue,
+    reported,
+)
 
 LOG = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Reset times derived from reset-after-seconds move by a second or two between reports.
-RESET_TOLERANCE_SECONDS: Final = 5.0
 # SQLite allows 32766 bound variables per statement; stay far below with room for every column.
 _CHUNK: Final = 500
 
@@ -61,7 +66,8 @@ _FILE_ERRORS: Final = frozenset(
 CODEX_LIMIT: Final = "codex"
 
 # The value columns of usage_snapshots, in table order. Two reports are "the same" when these
-# are equal (reset times within the tolerance); times, source and http_status do not count.
+# are equal (reset times within UNCHANGED_RESET_SECONDS); times, source and http_status do not
+# count.
 _VALUE_COLUMNS: Final = (
     "limit_name",
     "plan_type",
@@ -254,9 +260,7 @@ _PRUNE_REQUESTS: Final = (
 
 # history_page(window=...): the used_percent column that must be reported for a row to count.
 _WINDOW_COLUMNS: Final = {
-    FIVE_HOUR: "five_hour_used_percent",
-    SEVEN_DAY: "seven_day_used_percent",
-    MONTHLY: "monthly_used_percent",
+    label: f"{prefix}_used_percent" for label, prefix in COLUMN_PREFIXES.items()
 }
 
 _LATEST_SELECT: Final = (
@@ -330,7 +334,11 @@ _STALE_CHANGES: Final = (
 # tests/test_dashboard.py checks that both agree. Slots count only under a label that is not
 # one of the fixed windows (those are already in their own columns); used percents are never
 # negative (capture refuses them), so -1 stands for "unknown" inside max().
-_SLOT: Final = "CASE WHEN {slot}_window NOT IN ('5h', '7d', 'monthly') THEN {slot}_{field} END"
+_SLOT: Final = (
+    "CASE WHEN {slot}_window NOT IN ("
+    + ", ".join(f"'{label}'" for label in FIXED_WINDOWS)
+    + ") THEN {slot}_{field} END"
+)
 _AHEAD: Final = "CASE WHEN {value} > :now THEN {value} ELSE 9e18 END"
 _TITLE: Final = "coalesce(nullif(a.display_name, ''), nullif(a.email, ''))"
 _BY_NAME: Final = "title IS NULL, lower(title), id"
@@ -523,6 +531,26 @@ class UsageRow:
     spend_resets_at: int | None
     spend_source: str | None
 
+    def windows(self) -> tuple[WindowValue, ...]:
+        """The windows this row reports: 5h, 7d, monthly, then other labels of its slots."""
+        return reported(
+            (self.five_hour_used_percent, self.five_hour_window_minutes, self.five_hour_resets_at),
+            (self.seven_day_used_percent, self.seven_day_window_minutes, self.seven_day_resets_at),
+            (self.monthly_used_percent, self.monthly_window_minutes, self.monthly_resets_at),
+            (
+                self.primary_window,
+                self.primary_used_percent,
+                self.primary_window_minutes,
+                self.primary_resets_at,
+            ),
+            (
+                self.secondary_window,
+                self.secondary_used_percent,
+                self.secondary_window_minutes,
+                self.secondary_resets_at,
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LatestUsageRow:
@@ -539,6 +567,16 @@ class LatestUsageRow:
     monthly_reset_in_seconds: float | None
     limit_hit_reset_in_seconds: float | None
     spend_reset_in_seconds: float | None
+
+    def reset_in_seconds(self, label: str) -> float | None:
+        """Seconds until a fixed window (5h, 7d, monthly) resets; None for other labels."""
+        if label == FIVE_HOUR:
+            return self.five_hour_reset_in_seconds
+        if label == SEVEN_DAY:
+            return self.seven_day_reset_in_seconds
+        if label == MONTHLY:
+            return self.monthly_reset_in_seconds
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -2056,9 +2094,6 @@ def _usage_row(account_id: int, snapshot: Snapshot, limit: LimitReport) -> list[
     for window in limit.windows:
         classified.setdefault(window.label, window)
         slots.setdefault(window.slot, window)
-    five_hour = classified.get(FIVE_HOUR)
-    seven_day = classified.get(SEVEN_DAY)
-    monthly = classified.get(MONTHLY)
     primary = slots.get("primary")
     secondary = slots.get("secondary")
     credits = report.credits
@@ -2077,9 +2112,9 @@ def _usage_row(account_id: int, snapshot: Snapshot, limit: LimitReport) -> list[
         report.plan_type or snapshot.identity.plan_type,
         report.active_limit,
         report.rate_limit_reached_type,
-        *_window_fields(five_hour),
-        *_window_fields(seven_day),
-        *_window_fields(monthly),
+        *_window_fields(classified.get(FIVE_HOUR)),
+        *_window_fields(classified.get(SEVEN_DAY)),
+        *_window_fields(classified.get(MONTHLY)),
         primary.label if primary else None,
         primary.classified_by if primary else None,
         *_window_fields(primary),
@@ -2114,7 +2149,7 @@ def _flag(value: bool | None) -> int | None:
 
 
 def _same_values(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
-    """Whether two value tuples are equal, reset times within RESET_TOLERANCE_SECONDS."""
+    """Whether two value tuples are equal, reset times within UNCHANGED_RESET_SECONDS."""
     if old == new:
         return True
     for index, (a, b) in enumerate(zip(old, new, strict=True)):
@@ -2124,7 +2159,7 @@ def _same_values(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
             index in _RESET_INDEXES
             and a is not None
             and b is not None
-            and abs(a - b) <= RESET_TOLERANCE_SECONDS
+            and abs(a - b) <= UNCHANGED_RESET_SECONDS
         ):
             continue
         return False

@@ -12,15 +12,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from .api import STALE_AFTER_SECONDS
 from .forecast import Forecast
-from .models import FIVE_HOUR, MONTHLY, SEVEN_DAY
+from .models import FIVE_HOUR, SEVEN_DAY
 from .store import AccountRow, LatestUsageRow, UsageRow
+from .text import is_stale
+from .windows import FIXED_WINDOWS
 
 MAIN_LIMIT: Final = "codex"
 # Shown on every card even when not reported, so that "unknown" is visible rather than absent.
 ALWAYS_SHOWN: Final = (FIVE_HOUR, SEVEN_DAY)
-FIXED_WINDOWS: Final = (FIVE_HOUR, SEVEN_DAY, MONTHLY)
 SORTS: Final = ("name", "used", "reset")
 Level = Literal["ok", "warn", "critical", "full", "unknown"]
 
@@ -138,28 +138,25 @@ def windows_of(
 ) -> tuple[WindowView, ...]:
     """A usage row's windows in display order: 5h, 7d, monthly, then other reported labels."""
     found = forecasts or {}
-    fixed = {
-        FIVE_HOUR: (row.five_hour_used_percent, row.five_hour_resets_at),
-        SEVEN_DAY: (row.seven_day_used_percent, row.seven_day_resets_at),
-        MONTHLY: (row.monthly_used_percent, row.monthly_resets_at),
-    }
-    views = [
-        WindowView(
-            key=key,
-            used_percent=used,
-            resets_at=resets_at,
-            level=thresholds.level(used),
-            shown=key in ALWAYS_SHOWN or used is not None or resets_at is not None,
-            forecast=found.get(key) if used is not None else None,
+    reported = {window.label: window for window in row.windows()}
+    views = []
+    for key in FIXED_WINDOWS:
+        fixed = reported.pop(key, None)
+        used = None if fixed is None else fixed.used_percent
+        resets_at = None if fixed is None else fixed.resets_at
+        views.append(
+            WindowView(
+                key=key,
+                used_percent=used,
+                resets_at=resets_at,
+                level=thresholds.level(used),
+                shown=key in ALWAYS_SHOWN or used is not None or resets_at is not None,
+                forecast=found.get(key) if used is not None else None,
+            )
         )
-        for key, (used, resets_at) in fixed.items()
-    ]
-    slots = (
-        (row.primary_window, row.primary_used_percent, row.primary_resets_at),
-        (row.secondary_window, row.secondary_used_percent, row.secondary_resets_at),
-    )
-    for label, used, resets_at in slots:
-        if label is not None and label not in fixed and (used is not None or resets_at):
+    for label, other in reported.items():  # the other labels, in slot order
+        used, resets_at = other.used_percent, other.resets_at
+        if used is not None or resets_at is not None:
             views.append(
                 WindowView(label, used, resets_at, thresholds.level(used), True, found.get(label))
             )
@@ -189,7 +186,7 @@ def limit_view(
         source=row.source,
         captured_at=row.captured_at,
         confirmed_at=row.confirmed_at,
-        stale=now - row.confirmed_at > STALE_AFTER_SECONDS,
+        stale=is_stale(now - row.confirmed_at),
         windows=windows_of(row, thresholds, forecasts),
         limit_hit=hit,
     )

@@ -22,11 +22,12 @@ from aiohttp.test_utils import TestServer
 from codexgate import cli
 from codexgate.commands.common import CommandError
 from codexgate.commands.history import parse_when
-from codexgate.commands.output import colour_enabled, csv_cell, duration
+from codexgate.commands.output import colour_enabled, csv_cell
 from codexgate.keys import STORE
 from codexgate.models import Identity
 from codexgate.sanitize import has_unsafe
 from codexgate.store import Store
+from codexgate.text import duration
 
 from .admin_client import ADMIN, JWTS, OPAQUE
 from .conftest import app_of
@@ -249,11 +250,17 @@ def test_colour_rules() -> None:
 
 
 def test_durations() -> None:
-    assert [duration(s) for s in (5, 75, 3 * HOUR + 300, 2 * 86400 + 4 * HOUR)] == [
+    # The dashboard's rule (text.duration): the two largest units, a zero second one left out.
+    spans = (5, 75, 120, 3 * HOUR + 300, 3 * HOUR, 2 * 86400 + 4 * HOUR, 2 * 86400, -5)
+    assert [duration(s) for s in spans] == [
         "5s",
-        "1m",
+        "1m 15s",
+        "2m",
         "3h 5m",
+        "3h",
         "2d 4h",
+        "2d",
+        "0s",
     ]
 
 

@@ -1,4 +1,4 @@
-"""Plain-text tables, durations and the colour rules of the offline commands."""
+"""Plain-text tables and the colour rules of the offline commands."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import orjson
 
 from ..config import Config
 from ..sanitize import escape_unsafe, escape_unsafe_json
+from ..text import percent
 
 UNKNOWN: Final = "unknown"
 # What a spreadsheet takes for the start of a formula in a CSV cell (OWASP's list).
@@ -64,24 +65,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Cell | str]], *, colou
     return "\n".join(lines) + "\n"
 
 
-def duration(seconds: float) -> str:
-    """A span as its two largest units: 45s, 12m, 3h 5m, 2d 4h."""
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
-
-
 def percent_text(used: float | None) -> str:
     """A used percent as 42% or 42.5%; unknown stays unknown, never 0."""
-    return UNKNOWN if used is None else f"{round(used, 1):g}%"
+    return UNKNOWN if used is None else percent(used)
 
 
 def used_cell(used: float | None, config: Config) -> Cell:

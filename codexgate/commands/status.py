@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
 from ..config import Config
+from ..text import duration
 from .output import (
     AMBER,
     UNKNOWN,
     Cell,
     account_label,
-    duration,
     json_text,
     table,
     used_cell,
