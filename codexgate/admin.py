@@ -11,6 +11,7 @@ from aiohttp import web
 from . import __version__, api, compat, openapi
 from .errors import error_response
 from .keys import ALERTS, CONFIG, CONNECTIONS, EVENT_BUS, NOTIFIER, RECORDER, RETENTION
+from .text import iso
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -31,6 +32,7 @@ async def healthz(request: web.Request) -> web.Response:
         "snapshots": {
             "recorded": stats.recorded,
             "dropped": stats.dropped,
+            "coalesced": stats.coalesced,
             "unattributed": stats.unattributed,
         },
         "requests": {"logged": stats.requests_logged, "dropped": stats.requests_dropped},
@@ -55,7 +57,7 @@ def _alerts(app: web.Application) -> dict[str, object] | None:
         "evaluated_rows": stats.evaluated_rows,
         "failures": stats.failures,
         "last_error": stats.last_error,
-        "last_error_at": api.iso(stats.last_error_at),
+        "last_error_at": iso(stats.last_error_at),
     }
 
 
@@ -72,8 +74,8 @@ def _notifier(app: web.Application) -> dict[str, object] | None:
         "dropped": stats.dropped,
         "retries": stats.retries,
         "last_error": stats.last_error,
-        "last_error_at": api.iso(stats.last_error_at),
-        "last_sent_at": api.iso(stats.last_sent_at),
+        "last_error_at": iso(stats.last_error_at),
+        "last_sent_at": iso(stats.last_sent_at),
     }
 
 
@@ -105,7 +107,7 @@ def _retention(app: web.Application) -> dict[str, object]:
         "history_days": config.history_retention_days,
         "request_days": config.request_retention_days,
         "downsample": config.downsample_history,
-        "last_run_at": api.iso(stats.last_run_at),
+        "last_run_at": iso(stats.last_run_at),
         "last_run_seconds": stats.last_run_seconds,
         "history_pruned": stats.history_pruned,
         "requests_pruned": stats.requests_pruned,

@@ -9,6 +9,7 @@ shown as its origin.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,7 +26,6 @@ from .api import (
     Handler,
     decode_cursor,
     encode_cursor,
-    iso,
     json_response,
     parse_id,
     parse_limit,
@@ -33,9 +33,12 @@ from .api import (
     read_object,
 )
 from .config import AlertConfig
-from .errors import invalid, not_found
+from .errors import ApiError, invalid, not_found
 from .keys import ALERT_SETTINGS, ALERTS, CONFIG, FORECASTS, NOTIFIER, RECORDER, STORE
 from .store import AlertRow, Store, WebhookRow
+from .text import iso
+
+log = logging.getLogger(__name__)
 
 RULES_SETTING: Final = "alert_rules"
 FORMATS: Final = ("json", "slack", "discord")
@@ -110,12 +113,28 @@ def to_notification(row: AlertRow) -> notify.Alert:
 
 
 def _stored_rules(raw: str | None, base: AlertConfig) -> AlertConfig | None:
+    """The rules stored through the API: unknown fields ignored; damaged ones, the file's."""
     if raw is None:
         return None
     try:
-        return _rules_from(orjson.loads(raw), base)
-    except (ValueError, TypeError):
-        return None  # written by a newer codexgate, or damaged: the file's rules apply
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        log.warning("stored alert rules are not a JSON object: the settings file's rules apply")
+        return None
+    unknown = sorted(set(body) - set(_RULE_FIELDS))
+    if unknown:
+        # Written by a newer codexgate: the fields this one knows still apply.
+        log.warning(
+            "stored alert rules: ignoring unknown field(s) %s",
+            ", ".join(repr(name[:40]) for name in unknown[:10]),
+        )
+    try:
+        return _rules_from({k: v for k, v in body.items() if k in _RULE_FIELDS}, base)
+    except ApiError as error:
+        log.warning("stored alert rules: %s; the settings file's rules apply", error)
+        return None
 
 
 def _rules_from(body: Mapping[str, Any], base: AlertConfig) -> AlertConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import time
@@ -12,11 +13,15 @@ from typing import Literal
 
 from .models import RequestRecord, Snapshot
 from .store import RecordResult, Store
+from .tasks import cancel_and_wait, wait_owned
 
 log = logging.getLogger(__name__)
 
 DbState = Literal["ok", "error"]
 Item = Snapshot | RequestRecord
+# What a snapshot may replace under load: account, limit ids, and whether it reports a quota
+# error (an event that a later report of the same limits must not erase).
+_SnapshotKey = tuple[str, tuple[str, ...], bool]
 
 
 class _OncePerInterval:
@@ -49,10 +54,17 @@ class RecorderStats:
     db_state: DbState
     last_error: str | None
     accounts_refused: int = 0  # snapshots and requests of new seats beyond max_accounts
+    coalesced: int = 0  # snapshots replaced, before they were written, by a newer one
 
 
 class Recorder:
-    """Takes snapshots and request records without waiting; one task writes them in batches."""
+    """Takes snapshots and request records without waiting; one task writes them in batches.
+
+    At most `queue_size` items wait, in arrival order. When that is full, a snapshot replaces the
+    newest waiting one of its account and limits (so under load what waits is bounded by the
+    accounts, not the request rate); a request record, or a snapshot with none to replace, is
+    dropped and counted.
+    """
 
     def __init__(
         self,
@@ -66,7 +78,11 @@ class Recorder:
     ) -> None:
         self._store = store
         self._max_accounts = max_accounts
-        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
+        self._capacity = queue_size
+        self._pending: dict[int, Item] = {}  # by arrival number, so in arrival order
+        self._newest: dict[_SnapshotKey, int] = {}  # the newest waiting snapshot of each key
+        self._numbers = itertools.count()
+        self._wake = asyncio.Event()
         self._batch_size = batch_size
         self._linger = linger
         self._task: asyncio.Task[None] | None = None
@@ -77,6 +93,7 @@ class Recorder:
         self._refused_warning = _OncePerInterval(60.0, clock)
         self.recorded = 0
         self.dropped = 0
+        self.coalesced = 0
         self.unattributed = 0
         self.accounts_refused = 0
         self.requests_logged = 0
@@ -92,13 +109,26 @@ class Recorder:
         self._observer_warning = _OncePerInterval(60.0, clock)
 
     def offer(self, item: Item) -> None:
-        """Queue an item for writing; when the queue is full, drop it and count the loss."""
-        if self.on_request and isinstance(item, RequestRecord):
-            self._observed(item)
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._drop([item], "queue full")
+        """Queue an item for writing: coalesce a snapshot, or drop and count what does not fit."""
+        number = next(self._numbers)
+        if isinstance(item, RequestRecord):
+            if self.on_request:
+                self._observed(item)
+            if len(self._pending) >= self._capacity:
+                self._drop([item], "queue full")
+                return
+        else:
+            key = _snapshot_key(item)
+            if len(self._pending) >= self._capacity:
+                older = self._newest.get(key)
+                if older is None:
+                    self._drop([item], "queue full")
+                    return
+                del self._pending[older]
+                self.coalesced += 1
+            self._newest[key] = number
+        self._pending[number] = item
+        self._wake.set()
 
     def _observed(self, record: RequestRecord) -> None:
         """Tell every on_request callback; one that fails is logged, and the request goes on."""
@@ -122,10 +152,11 @@ class Recorder:
     def stats(self) -> RecorderStats:
         """A consistent view of the counters."""
         return RecorderStats(
-            queue_depth=self._queue.qsize() + self._in_flight,
-            queue_capacity=self._queue.maxsize,
+            queue_depth=len(self._pending) + self._in_flight,
+            queue_capacity=self._capacity,
             recorded=self.recorded,
             dropped=self.dropped,
+            coalesced=self.coalesced,
             unattributed=self.unattributed,
             accounts_refused=self.accounts_refused,
             requests_logged=self.requests_logged,
@@ -142,38 +173,42 @@ class Recorder:
         """Stop the writer after it has written everything queued so far."""
         self._stopping = True
         task = self._task
-        if task is not None:
-            if self._idle:  # waiting on an empty queue: nothing is lost by cancelling
-                task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
+        if self._idle:  # waiting on an empty queue: nothing is lost by cancelling
+            await cancel_and_wait(task)
+        elif task is not None:
+            await wait_owned(task)
         await self._write_pending()
 
     async def _run(self) -> None:
         while not self._stopping:
-            self._idle = True
-            first = await self._queue.get()
-            self._idle = False
-            self._in_flight = 1
-            if self._queue.qsize() < self._batch_size - 1:
+            if not self._pending:
+                self._idle = True
+                self._wake.clear()
+                await self._wake.wait()
+                self._idle = False
+            if len(self._pending) < self._batch_size:
                 # Let a batch gather: one transaction per snapshot would cost more than the proxy.
                 await asyncio.sleep(self._linger)
-            await self._write(self._take_batch(first))
+            await self._write(self._take_batch())
 
-    def _take_batch(self, first: Item) -> list[Item]:
-        batch = [first]
-        while len(batch) < self._batch_size and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
+    def _take_batch(self) -> list[Item]:
+        batch = []
+        for number in list(itertools.islice(self._pending, self._batch_size)):
+            item = self._pending.pop(number)
+            if isinstance(item, Snapshot):
+                key = _snapshot_key(item)
+                if self._newest.get(key) == number:
+                    del self._newest[key]
+            batch.append(item)
         return batch
 
     async def _write_pending(self) -> None:
-        while not self._queue.empty():
-            await self._write(self._take_batch(self._queue.get_nowait()))
+        while self._pending:
+            await self._write(self._take_batch())
 
     async def _write(self, batch: list[Item]) -> None:
+        if not batch:
+            return
         self._in_flight = len(batch)
         try:
             await self._write_batch(batch)
@@ -238,6 +273,12 @@ class Recorder:
                 self.dropped,
                 self.requests_dropped,
             )
+
+
+def _snapshot_key(snapshot: Snapshot) -> _SnapshotKey:
+    report = snapshot.report
+    limit_ids = tuple(limit.limit_id for limit in report.limits)
+    return (snapshot.identity.account_key, limit_ids, report.limit_hit is not None)
 
 
 def _count_snapshots(items: list[Item]) -> int:

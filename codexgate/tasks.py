@@ -14,6 +14,11 @@ async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
     if task is None:
         return
     task.cancel()
+    await wait_owned(task)
+
+
+async def wait_owned(task: asyncio.Task[None]) -> None:
+    """Wait for an owned task to end; its own cancellation is swallowed, the caller's is not."""
     try:
         await task
     except asyncio.CancelledError:

@@ -485,3 +485,36 @@ async def test_the_engine_sweeps_once_a_tick_and_not_on_every_commit(tmp_path: A
     finally:
         await engine.stop()
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("stored", "warning", "thresholds", "source"),
+    [
+        ('{"thresholds": [50], "quiet_hours": "22-07"}', "'quiet_hours'", [50.0], "api"),
+        ('{"thresholds": "all"}', "the settings file's rules apply", [75.0, 90.0, 95.0], "config"),
+        ("[1, 2]", "not a JSON object", [75.0, 90.0, 95.0], "config"),
+    ],
+)
+async def test_stored_rules_a_newer_codexgate_wrote_do_not_stop_the_start(
+    start_gateway: StartGateway,
+    http: ClientSession,
+    config: Any,
+    caplog: pytest.LogCaptureFixture,
+    stored: str,
+    warning: str,
+    thresholds: list[float],
+    source: str,
+) -> None:
+    store = await Store.open(config.db)
+    try:
+        await store.set_setting("alert_rules", stored)
+    finally:
+        await store.close()
+    gateway = await start_gateway(admin_token=ADMIN)
+    rules = await Admin(http, gateway).ok("GET", "api/v1/alerts/rules")
+    assert (rules["thresholds"], rules["source"]) == (thresholds, source)
+    assert any(
+        record.levelname == "WARNING" and warning in record.getMessage()
+        for record in caplog.records
+        if record.name == "codexgate.alerts_api"
+    )

@@ -582,7 +582,12 @@ async def test_header_bytes_that_are_not_utf8_cost_no_snapshot(
         within=10,
     )
     assert state["db"]["state"] == "ok", state
-    assert state["snapshots"] == {"recorded": 1, "dropped": 0, "unattributed": 0}
+    assert state["snapshots"] == {
+        "recorded": 1,
+        "dropped": 0,
+        "coalesced": 0,
+        "unattributed": 0,
+    }
     assert state["requests"] == {"logged": 1, "dropped": 0}
     seats, plans, requests = await asyncio.to_thread(_stored_text, db)
     assert seats == [("acct-team-1",)]
