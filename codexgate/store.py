@@ -279,6 +279,21 @@ _INSERT_EVENT: Final = "INSERT INTO account_events (account_id, kind, at) VALUES
 AccountEventKind = Literal["created", "updated", "deleted"]
 
 
+def _account_limits(accounts: str) -> str:
+    """The CTE that walks each account of the table or CTE `accounts` (with an `id` column) to
+    its limit ids, one index seek per step: the same walk as the latest_usage view's."""
+    return f"""account_limits (account_id, limit_id) AS (
+        SELECT x.id, (SELECT min(s.limit_id) FROM usage_snapshots AS s WHERE s.account_id = x.id)
+        FROM {accounts} AS x
+        UNION ALL
+        SELECT al.account_id,
+               (SELECT min(s.limit_id) FROM usage_snapshots AS s
+                WHERE s.account_id = al.account_id AND s.limit_id > al.limit_id)
+        FROM account_limits AS al
+        WHERE al.limit_id IS NOT NULL
+    )"""  # noqa: S608 - the name is one of this module's constants
+
+
 def _latest_of(accounts: str, where: str = "") -> str:
     """latest_usage's walk and columns for the account ids that the query `accounts` selects;
     `where` keeps only some of the rows. The view walks every account (its recursive part
@@ -286,16 +301,7 @@ def _latest_of(accounts: str, where: str = "") -> str:
     return f"""
 WITH RECURSIVE
     chosen (id) AS ({accounts}),
-    account_limits (account_id, limit_id) AS (
-        SELECT c.id, (SELECT min(s.limit_id) FROM usage_snapshots AS s WHERE s.account_id = c.id)
-        FROM chosen AS c
-        UNION ALL
-        SELECT al.account_id,
-               (SELECT min(s.limit_id) FROM usage_snapshots AS s
-                WHERE s.account_id = al.account_id AND s.limit_id > al.limit_id)
-        FROM account_limits AS al
-        WHERE al.limit_id IS NOT NULL
-    ),
+    {_account_limits("chosen")},
     clock (now) AS (SELECT (julianday('now') - 2440587.5) * 86400.0)
 SELECT {_USAGE_SELECT_S}, a.account_key, a.display_name, a.email, a.plan_type,
     clock.now - s.confirmed_at, s.five_hour_resets_at - clock.now,
@@ -347,18 +353,10 @@ OVERVIEW_ORDERS: Final = {
     "used": f"used IS NULL, used DESC, {_BY_NAME}",
     "reset": f"soonest IS NULL, soonest, {_BY_NAME}",
 }
-_OVERVIEW: Final = """
-WITH RECURSIVE
-    account_limits (account_id, limit_id) AS (
-        SELECT a.id, (SELECT min(s.limit_id) FROM usage_snapshots AS s WHERE s.account_id = a.id)
-        FROM accounts AS a
-        UNION ALL
-        SELECT al.account_id,
-               (SELECT min(s.limit_id) FROM usage_snapshots AS s
-                WHERE s.account_id = al.account_id AND s.limit_id > al.limit_id)
-        FROM account_limits AS al
-        WHERE al.limit_id IS NOT NULL
-    ),
+_OVERVIEW: Final = (
+    "\nWITH RECURSIVE\n    "  # noqa: S608 - the parts are this module's constants
+    + _account_limits("accounts")
+    + """,
     latest AS MATERIALIZED (
         SELECT account_id,
             five_hour_used_percent AS u1, seven_day_used_percent AS u2,
@@ -410,6 +408,7 @@ SELECT * FROM (
 )
 ORDER BY 1, 3, 2
 """
+)
 _OVERVIEW_SQL: Final = {
     sort: _OVERVIEW.format(
         u4=_SLOT.format(slot="primary", field="used_percent"),
