@@ -18,7 +18,7 @@ from .capture import identity_from_token
 from .errors import invalid, not_found
 from .forecast import Forecast
 from .keys import ALERTS, EVENT_BUS, FORECASTS, STORE
-from .models import Identity
+from .models import TOKEN_KEY_PREFIX, Identity
 from .sanitize import has_unsafe
 from .store import AccountRow, LatestUsageRow, RequestRow, UsageRow
 from .text import is_stale, iso
@@ -61,13 +61,10 @@ def short_fingerprint(fingerprint: str | None) -> str | None:
     return None if fingerprint is None else fingerprint[:8]
 
 
-_HASH_KEY: Final = "token:"  # the key of a token that is not a JWT: its SHA-256
-
-
 def shown_key(account_key: str) -> str:
     """An account key as shown: a "token:<sha256>" key cut to its first 8 hex digits."""
-    if account_key.startswith(_HASH_KEY):
-        return _HASH_KEY + account_key[len(_HASH_KEY) : len(_HASH_KEY) + 8]
+    if account_key.startswith(TOKEN_KEY_PREFIX):
+        return TOKEN_KEY_PREFIX + account_key[len(TOKEN_KEY_PREFIX) :][:8]
     return account_key
 
 

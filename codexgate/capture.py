@@ -18,6 +18,7 @@ from codexgate.models import (
     FIVE_HOUR,
     MONTHLY,
     SEVEN_DAY,
+    TOKEN_KEY_PREFIX,
     ClassifiedBy,
     Credits,
     Identity,
@@ -148,18 +149,15 @@ def _parse_int(raw: str | None) -> int | None:
 
 def header_text(raw: str | None) -> str | None:
     """A header's text value fit to store (clean_text); empty means unknown."""
-    if raw is None:
-        return None
-    value = raw
-    if not value.isascii():
-        # Bytes that were not UTF-8 arrive as lone surrogates (aiohttp decodes with
-        # surrogateescape); SQLite refuses those, and with them the whole batch: U+FFFD instead.
-        try:
-            data = value.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a surrogate that did not come off the wire
-            data = value.encode("utf-8", "surrogatepass")
-        value = data.decode("utf-8", "replace")
-    return clean_text(value)
+    if raw is None or raw.isascii():
+        return clean_text(raw)
+    # Bytes that were not UTF-8 arrive as lone surrogates (aiohttp decodes with
+    # surrogateescape); SQLite refuses those, and with them the whole batch: U+FFFD instead.
+    try:
+        data = raw.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come off the wire
+        data = raw.encode("utf-8", "surrogatepass")
+    return clean_text(data.decode("utf-8", "replace"))
 
 
 def _parse_bool(raw: str | None) -> bool | None:
@@ -346,7 +344,7 @@ def identity_from_token(
     if workspace is not None and user_id is not None:
         account_key = f"seat:{workspace}:{user_id}"
     else:
-        account_key = f"token:{fingerprint}"
+        account_key = TOKEN_KEY_PREFIX + fingerprint
     return Identity(account_key, fingerprint, workspace, user_id, email, plan_type)
 
 

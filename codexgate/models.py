@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 Slot = Literal["primary", "secondary"]
 ClassifiedBy = Literal["length", "slot"]
@@ -80,6 +80,10 @@ class UsageReport:
     promo_message: str | None = None
     spend_control: SpendControl | None = None
     limit_hit: LimitHit | None = None  # set on source "error"; applies to the "codex" limit
+
+
+# The account key of a token that is not a JWT: this, then the token's SHA-256.
+TOKEN_KEY_PREFIX: Final = "token:"  # noqa: S105 - a key prefix, not a secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -345,7 +345,7 @@ def _is_admin_credential(auth: AdminAuth, authorization: str) -> bool:
     _, space, token = credential.partition(" ")
     if space:
         credential = token.strip()
-    return auth.token_matches(credential) or auth.metrics_token_matches(credential)
+    return auth.identify(credential) is not None
 
 
 async def forward(request: web.Request) -> web.StreamResponse:

@@ -79,7 +79,8 @@ class Recorder:
         self._store = store
         self._max_accounts = max_accounts
         self._capacity = queue_size
-        self._pending: dict[int, Item] = {}  # by arrival number, so in arrival order
+        # By arrival number, so in arrival order; a snapshot with its key (made once, on offer).
+        self._pending: dict[int, tuple[Item, _SnapshotKey | None]] = {}
         self._newest: dict[_SnapshotKey, int] = {}  # the newest waiting snapshot of each key
         self._numbers = itertools.count()
         self._wake = asyncio.Event()
@@ -111,6 +112,7 @@ class Recorder:
     def offer(self, item: Item) -> None:
         """Queue an item for writing: coalesce a snapshot, or drop and count what does not fit."""
         number = next(self._numbers)
+        key: _SnapshotKey | None = None
         if isinstance(item, RequestRecord):
             if self.on_request:
                 self._observed(item)
@@ -127,7 +129,7 @@ class Recorder:
                 del self._pending[older]
                 self.coalesced += 1
             self._newest[key] = number
-        self._pending[number] = item
+        self._pending[number] = (item, key)
         self._wake.set()
 
     def _observed(self, record: RequestRecord) -> None:
@@ -194,11 +196,9 @@ class Recorder:
     def _take_batch(self) -> list[Item]:
         batch = []
         for number in list(itertools.islice(self._pending, self._batch_size)):
-            item = self._pending.pop(number)
-            if isinstance(item, Snapshot):
-                key = _snapshot_key(item)
-                if self._newest.get(key) == number:
-                    del self._newest[key]
+            item, key = self._pending.pop(number)
+            if key is not None and self._newest.get(key) == number:
+                del self._newest[key]
             batch.append(item)
         return batch
 

@@ -26,7 +26,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote
 
 from aiohttp import hdrs, web
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# codexgate's own credentials: the admin token, and the metrics token that only scrapes.
+TokenKind = Literal["admin", "metrics"]
 TOKEN_SETTING: Final = "admin_token_sha256"  # noqa: S105 - a setting name, not a secret
 SESSION_COOKIE: Final = "codexgate_session"
 # What a Cookie header holds when it carries the session; a cheap test before any parsing.
@@ -352,17 +354,23 @@ class AdminAuth:
     public_origin: str | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
 
-    def token_matches(self, token: str) -> bool:
-        """Whether `token` is the admin token, compared in constant time."""
-        if self.token_sha256 is None:
-            return False
-        return hmac.compare_digest(hash_token(token).encode(), self.token_sha256.encode())
+    def identify(self, token: str) -> TokenKind | None:
+        """Which of codexgate's tokens `token` is, if any: hashed once, compared in constant
+        time against both."""
+        if self.token_sha256 is None and self.metrics_token_sha256 is None:
+            return None
+        digest = hash_token(token).encode()
+        admin = self.token_sha256 is not None and hmac.compare_digest(
+            digest, self.token_sha256.encode()
+        )
+        metrics = self.metrics_token_sha256 is not None and hmac.compare_digest(
+            digest, self.metrics_token_sha256.encode()
+        )
+        return "admin" if admin else "metrics" if metrics else None
 
-    def metrics_token_matches(self, token: str) -> bool:
-        """Whether `token` is the metrics token, compared in constant time."""
-        if self.metrics_token_sha256 is None:
-            return False
-        return hmac.compare_digest(hash_token(token).encode(), self.metrics_token_sha256.encode())
+    def token_matches(self, token: str) -> bool:
+        """Whether `token` is the admin token."""
+        return self.identify(token) == "admin"
 
 
 async def _admin_token_sha256(config: Config, store: Store) -> str | None:
@@ -533,10 +541,11 @@ async def _refusal(
         return too_many_failures(retry_after)
     if bearer is not None:
         # No origin check: a browser never adds this header to a cross-site request.
-        if auth.token_matches(bearer) or (metrics_scrape and auth.metrics_token_matches(bearer)):
+        kind = auth.identify(bearer)
+        if kind == "admin" or (metrics_scrape and kind == "metrics"):
             auth.throttle.succeeded(address)
             return None
-        if not auth.metrics_token_matches(bearer):  # a real token on the wrong path is no guess
+        if kind is None:  # the metrics token on the wrong path is no guess
             auth.throttle.failed(address)
         return _unauthorized("the admin token is not valid")
     if session is None or not await auth.sessions.valid(session):

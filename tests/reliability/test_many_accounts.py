@@ -37,6 +37,19 @@ OVERVIEW_BOUND: Final = 2.0
 TURN_BOUND: Final = 1.0
 
 
+async def timed_turn(http: ClientSession, base: str, token: str, times: list[float]) -> None:
+    """One streamed turn through the gateway at `base`; its duration goes into `times`."""
+    started = time.perf_counter()
+    async with http.post(
+        f"{base}/backend-api/codex/responses",
+        data=b'{"stream": true}',
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        await response.read()
+        assert response.status == 200
+    times.append(time.perf_counter() - started)
+
+
 async def test_the_overview_of_10000_accounts_does_not_hold_up_traffic(
     tmp_path: Path, start_upstream: StartUpstream, start_gateway_process: StartGateway
 ) -> None:
@@ -61,17 +74,6 @@ async def test_the_overview_of_10000_accounts_does_not_hold_up_traffic(
             overview_times.append(time.perf_counter() - started)
             return text
 
-        async def turn() -> None:
-            started = time.perf_counter()
-            async with http.post(
-                f"{gateway.base}/backend-api/codex/responses",
-                data=b'{"stream": true}',
-                headers={"Authorization": f"Bearer {JWTS['seat_a']}"},
-            ) as response:
-                await response.read()
-                assert response.status == 200
-            turn_times.append(time.perf_counter() - started)
-
         text = await overview("?sort=used&page=7")
         assert re.search(r'id="kpi-accounts">10000<', text)
         assert len(re.findall(r'<article class="card" data-account-id="\d+"', text)) == 50
@@ -84,7 +86,7 @@ async def test_the_overview_of_10000_accounts_does_not_hold_up_traffic(
 
         async def traffic() -> None:
             while time.monotonic() < deadline:
-                await turn()
+                await timed_turn(http, gateway.base, JWTS["seat_a"], turn_times)
                 await asyncio.sleep(0.02)
 
         await asyncio.gather(hammer(), traffic())
@@ -126,17 +128,6 @@ async def test_steady_traffic_with_alerts_feed_and_scrapes_over_10000_accounts(
     deadline = time.monotonic() + SECONDS
     async with ClientSession() as http:
 
-        async def turn(number: int) -> None:
-            started = time.perf_counter()
-            async with http.post(
-                f"{gateway.base}/backend-api/codex/responses",
-                data=b'{"stream": true}',
-                headers={"Authorization": f"Bearer {tokens[number % len(tokens)]}"},
-            ) as response:
-                await response.read()
-                assert response.status == 200
-            turn_times.append(time.perf_counter() - started)
-
         async def scraper() -> None:
             while time.monotonic() < deadline:
                 async with http.get(f"{gateway.base}/codexgate/metrics", headers=admin) as answer:
@@ -158,7 +149,8 @@ async def test_steady_traffic_with_alerts_feed_and_scrapes_over_10000_accounts(
         sent: list[asyncio.Task[None]] = []
         started = time.monotonic()
         while time.monotonic() < deadline:  # 20 turns a second, whatever the answers take
-            sent.append(asyncio.create_task(turn(len(sent))))
+            token = tokens[len(sent) % len(tokens)]
+            sent.append(asyncio.create_task(timed_turn(http, gateway.base, token, turn_times)))
             await asyncio.sleep(max(0.0, started + len(sent) / 20 - time.monotonic()))
         await asyncio.gather(scraping, *sent)
         usage_events = await watcher
