@@ -46,7 +46,7 @@ test: lint $(CLIENT)/node_modules/.stamp browser
 
 # The inner loop: unit and app tests only (no lint, browser, real Codex CLI or reliability runs).
 test-fast: $(VENV)/.stamp-test
-	$(PY) -m pytest -q --ignore=tests/browser --ignore=tests/e2e --ignore=tests/reliability $(ARGS)
+	$(PY) -m pytest -q tests/unit tests/storage tests/app $(ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .

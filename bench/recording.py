@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from codexgate.capture import identity_from_token, parse_rate_limit_headers
-from codexgate.models import Identity, RequestRecord, Snapshot, TokenUsage, UsageReport, Window
-from codexgate.recorder import Item, Recorder
-from codexgate.store import RecordResult, Store
+from codexgate.capture.headers import identity_from_token, parse_rate_limit_headers
+from codexgate.core.models import Identity, RequestRecord, Snapshot, TokenUsage, UsageReport, Window
+from codexgate.core.rows import RecordResult
+from codexgate.services.recorder import Item, Recorder
+from codexgate.storage.sqlite.store import Store
 
 from .processes import BenchError
 from .protocol import (

@@ -8,23 +8,16 @@ from typing import Any, Final
 
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, hdrs, web
 
-from . import (
-    admin,
-    alerts_api,
-    api,
-    dashboard,
-    errors,
-    events,
-    metrics,
-    pages,
-    proxy,
-    security,
-    tap,
-)
-from .capture import IdentityCache
-from .config import Config
-from .forecasts import ForecastCache
-from .keys import (
+from codexgate import security
+from codexgate.api import admin, errors
+from codexgate.api import alerts as alerts_api
+from codexgate.api import rest as api
+from codexgate.capture import tap
+from codexgate.capture.headers import IdentityCache
+from codexgate.config import Config
+from codexgate.dashboard import handlers as dashboard
+from codexgate.dashboard import pages
+from codexgate.keys import (
     CONFIG,
     CONNECTIONS,
     FORECASTS,
@@ -34,10 +27,14 @@ from .keys import (
     UPSTREAM_SESSION,
     UPSTREAM_WS_SESSION,
 )
-from .listener import Connections
-from .recorder import Recorder
-from .retention import retention_ctx
-from .store import Store
+from codexgate.listener import Connections
+from codexgate.proxy import relay as proxy
+from codexgate.services import feed as events
+from codexgate.services import metrics
+from codexgate.services.forecasts import ForecastCache
+from codexgate.services.recorder import Recorder
+from codexgate.services.retention import retention_ctx
+from codexgate.storage.sqlite.store import Store
 
 # Options of aiohttp's server that codexgate depends on, however it is run (CLI or tests).
 SERVER_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(

@@ -8,20 +8,20 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:
-    from .alerts import AlertEngine
-    from .alerts_api import AlertSettings
-    from .capture import IdentityCache
-    from .config import Config
-    from .events import EventBus, FeedOptions
-    from .forecasts import ForecastCache
-    from .listener import Connections
-    from .metrics import Metrics
-    from .notify import Notifier
-    from .observe import Exchange
-    from .recorder import Recorder
-    from .retention import Retention, RetentionOptions
-    from .security import AdminAuth
-    from .store import Store
+    from codexgate.api.alerts import AlertSettings
+    from codexgate.capture.headers import IdentityCache
+    from codexgate.capture.observe import Exchange
+    from codexgate.config import Config
+    from codexgate.listener import Connections
+    from codexgate.security import AdminAuth
+    from codexgate.services.alerts import AlertEngine
+    from codexgate.services.feed import EventBus, FeedOptions
+    from codexgate.services.forecasts import ForecastCache
+    from codexgate.services.metrics import Metrics
+    from codexgate.services.notify import Notifier
+    from codexgate.services.recorder import Recorder
+    from codexgate.services.retention import Retention, RetentionOptions
+    from codexgate.storage.sqlite.store import Store
 
 CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
 STORE: Final[web.AppKey[Store]] = web.AppKey("store")

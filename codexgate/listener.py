@@ -35,8 +35,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from .errors import error_body
-from .tasks import cancel_and_wait
+from codexgate.api.errors import error_body
+from codexgate.services.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Final, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .sanitize import escape_unsafe
+from codexgate.core.sanitize import escape_unsafe
 
 OWN_LOGGER: Final = "codexgate"
 # The least a record from a logger outside codexgate needs to be shown.

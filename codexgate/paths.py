@@ -15,9 +15,9 @@ def _data_dir(name: str) -> Path:
     return _PACKAGE_DIR.parent / name
 
 
-def migrations_dir() -> Path:
-    """The numbered SQL migrations."""
-    return _data_dir("migrations")
+def migrations_dir(backend: str = "sqlite") -> Path:
+    """The numbered SQL migrations of one storage backend."""
+    return _data_dir("migrations") / backend
 
 
 def web_dir() -> Path:

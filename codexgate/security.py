@@ -33,15 +33,15 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from . import pages
-from .api import add_resource, json_response
-from .errors import error_response
-from .keys import ADMIN_AUTH, CONFIG, STORE
-from .sanitize import escape_unsafe
+from codexgate.api.errors import error_response
+from codexgate.api.rest import add_resource, json_response
+from codexgate.core.sanitize import escape_unsafe
+from codexgate.dashboard import pages
+from codexgate.keys import ADMIN_AUTH, CONFIG, STORE
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .store import Store
+    from codexgate.config import Config
+    from codexgate.storage.sqlite.store import Store
 
 log = logging.getLogger(__name__)
 

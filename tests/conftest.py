@@ -14,9 +14,8 @@ from yarl import URL
 
 from codexgate.app import SERVER_OPTIONS, create_app
 from codexgate.config import Config
-
-from .admin_client import ADMIN, Admin
-from .fake_upstream import FakeUpstream
+from tests.helpers.admin_client import ADMIN, Admin
+from tests.helpers.fake_upstream import FakeUpstream
 
 StartGateway = Callable[..., Awaitable[TestServer]]
 

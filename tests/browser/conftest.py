@@ -18,13 +18,19 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
-from codexgate.capture import identity_from_token
-from codexgate.models import LimitReport, RequestRecord, Snapshot, TokenUsage, UsageReport, Window
-from codexgate.store import Store
-
-from ..fake_upstream import FakeUpstream
-from ..gateway_process import GatewayProcess
-from ..tokens import bearer
+from codexgate.capture.headers import identity_from_token
+from codexgate.core.models import (
+    LimitReport,
+    RequestRecord,
+    Snapshot,
+    TokenUsage,
+    UsageReport,
+    Window,
+)
+from codexgate.storage.sqlite.store import Store
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.tokens import bearer
 
 ADMIN_TOKEN: Final = "browser-test-admin-token-0123"
 ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -13,12 +13,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Locator, Page, expect
 
-from codexgate.store import Store
-
-from .. import many_accounts
-from ..fake_upstream import FakeUpstream
-from ..gateway_process import GatewayProcess
-from .conftest import (
+from codexgate.storage.sqlite.store import Store
+from tests.browser.conftest import (
     NewPage,
     admin_call,
     gateway_args,
@@ -26,6 +22,9 @@ from .conftest import (
     screenshot,
     sign_in,
 )
+from tests.helpers import many_accounts
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway_process import GatewayProcess
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from ..gateway_process import GatewayProcess
-from .conftest import NewPage, sign_in
+from tests.browser.conftest import NewPage, sign_in
+from tests.helpers.gateway_process import GatewayProcess
 
 
 async def test_sign_out_and_sign_out_everywhere(

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..fake_upstream import load_sample, sample_headers, sse_events
+from tests.helpers.fake_upstream import load_sample, sample_headers, sse_events
 
 ACCOUNT_ID: Final = "acct-team-1"  # chatgpt_account_id of the seat_a sample claims
 MODEL: Final = "gpt-5-codex"  # matches the `openai-model` header of the header sample

@@ -25,9 +25,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
-from ..gateway_process import GatewayProcess
-from ..tokens import claims_of, make_jwt
-from .fake_backend import ACCOUNT_ID, ANSWER, MODEL, FakeBackend
+from tests.e2e.fake_backend import ACCOUNT_ID, ANSWER, MODEL, FakeBackend
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.tokens import claims_of, make_jwt
 
 CLIENT_DIR: Final = Path(__file__).resolve().parents[1] / "client"
 CODEX: Final = CLIENT_DIR / "node_modules" / ".bin" / "codex"

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 
-from ..gateway_process import GatewayProcess, free_port, wait_answering
+from tests.helpers.gateway_process import GatewayProcess, free_port, wait_answering
 
 REPO: Final = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

@@ -22,15 +22,15 @@ from aiohttp.test_utils import TestServer
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from codexgate.bodies import error_code_of_body, parse_error_body, parse_usage_body
-from codexgate.capture import identity_from_token, parse_rate_limit_headers
-from codexgate.scan import SseScanner, scan_ws_frame
-
-from ..admin_client import ADMIN
-from ..fake_upstream import DATA, FakeUpstream, sample_headers, sse_events
-from ..gateway_process import GatewayProcess
-from ..tokens import bearer
-from .conftest import StartGateway, health, settle
+from codexgate.capture.bodies import error_code_of_body, parse_error_body, parse_usage_body
+from codexgate.capture.headers import identity_from_token, parse_rate_limit_headers
+from codexgate.capture.scan import SseScanner, scan_ws_frame
+from tests.helpers.admin_client import ADMIN
+from tests.helpers.fake_upstream import FakeUpstream, sample_headers, sse_events
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.paths import DATA
+from tests.helpers.tokens import bearer
+from tests.reliability.conftest import StartGateway, health, settle
 
 TURN: Final = "/backend-api/codex/responses"
 STREAM: Final = b"".join(sse_events("stream-basic.sse"))

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from aiohttp.test_utils import TestServer
 
-from ..fake_upstream import FakeUpstream
-from ..gateway_process import GatewayProcess
-from ..tokens import bearer
-from .conftest import (
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.tokens import bearer
+from tests.reliability.conftest import (
     StartGateway,
     StartUpstream,
     health,

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 from aiohttp import ClientSession, TCPConnector
 
-from ..gateway_process import GatewayProcess
-from ..tokens import bearer
-from .conftest import StartGateway, StartUpstream, open_fds, settle
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.tokens import bearer
+from tests.reliability.conftest import StartGateway, StartUpstream, open_fds, settle
 
 log = logging.getLogger(__name__)
 

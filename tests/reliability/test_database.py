@@ -14,10 +14,10 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from ..fake_upstream import FakeUpstream, sample_headers, sse_events
-from ..gateway_process import GatewayProcess
-from ..tokens import bearer
-from .conftest import StartGateway, health, settle
+from tests.helpers.fake_upstream import FakeUpstream, sample_headers, sse_events
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.tokens import bearer
+from tests.reliability.conftest import StartGateway, health, settle
 
 HEADERS: Final = sample_headers("headers-plus-200.json")
 STREAM: Final = b"".join(sse_events("stream-basic.sse"))

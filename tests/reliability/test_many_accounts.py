@@ -18,17 +18,17 @@ import pytest
 from aiohttp import ClientSession
 from prometheus_client.parser import text_string_to_metric_families
 
-from codexgate.events import EventBus
-from codexgate.metrics import Metrics, WindowState
-from codexgate.models import LimitReport, Snapshot, UsageReport, Window
-from codexgate.recorder import RecorderStats
-from codexgate.store import AccountRow, LatestUsageRow, Store
-
-from .. import many_accounts
-from ..admin_client import ADMIN, JWTS
-from ..test_api import identity
-from ..tokens import claims_of, make_jwt
-from .conftest import StartGateway, StartUpstream
+from codexgate.core.models import LimitReport, Snapshot, UsageReport, Window
+from codexgate.core.rows import AccountRow, LatestUsageRow
+from codexgate.services.feed import EventBus
+from codexgate.services.metrics import Metrics, WindowState
+from codexgate.services.recorder import RecorderStats
+from codexgate.storage.sqlite.store import Store
+from tests.app.test_api import identity
+from tests.helpers import many_accounts
+from tests.helpers.admin_client import ADMIN, JWTS
+from tests.helpers.tokens import claims_of, make_jwt
+from tests.reliability.conftest import StartGateway, StartUpstream
 
 ACCOUNTS: Final = 10_000
 SECONDS: Final = 4.0

@@ -15,12 +15,11 @@ from typing import Final
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from aiohttp.test_utils import TestServer
 
-from codexgate.store import Store
-
-from ..fake_upstream import FakeUpstream, sse_events
-from ..gateway_process import GatewayProcess
-from ..tokens import claims_of, make_jwt
-from .conftest import StartGateway, health, settle
+from codexgate.storage.sqlite.store import Store
+from tests.helpers.fake_upstream import FakeUpstream, sse_events
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.tokens import claims_of, make_jwt
+from tests.reliability.conftest import StartGateway, health, settle
 
 TURN: Final = "/backend-api/codex/responses"
 STREAM: Final = b"".join(sse_events("stream-basic.sse"))

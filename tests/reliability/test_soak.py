@@ -10,10 +10,11 @@ from typing import Final
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 
-from ..fake_upstream import DATA, sse_events
-from ..gateway_process import GatewayProcess
-from ..tokens import bearer
-from .conftest import StartGateway, StartUpstream, health, rss_bytes, settle
+from tests.helpers.fake_upstream import sse_events
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.paths import DATA
+from tests.helpers.tokens import bearer
+from tests.reliability.conftest import StartGateway, StartUpstream, health, rss_bytes, settle
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from aiohttp import (
     ServerDisconnectedError,
 )
 
-from ..gateway_process import GatewayProcess, free_port
-from ..tokens import bearer
-from .conftest import StartGateway, StartUpstream
+from tests.helpers.gateway_process import GatewayProcess, free_port
+from tests.helpers.tokens import bearer
+from tests.reliability.conftest import StartGateway, StartUpstream
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from codexgate.keys import RECORDER, STORE
-
-from ..conftest import StartGateway, app_of
-from ..fake_upstream import DATA, FakeUpstream
-from ..gateway_process import GatewayProcess
-from ..tokens import bearer
-from .conftest import StartUpstream, rss_bytes, settle
+from tests.conftest import StartGateway, app_of
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.paths import DATA
+from tests.helpers.tokens import bearer
+from tests.reliability.conftest import StartUpstream, rss_bytes, settle
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The JSON edge: REST resources, the compat routes, errors, the OpenAPI document, health."""

@@ -1,0 +1,1 @@
+"""Reading usage out of relayed traffic: headers, identities, bodies, streams, observers."""

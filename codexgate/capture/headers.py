@@ -1,0 +1,382 @@
+"""Pure parsers for what the upstream tells about usage: rate-limit headers and identities."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from codexgate.core.models import (
+    DAILY,
+    FIVE_HOUR,
+    MONTHLY,
+    SEVEN_DAY,
+    TOKEN_KEY_PREFIX,
+    ClassifiedBy,
+    Credits,
+    Identity,
+    LimitReport,
+    Slot,
+    UsageReport,
+    Window,
+)
+from codexgate.core.sanitize import clean_text
+
+__all__ = [
+    "LIMIT_ID",
+    "IdentityCache",
+    "classify_window",
+    "header_text",
+    "identity_from_token",
+    "parse_rate_limit_headers",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Rate-limit headers
+# ---------------------------------------------------------------------------------------------
+
+_PRIMARY_USED: Final = "-primary-used-percent"
+_SECONDARY_USED: Final = "-secondary-used-percent"
+_USED_TAIL: Final = "-used-percent"  # one cheap test before the two above
+_CODEX_ID: Final = "codex"
+_CODEX_PREFIX: Final = "x-codex"
+# What a limit id may be: Codex's families are "codex", "codex_bengalfox". A header family or
+# body id that does not fit is not the upstream's, and could start a formula in a CSV export.
+LIMIT_ID: Final = re.compile(r"[a-z0-9_]{1,64}")
+
+# Integers go to SQLite INTEGER columns: anything beyond a signed 64-bit value is junk.
+_INT_MAX: Final = 2**63 - 1
+
+# Known window lengths in minutes and their labels; a length within ±5% takes the label.
+_KNOWN_LENGTHS: Final = ((300, FIVE_HOUR), (1440, DAILY), (10080, SEVEN_DAY), (43200, MONTHLY))
+
+
+class _SlotNames(NamedTuple):
+    """The lower-case header names of one slot of one family."""
+
+    used: str
+    minutes: str
+    reset_at: str
+    reset_after: str
+
+
+class _FamilyNames(NamedTuple):
+    """The lower-case header names of one limit family."""
+
+    primary: _SlotNames
+    secondary: _SlotNames
+    over_secondary: str
+    limit_name: str
+
+
+def _slot_names(prefix: str, slot: Slot) -> _SlotNames:
+    """Build the header names of `slot` under `prefix` (such as "x-codex")."""
+    base = f"{prefix}-{slot}-"
+    return _SlotNames(
+        base + "used-percent",
+        base + "window-minutes",
+        base + "reset-at",
+        base + "reset-after-seconds",
+    )
+
+
+def _family_names(prefix: str) -> _FamilyNames:
+    """Build the header names of the family whose names start with `prefix`."""
+    return _FamilyNames(
+        _slot_names(prefix, "primary"),
+        _slot_names(prefix, "secondary"),
+        prefix + "-primary-over-secondary-limit-percent",
+        prefix + "-limit-name",
+    )
+
+
+# The family on nearly every response: its names are built once.
+_CODEX_NAMES: Final = _family_names(_CODEX_PREFIX)
+
+
+def classify_window(minutes: int | None, slot: Slot) -> tuple[str, ClassifiedBy]:
+    """Label a window by its length in minutes, or by its slot when the length is unknown."""
+    if minutes is None or minutes <= 0:
+        # Without a length only the slot order is left: Plus sends 5h first and weekly second.
+        return (FIVE_HOUR if slot == "primary" else SEVEN_DAY), "slot"
+    for target, label in _KNOWN_LENGTHS:
+        # Integer form of |minutes - target| <= 5% of target: exact at the boundaries.
+        if 20 * abs(minutes - target) <= target:
+            return label, "length"
+    return f"{minutes}m", "length"
+
+
+def _parse_float(raw: str | None) -> float | None:
+    """Read a finite number >= 0, or None."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    # NaN fails both comparisons; "-0" becomes 0.0 through the addition.
+    if 0.0 <= value < math.inf:
+        return value + 0.0
+    return None
+
+
+def _parse_int(raw: str | None) -> int | None:
+    """Read an integral number >= 0 ("300.0" is 300) that fits 64 bits, or None."""
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        try:
+            number = float(raw)
+        except ValueError:
+            return None
+        # is_integer() is False for NaN and the infinities.
+        if not number.is_integer():
+            return None
+        value = int(number)
+    if 0 <= value <= _INT_MAX:
+        return value
+    return None
+
+
+def header_text(raw: str | None) -> str | None:
+    """A header's text value fit to store (clean_text); empty means unknown."""
+    if raw is None or raw.isascii():
+        return clean_text(raw)
+    # Bytes that were not UTF-8 arrive as lone surrogates (aiohttp decodes with
+    # surrogateescape); SQLite refuses those, and with them the whole batch: U+FFFD instead.
+    try:
+        data = raw.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come off the wire
+        data = raw.encode("utf-8", "surrogatepass")
+    return clean_text(data.decode("utf-8", "replace"))
+
+
+def _parse_bool(raw: str | None) -> bool | None:
+    """Read true/false/1/0 in any case, or None."""
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value == "true" or value == "1":
+        return True
+    if value == "false" or value == "0":
+        return False
+    return None
+
+
+def _parse_balance(raw: str | None) -> str | None:
+    """Keep a balance as sent (stripped) when it is a finite decimal, else None."""
+    value = header_text(raw)
+    if value is None:
+        return None
+    try:
+        finite = Decimal(value).is_finite()
+    except InvalidOperation:
+        return None
+    return value if finite else None
+
+
+def _parse_slot(
+    found: Mapping[str, str], names: _SlotNames, slot: Slot, now: float
+) -> Window | None:
+    """Read one slot; None when the upstream did not report it."""
+    used = _parse_float(found.get(names.used))
+    minutes = _parse_int(found.get(names.minutes)) or None  # 0 minutes means no length
+    resets_at = _parse_int(found.get(names.reset_at)) or None  # 0 is no time
+    after: float | None = None
+    if resets_at is None:
+        # Older servers send only the relative form; the absolute one wins when both are valid.
+        after = _parse_float(found.get(names.reset_after))
+    # An empty slot comes as zeros (used 0, minutes 0, reset-after 0, reset-at ""): not reported.
+    if not used and minutes is None and resets_at is None and not after:
+        return None
+    if after is not None:
+        total = now + after
+        # The bound check first: round() raises on NaN and infinities.
+        if 0.0 < total <= _INT_MAX:
+            resets_at = round(total) or None
+    label, classified_by = classify_window(minutes, slot)
+    return Window(slot, label, classified_by, used, minutes, resets_at)
+
+
+def _parse_family(
+    found: Mapping[str, str], limit_id: str, names: _FamilyNames, now: float
+) -> LimitReport:
+    """Read the windows and family-level fields of one limit family."""
+    primary = _parse_slot(found, names.primary, "primary", now)
+    secondary = _parse_slot(found, names.secondary, "secondary", now)
+    if primary is None:
+        windows: tuple[Window, ...] = () if secondary is None else (secondary,)
+    else:
+        windows = (primary,) if secondary is None else (primary, secondary)
+    return LimitReport(
+        limit_id,
+        header_text(found.get(names.limit_name)),
+        windows,
+        _parse_float(found.get(names.over_secondary)),
+    )
+
+
+def _parse_credits(found: Mapping[str, str]) -> Credits | None:
+    """Read the x-codex-credits-* fields; None when none of them was sent."""
+    has_credits = found.get("x-codex-credits-has-credits")
+    unlimited = found.get("x-codex-credits-unlimited")
+    balance = found.get("x-codex-credits-balance")
+    if has_credits is None and unlimited is None and balance is None:
+        return None
+    return Credits(_parse_bool(has_credits), _parse_bool(unlimited), _parse_balance(balance))
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> UsageReport | None:
+    """Read every rate-limit family and the codex-wide fields from response headers."""
+    found: dict[str, str] = {}
+    prefixes: dict[str, str] = {}  # limit id -> lower-case header prefix ("x-codex")
+    for name, value in headers.items():
+        key = name.lower()
+        # A repeated header: the first value counts, as with a multidict's get().
+        found.setdefault(key, value)
+        if key.endswith(_USED_TAIL) and key.startswith("x-"):
+            # Whatever precedes the suffix is the family, so "x-codex-credits-*" and
+            # "x-codex-primary-over-secondary-limit-percent" never start one.
+            if key.endswith(_PRIMARY_USED):
+                prefix = key[: -len(_PRIMARY_USED)]
+            elif key.endswith(_SECONDARY_USED):
+                prefix = key[: -len(_SECONDARY_USED)]
+            else:
+                continue
+            limit_id = prefix[2:].replace("-", "_")
+            if LIMIT_ID.fullmatch(limit_id):
+                prefixes.setdefault(limit_id, prefix)
+    if not prefixes:
+        return None
+
+    limits: list[LimitReport] = []
+    # Only "x-codex" maps to the id "codex" (the id has no "_" to come from a "-"): names prebuilt.
+    if prefixes.pop(_CODEX_ID, None) is not None:
+        limits.append(_parse_family(found, _CODEX_ID, _CODEX_NAMES, now))
+    for limit_id in sorted(prefixes):
+        limits.append(_parse_family(found, limit_id, _family_names(prefixes[limit_id]), now))
+
+    return UsageReport(
+        limits=tuple(limits),
+        plan_type=header_text(found.get("x-codex-plan-type")),
+        active_limit=header_text(found.get("x-codex-active-limit")),
+        credits=_parse_credits(found),
+        rate_limit_reached_type=header_text(found.get("x-codex-rate-limit-reached-type")),
+        promo_message=header_text(found.get("x-codex-promo-message")),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity
+# ---------------------------------------------------------------------------------------------
+
+_AUTH_CLAIM: Final = "https://api.openai.com/auth"
+_PROFILE_CLAIM: Final = "https://api.openai.com/profile"
+
+
+def _jwt_payload(token: str) -> dict[str, Any] | None:
+    """Decode the payload of a JWT without checking it; None when `token` is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1]
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        claims = orjson.loads(raw)
+    except ValueError:
+        # binascii.Error, UnicodeEncodeError (non-ASCII) and orjson.JSONDecodeError all land here.
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> str | None:
+    """A string claim fit to store (clean_text: it is unverified text), or None."""
+    value = claims.get(name)
+    # orjson refuses lone surrogates, so a string claim is valid Unicode already.
+    return clean_text(value) if isinstance(value, str) else None
+
+
+def _sub_claims(claims: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A nested claims object, or an empty one."""
+    value = claims.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def identity_from_token(
+    authorization: str | None, account_id_header: str | None
+) -> Identity | None:
+    """Derive the seat of a request from its bearer token and ChatGPT-Account-ID header."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    # surrogatepass: a str that did not come off the wire must still hash, never raise.
+    fingerprint = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    workspace = header_text(account_id_header)
+
+    user_id: str | None = None
+    plan_type: str | None = None
+    email: str | None = None
+    claims = _jwt_payload(token)
+    if claims is not None:
+        auth = _sub_claims(claims, _AUTH_CLAIM)
+        user_id = (
+            _claim(auth, "chatgpt_user_id") or _claim(auth, "user_id") or _claim(claims, "sub")
+        )
+        plan_type = _claim(auth, "chatgpt_plan_type")
+        email = _claim(_sub_claims(claims, _PROFILE_CLAIM), "email") or _claim(claims, "email")
+        # The header names the workspace the upstream bills, so it wins over the claim.
+        workspace = workspace or _claim(auth, "chatgpt_account_id")
+
+    if workspace is not None and user_id is not None:
+        account_key = f"seat:{workspace}:{user_id}"
+    else:
+        account_key = TOKEN_KEY_PREFIX + fingerprint
+    return Identity(account_key, fingerprint, workspace, user_id, email, plan_type)
+
+
+class IdentityCache:
+    """A bounded LRU of identities by (Authorization, ChatGPT-Account-ID) header values."""
+
+    __slots__ = ("_entries", "_maxsize")
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        """Keep at most `maxsize` identities."""
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._maxsize = maxsize
+        self._entries: OrderedDict[tuple[str, str | None], Identity | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        """The number of cached identities."""
+        return len(self._entries)
+
+    def resolve(self, authorization: str | None, account_id_header: str | None) -> Identity | None:
+        """Return the identity for these header values, decoding the token only on a miss."""
+        if not authorization:
+            return None  # nothing to decode; not worth a slot
+        key = (authorization, account_id_header)
+        entries = self._entries
+        try:
+            identity = entries[key]
+        except KeyError:
+            identity = identity_from_token(authorization, account_id_header)
+            entries[key] = identity
+            if len(entries) > self._maxsize:
+                entries.popitem(last=False)
+        else:
+            entries.move_to_end(key)
+        return identity

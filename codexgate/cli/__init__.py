@@ -1,0 +1,1 @@
+"""The command line: `serve`, the offline commands and `codex-config`."""

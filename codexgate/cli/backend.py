@@ -1,0 +1,280 @@
+"""Where the offline commands read and write: the SQLite file, or a running instance's API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final, Protocol
+
+import orjson
+from aiohttp import ClientError, ClientSession, ClientTimeout
+from yarl import URL
+
+from codexgate.api import rest as api
+from codexgate.api.errors import ApiError
+from codexgate.cli.common import USAGE, CommandError
+from codexgate.config import Config
+from codexgate.core.models import Identity
+from codexgate.core.rows import AccountRow, LatestUsageRow
+from codexgate.services.forecasts import ForecastCache
+from codexgate.storage.sqlite.store import Store, StoreError
+
+# Rows per history page, local or remote (the API's maximum).
+_PAGE: Final = api.MAX_PAGE
+# A command waits this long for a running instance; nothing it asks for streams.
+_TIMEOUT: Final = ClientTimeout(total=60, connect=10)
+
+
+class Backend(Protocol):
+    """Accounts and history in the REST API's JSON shapes, wherever they come from."""
+
+    async def accounts(self) -> list[dict[str, Any]]:
+        """Every account with its latest usage, oldest first."""
+        ...
+
+    async def history(
+        self, account_id: int, *, window: str | None, since: float | None, until: float | None
+    ) -> list[dict[str, Any]]:
+        """An account's history rows, oldest first, every page."""
+        ...
+
+    async def create_account(self, token: str, name: str | None) -> tuple[dict[str, Any], bool]:
+        """Register the seat of token (or update it): (account, created)."""
+        ...
+
+    async def rename_account(self, account_id: int, name: str | None) -> dict[str, Any]:
+        """Set or clear an account's display name."""
+        ...
+
+    async def delete_account(self, account_id: int) -> None:
+        """Remove an account with its history and requests."""
+        ...
+
+
+def seat_identity(token: str) -> Identity:
+    """The identity of a seat's token, by the API's rules (a pasted "Bearer " is dropped)."""
+    try:
+        return api.parse_token({"token": token})
+    except ApiError as exc:
+        raise CommandError(exc.message, USAGE) from None
+
+
+class LocalBackend:
+    """The SQLite file, through the Store (WAL: fine while the server runs)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def _render(self, accounts: list[AccountRow]) -> list[dict[str, Any]]:
+        """Accounts with their latest usage and forecasts, as GET accounts has them."""
+        ids = [a.id for a in accounts]
+        rows = await self._store.latest_usage_of(ids)
+        forecasts = await ForecastCache(self._store).of_rows(rows, time.time())
+        latest: dict[int, list[LatestUsageRow]] = {}
+        for row in rows:
+            latest.setdefault(row.usage.account_id, []).append(row)
+        return [api.account_json(a, latest.get(a.id, ()), forecasts) for a in accounts]
+
+    async def accounts(self) -> list[dict[str, Any]]:
+        """Every account with its latest usage."""
+        return await self._render(await self._store.accounts())
+
+    async def history(
+        self, account_id: int, *, window: str | None, since: float | None, until: float | None
+    ) -> list[dict[str, Any]]:
+        """Every history row in the range, a page at a time."""
+        items: list[dict[str, Any]] = []
+        after: tuple[float, int] | None = None
+        while True:
+            rows = await self._store.history_page(
+                account_id, window=window, since=since, until=until, after=after, limit=_PAGE
+            )
+            items += (api.history_json(row) for row in rows)
+            if len(rows) < _PAGE:
+                return items
+            after = (rows[-1].captured_at, rows[-1].id)
+
+    async def create_account(self, token: str, name: str | None) -> tuple[dict[str, Any], bool]:
+        """Register the seat in the file."""
+        row, created = await self._store.create_account(seat_identity(token), name, time.time())
+        return (await self._render([row]))[0], created
+
+    async def rename_account(self, account_id: int, name: str | None) -> dict[str, Any]:
+        """Rename in the file."""
+        row = await self._store.update_account(account_id, display_name=name)
+        if row is None:
+            raise CommandError(f"no account with id {account_id}")
+        return (await self._render([row]))[0]
+
+    async def delete_account(self, account_id: int) -> None:
+        """Delete from the file."""
+        if not await self._store.delete_account(account_id):
+            raise CommandError(f"no account with id {account_id}")
+
+
+class RemoteBackend:
+    """A running instance's REST API under /<prefix>/api/v1, with the admin token."""
+
+    def __init__(self, session: ClientSession, base: URL, prefix: str, token: str | None) -> None:
+        self._session = session
+        self._origin = str(base.origin())
+        self._api = base.with_path(f"{base.path.rstrip('/')}/{prefix}/api/v1")
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> tuple[int, Any]:
+        """One API request: (status, decoded JSON or None); errors become CommandErrors."""
+        url = self._api.with_path(f"{self._api.path}/{path}")
+        data = None if body is None else orjson.dumps(body)
+        headers = dict(self._headers)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(
+                method, url, params=query, data=data, headers=headers
+            ) as response:
+                status, raw = response.status, await response.read()
+        except (ClientError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise CommandError(f"cannot reach codexgate at {self._origin}: {reason}") from None
+        try:
+            decoded = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            decoded = None
+        if status < 400:
+            return status, decoded
+        message = _error_message(decoded) or f"HTTP {status}"
+        if status == 401:
+            message = (
+                f"{self._origin} refused the admin token ({message}); "
+                "give it with --token or CODEXGATE_ADMIN_TOKEN"
+            )
+        elif status != 404:
+            message = f"{self._origin} answered {status}: {message}"
+        raise CommandError(message, USAGE if status == 400 else 1)
+
+    async def accounts(self) -> list[dict[str, Any]]:
+        """GET accounts."""
+        _, body = await self._call("GET", "accounts")
+        accounts: list[dict[str, Any]] = body["accounts"]
+        return accounts
+
+    async def history(
+        self, account_id: int, *, window: str | None, since: float | None, until: float | None
+    ) -> list[dict[str, Any]]:
+        """GET accounts/{id}/history, following next_cursor to the end."""
+        query = {"limit": str(_PAGE)}
+        if window is not None:
+            query["window"] = window
+        if since is not None:
+            query["since"] = repr(since)
+        if until is not None:
+            query["until"] = repr(until)
+        items: list[dict[str, Any]] = []
+        while True:
+            _, page = await self._call("GET", f"accounts/{account_id}/history", query=query)
+            items += page["items"]
+            if page["next_cursor"] is None:
+                return items
+            query["cursor"] = page["next_cursor"]
+
+    async def create_account(self, token: str, name: str | None) -> tuple[dict[str, Any], bool]:
+        """POST accounts."""
+        body: dict[str, Any] = {"token": token}
+        if name is not None:
+            body["name"] = name
+        status, account = await self._call("POST", "accounts", body=body)
+        return account, status == 201
+
+    async def rename_account(self, account_id: int, name: str | None) -> dict[str, Any]:
+        """PATCH accounts/{id}."""
+        _, account = await self._call(
+            "PATCH", f"accounts/{account_id}", body={"display_name": name}
+        )
+        return dict(account)
+
+    async def delete_account(self, account_id: int) -> None:
+        """DELETE accounts/{id}."""
+        await self._call("DELETE", f"accounts/{account_id}")
+
+
+def _error_message(body: Any) -> str | None:
+    """The message of codexgate's error envelope, if body is one."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message")
+        if isinstance(message, str):
+            return message
+    return None
+
+
+def instance_url(raw: str) -> URL:
+    """The --url of a running instance: an http(s) URL with a host."""
+    try:
+        url = URL(raw.strip())
+    except ValueError:
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+        raise CommandError(f"--url must be an http:// or https:// URL, got {raw!r}", USAGE)
+    return url
+
+
+@asynccontextmanager
+async def open_backend(
+    config: Config, url: str | None, token: str | None, *, create: bool = False
+) -> AsyncIterator[Backend]:
+    """The running instance at url (with token, else the admin_token setting), or the --db file.
+
+    Without create, a database file that does not exist is an error rather than a new file.
+    """
+    if url:
+        base = instance_url(url)
+        async with ClientSession(timeout=_TIMEOUT) as session:
+            yield RemoteBackend(session, base, config.admin_prefix, token or config.admin_token)
+        return
+    if not create and not await asyncio.to_thread(config.db.exists):
+        raise CommandError(
+            f"no database at {config.db}; give --db, or --url for a running instance"
+        )
+    try:
+        store = await Store.open(config.db, heartbeat_seconds=config.history_heartbeat)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        yield LocalBackend(store)
+    finally:
+        await store.close()
+
+
+def pick_account(accounts: list[dict[str, Any]], query: str) -> dict[str, Any]:
+    """The account an id, display name, email or account key names; ambiguity is an error."""
+    wanted = query.strip()
+    if wanted.isdigit():
+        by_id = [a for a in accounts if str(a["id"]) == wanted.lstrip("0")]
+        if by_id:
+            return by_id[0]
+    folded = wanted.casefold()
+    matches = [
+        a
+        for a in accounts
+        if wanted == a.get("account_key")
+        or any(
+            isinstance(a.get(field), str) and a[field].casefold() == folded
+            for field in ("display_name", "email")
+        )
+    ]
+    if not matches:
+        raise CommandError(f"no account matches {query!r} (an id, display name or email)")
+    if len(matches) > 1:
+        listed = ", ".join(
+            f"{a['id']} ({a.get('display_name') or a.get('email')})" for a in matches
+        )
+        raise CommandError(f"{query!r} matches accounts {listed}; give the id", USAGE)
+    return matches[0]

@@ -1,0 +1,193 @@
+"""The offline commands: status, history, accounts, migrate and check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import sys
+import time
+from typing import Final
+
+from codexgate.cli import accounts, check_config, history, migrate, status
+from codexgate.cli.backend import open_backend, pick_account
+from codexgate.cli.common import FAILURE, OK, USAGE, CommandError
+from codexgate.cli.output import colour_enabled
+from codexgate.config import Config, Loaded, add_arguments
+from codexgate.core.sanitize import escape_unsafe
+
+NAMES: Final = ("status", "history", "accounts", "migrate", "check-config")
+URL_ENV: Final = "CODEXGATE_URL"
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    """--config and every setting, as serve takes them (--db, --admin-prefix, ...)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_arguments(parent)
+    return parent
+
+
+def _remote_parent(*, token: bool) -> argparse.ArgumentParser:
+    """--url of a running instance instead of the file, and its admin --token."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--url",
+        default=None,
+        help=f"a running codexgate (http://127.0.0.1:8787) to ask through its API instead of "
+        f"reading --db [env {URL_ENV}]",
+    )
+    if token:
+        parent.add_argument(
+            "--token",
+            dest="api_token",
+            default=None,
+            metavar="ADMIN_TOKEN",
+            help="admin token for --url (default: the admin_token setting, "
+            "e.g. CODEXGATE_ADMIN_TOKEN)",
+        )
+    return parent
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare the offline commands next to serve and codex-config."""
+    settings = _settings_parent()
+    remote = _remote_parent(token=True)
+    both = [settings, remote]
+
+    parser = commands.add_parser("status", parents=both, help="every account's usage windows")
+    parser.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+
+    parser = commands.add_parser("history", parents=both, help="an account's usage history")
+    parser.add_argument("account", metavar="ACCOUNT", help="id, display name or email")
+    parser.add_argument("--window", choices=history.WINDOWS, help="only this window")
+    parser.add_argument("--since", metavar="WHEN", help="unix seconds, ISO-8601, or 24h/7d/30m")
+    parser.add_argument("--until", metavar="WHEN", help="unix seconds, ISO-8601, or 24h/7d/30m")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--csv", action="store_true", help="CSV with a header row")
+    shape.add_argument("--json", action="store_true", help="the API's JSON items")
+
+    parser = commands.add_parser("accounts", help="list, add, rename or remove accounts")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=both, help="every account")
+    listing.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    adding = actions.add_parser(
+        "add", parents=[settings, _remote_parent(token=False)], help="register a seat by its token"
+    )
+    adding.add_argument("--name", help="display name")
+    adding.add_argument(
+        "--token",
+        dest="seat_token",
+        required=True,
+        metavar="TOKEN",
+        help="the seat's ChatGPT access token, or - to read it from stdin "
+        "(with --url the admin token comes from --admin-token or CODEXGATE_ADMIN_TOKEN)",
+    )
+    renaming = actions.add_parser("rename", parents=both, help="set or --clear a display name")
+    renaming.add_argument("account", metavar="ACCOUNT", help="id, display name or email")
+    renaming.add_argument("name", metavar="NAME", nargs="?", help="the new display name")
+    renaming.add_argument("--clear", action="store_true", help="remove the display name")
+    removing = actions.add_parser("rm", parents=both, help="remove an account and its data")
+    removing.add_argument("account", metavar="ACCOUNT", help="id, display name or email")
+    removing.add_argument("--yes", action="store_true", help="do not ask")
+
+    parser = commands.add_parser(
+        "migrate", parents=[settings], help="create the database or apply pending migrations"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="apply nothing; exit 1 if migrations are pending"
+    )
+
+    commands.add_parser(
+        "check-config",
+        parents=[settings],
+        help="print the effective settings and where each came from",
+    )
+
+
+def run(args: argparse.Namespace, loaded: Loaded) -> int:
+    """Run one offline command; errors are one line on stderr and exit 1 or 2."""
+    try:
+        if args.command == "check-config":
+            check_config.render(loaded, sys.stdout)
+            return OK
+        seat_token = None
+        if args.command == "accounts" and args.action == "add":
+            # Before the loop starts: reading stdin blocks.
+            seat_token = accounts.read_token(args.seat_token, sys.stdin)
+        return asyncio.run(_run(args, loaded.config, seat_token))
+    except CommandError as exc:
+        # Messages may quote names and emails from traffic, or a running instance's words.
+        sys.stderr.write(f"codexgate: {escape_unsafe(str(exc))}\n")
+        return exc.exit_code
+    except sqlite3.Error as exc:
+        sys.stderr.write(f"codexgate: cannot read the database {loaded.config.db}: {exc}\n")
+        return FAILURE
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be shown, and Python must not try.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILURE
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+
+
+async def _run(args: argparse.Namespace, config: Config, seat_token: str | None) -> int:
+    """Dispatch to the command."""
+    out = sys.stdout
+    if args.command == "migrate":
+        return await migrate.run(config, check=args.check, out=out)
+    url = args.url if args.url is not None else os.environ.get(URL_ENV)
+    if seat_token is not None:
+        name = None if args.name is None else accounts.check_name(args.name)
+        async with open_backend(config, url, None, create=True) as backend:
+            await accounts.add(backend, seat_token, name, config.admin_token, out)
+        return OK
+    token = args.api_token
+    if args.command == "status":
+        async with open_backend(config, url, token) as backend:
+            found = await backend.accounts()
+        if args.json:
+            status.render_json(found, out)
+        else:
+            status.render(found, config, out, colour=colour_enabled(out))
+    elif args.command == "history":
+        await _history(args, config, url, token)
+    elif args.action == "list":
+        async with open_backend(config, url, token) as backend:
+            found = await backend.accounts()
+        if args.json:
+            accounts.render_json(found, out)
+        else:
+            accounts.render(found, out)
+    elif args.action == "rename":
+        if args.clear == (args.name is not None):
+            raise CommandError("give either NAME or --clear", USAGE)
+        name = None if args.clear else accounts.check_name(args.name)
+        async with open_backend(config, url, token) as backend:
+            await accounts.rename(backend, args.account, name, out)
+    else:
+        async with open_backend(config, url, token) as backend:
+            await accounts.remove(backend, args.account, yes=args.yes, stdin=sys.stdin, out=out)
+    return OK
+
+
+async def _history(
+    args: argparse.Namespace, config: Config, url: str | None, token: str | None
+) -> None:
+    """history ACCOUNT: check the range, find the account, write every row."""
+    now = time.time()
+    since = None if args.since is None else history.parse_when(args.since, now, "--since")
+    until = None if args.until is None else history.parse_when(args.until, now, "--until")
+    if since is not None and until is not None and until < since:
+        raise CommandError("--until must not be before --since", USAGE)
+    async with open_backend(config, url, token) as backend:
+        account = pick_account(await backend.accounts(), args.account)
+        items = await backend.history(account["id"], window=args.window, since=since, until=until)
+    out = sys.stdout
+    if args.json:
+        history.render_json(items, out)
+    elif args.csv:
+        history.render_csv(items, args.window, out)
+    else:
+        history.render(items, args.window, config, out, colour=colour_enabled(out))

@@ -1,0 +1,140 @@
+"""The command line: `codexgate [serve]` runs the gateway; the other commands read and manage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from codexgate import __version__, listener, logs
+from codexgate.app import SERVER_OPTIONS, create_app
+from codexgate.cli import codex_config, commands
+from codexgate.config import (
+    Config,
+    ConfigError,
+    add_arguments,
+    log_level_number,
+    mask_credentials,
+    resolve,
+)
+from codexgate.keys import CONNECTIONS
+from codexgate.proxy.relay import environment_proxy
+from codexgate.storage.sqlite.store import StoreError
+
+log = logging.getLogger("codexgate")
+
+
+def _log_banner(config: Config) -> None:
+    log.info("codexgate %s listening on %s", __version__, config.public_base)
+    upstream_proxy = config.upstream_proxy or environment_proxy(config.upstream)
+    # A proxy URL may carry a password (user:secret@host): it never reaches a log.
+    via = f" via proxy {mask_credentials(upstream_proxy)}" if upstream_proxy else ""
+    log.info("upstream %s%s", config.upstream, via)
+    log.info("database %s", config.db.resolve())
+    log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)
+    log.info(
+        "point the Codex CLI here with ~/.codex/config.toml (codexgate codex-config --write):\n%s",
+        codex_config.client_settings(config),
+    )
+
+
+async def serve(config: Config) -> None:
+    """Run the gateway until SIGINT or SIGTERM, then drain streams and flush snapshots."""
+    file_limit = listener.raise_file_limit()
+    app = create_app(config)
+    connections = app[CONNECTIONS]
+    connections.fit_file_limit(file_limit)
+    if connections.limit < config.max_connections:
+        log.warning(
+            "open-files limit %d allows %d connections, not max_connections %d",
+            file_limit,
+            connections.limit,
+            config.max_connections,
+        )
+    runner = web.AppRunner(
+        app,
+        **SERVER_OPTIONS,
+        access_log=None,
+        shutdown_timeout=config.shutdown_grace,
+    )
+    await runner.setup()
+    try:
+        site = listener.Listener(runner, config.host, config.port, connections)
+        await site.start()
+        _log_banner(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down: in-flight streams get %gs", config.shutdown_grace)
+    finally:
+        await runner.cleanup()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codexgate",
+        description="A streaming gateway for Codex clients that records usage windows.",
+    )
+    parser.add_argument("--version", action="version", version=f"codexgate {__version__}")
+    subcommands = parser.add_subparsers(dest="command")
+    serve_parser = subcommands.add_parser("serve", help="run the gateway (the default)")
+    add_arguments(serve_parser)
+    codex_parser = subcommands.add_parser(
+        "codex-config",
+        help="print the Codex CLI config.toml settings for this instance, or --write them",
+    )
+    add_arguments(codex_parser)
+    codex_config.add_arguments(codex_parser)
+    commands.add_parsers(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `codexgate` and `python -m codexgate`; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
+        args.insert(0, "serve")
+    namespace = _parser().parse_args(args)
+    if namespace.command is None:
+        namespace.command = "serve"
+    try:
+        loaded = resolve(vars(namespace))
+    except ConfigError as exc:
+        print(f"codexgate: {exc}", file=sys.stderr)  # noqa: T201 - logging is not set up yet
+        return 2
+    config = loaded.config
+    if namespace.command in commands.NAMES:
+        return commands.run(namespace, loaded)
+    if namespace.command == "codex-config":
+        return codex_config.run(
+            config,
+            write_file=namespace.write,
+            home=namespace.codex_home,
+            transport=namespace.transport,
+        )
+    logs.configure(log_level_number(config))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(config))
+    except StoreError as exc:
+        log.error("cannot open the database %s: %s", config.db, exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0

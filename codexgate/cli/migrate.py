@@ -1,0 +1,45 @@
+"""`codexgate migrate [--check]`: bring the database file to the newest schema, or say if due."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from codexgate.cli.common import FAILURE, OK, CommandError
+from codexgate.config import Config
+from codexgate.storage.sqlite.store import Store, StoreError
+
+
+async def run(config: Config, *, check: bool, out: TextIO) -> int:
+    """Apply the pending migrations (creating the file), or with check only report them."""
+    try:
+        before, latest = await Store.schema_status(config.db)
+        if check:
+            return _report(config, before, latest, out)
+        store = await Store.open(config.db, heartbeat_seconds=config.history_heartbeat)
+        try:
+            version = await store.schema_version()
+        finally:
+            await store.close()
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    applied = version - before
+    note = f"applied {applied} migration{'s' if applied != 1 else ''}" if applied else "up to date"
+    out.write(f"{config.db}: schema version {version} ({note})\n")
+    return OK
+
+
+def _report(config: Config, version: int, latest: int, out: TextIO) -> int:
+    """--check: exit 0 when nothing is pending, 1 when something is (or the file is newer)."""
+    if version > latest:
+        raise CommandError(
+            f"{config.db}: schema version {version} is newer than this codexgate ({latest})"
+        )
+    if version == latest:
+        out.write(f"{config.db}: schema version {version} (up to date)\n")
+        return OK
+    pending = latest - version
+    out.write(
+        f"{config.db}: schema version {version}, {pending} migration"
+        f"{'s' if pending != 1 else ''} pending (latest {latest})\n"
+    )
+    return FAILURE

@@ -1,0 +1,73 @@
+"""`codexgate status`: every account's windows, as a table or the API's JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, TextIO
+
+from codexgate.cli.output import AMBER, UNKNOWN, Cell, account_label, json_text, table, used_cell
+from codexgate.config import Config
+from codexgate.core.text import duration
+
+HEADERS: Final = (
+    "id",
+    "account",
+    "limit",
+    "window",
+    "used",
+    "resets in",
+    "data age",
+    "source",
+    "stale",
+)
+
+
+def _resets_in(window: Mapping[str, Any]) -> str:
+    """Time left until the window resets; "passed" once the reported time has gone by."""
+    seconds = window.get("reset_in_seconds")
+    if seconds is None:
+        return UNKNOWN
+    return "passed" if seconds < 0 else duration(seconds)
+
+
+def rows(accounts: list[dict[str, Any]], config: Config) -> list[list[Cell | str]]:
+    """One row per reported window of each limit; an account or limit without any gets one."""
+    lines: list[list[Cell | str]] = []
+    for account in accounts:
+        head: list[Cell | str] = [str(account["id"]), account_label(account)]
+        if not account["limits"]:
+            lines.append([*head, *[UNKNOWN] * 6, "-"])
+        for limit in account["limits"]:
+            tail: list[Cell | str] = [
+                duration(limit["age_seconds"]),
+                limit["source"],
+                Cell("yes", AMBER) if limit["stale"] else "no",
+            ]
+            windows = [(k, w) for k, w in limit["windows"].items() if w is not None]
+            if not windows:
+                lines.append([*head, limit["limit_id"], UNKNOWN, UNKNOWN, UNKNOWN, *tail])
+            for label, window in windows:
+                lines.append(
+                    [
+                        *head,
+                        limit["limit_id"],
+                        label,
+                        used_cell(window["used_percent"], config),
+                        _resets_in(window),
+                        *tail,
+                    ]
+                )
+    return lines
+
+
+def render(accounts: list[dict[str, Any]], config: Config, out: TextIO, *, colour: bool) -> None:
+    """Write the status table, or say that there is nothing yet."""
+    if not accounts:
+        out.write("no accounts yet: they appear with the first request through codexgate\n")
+        return
+    out.write(table(HEADERS, rows(accounts, config), colour=colour))
+
+
+def render_json(accounts: list[dict[str, Any]], out: TextIO) -> None:
+    """The REST API's accounts list: {"accounts": [...]}."""
+    out.write(json_text({"accounts": accounts}))

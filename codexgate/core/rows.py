@@ -1,0 +1,296 @@
+"""The rows codexgate keeps, as every reader sees them: accounts, usage, requests, alerts, sessions.
+
+Pure data, returned by every storage backend (storage/interface.py) and read by the services and
+edges. A field that is None was not reported: unknown, never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from codexgate.core.models import FIVE_HOUR, MONTHLY, SEVEN_DAY
+from codexgate.core.windows import WindowValue, reported
+
+AccountEventKind = Literal["created", "updated", "deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpcomingReset:
+    """A window of an account that resets at `at` (unix seconds)."""
+
+    at: int
+    account_id: int
+    title: str | None  # display name, else email
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewPage:
+    """What the overview shows of every account, and which accounts are on one page."""
+
+    accounts: int
+    near_limit: int
+    at_limit: int
+    max_account_id: int  # the highest id of an account (0: none)
+    account_ids: list[int]  # the page, in order
+    resets: list[UpcomingReset]  # the soonest resets still ahead, soonest first
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What one record() batch wrote."""
+
+    accounts_created: int
+    rows_inserted: int  # new history rows
+    rows_confirmed: int  # limit reports that only advanced an existing row's confirmed_at
+    requests_inserted: int = 0  # new requests rows
+    # Ids of existing usage rows whose confirmed_at this batch advanced (no row inserted for
+    # them), ascending: their values are unchanged but their age starts again. Not compared,
+    # so that a result still equals RecordResult(created, inserted, confirmed, requests).
+    confirmed_row_ids: tuple[int, ...] = field(default=(), compare=False)
+    # What max_accounts kept out: new seats not created, their snapshots (not written) and
+    # their requests (written without an account).
+    seats_refused: int = 0
+    snapshots_refused: int = 0
+    requests_refused: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """One row of `accounts`."""
+
+    id: int
+    account_key: str
+    chatgpt_account_id: str | None
+    chatgpt_user_id: str | None
+    display_name: str | None
+    email: str | None
+    plan_type: str | None
+    token_fingerprint: str | None
+    first_seen_at: float
+    last_seen_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One row of `usage_snapshots`; None means not reported (unknown), never 0."""
+
+    id: int
+    account_id: int
+    captured_at: float
+    confirmed_at: float
+    source: str
+    http_status: int | None
+    limit_id: str
+    limit_name: str | None
+    plan_type: str | None
+    active_limit: str | None
+    rate_limit_reached_type: str | None
+    five_hour_used_percent: float | None
+    five_hour_window_minutes: int | None
+    five_hour_resets_at: int | None
+    seven_day_used_percent: float | None
+    seven_day_window_minutes: int | None
+    seven_day_resets_at: int | None
+    monthly_used_percent: float | None
+    monthly_window_minutes: int | None
+    monthly_resets_at: int | None
+    primary_window: str | None
+    primary_classified_by: str | None
+    primary_used_percent: float | None
+    primary_window_minutes: int | None
+    primary_resets_at: int | None
+    secondary_window: str | None
+    secondary_classified_by: str | None
+    secondary_used_percent: float | None
+    secondary_window_minutes: int | None
+    secondary_resets_at: int | None
+    over_secondary_limit_percent: float | None
+    credits_has_credits: bool | None
+    credits_unlimited: bool | None
+    credits_balance: str | None
+    limit_hit_type: str | None  # the quota error's type while the limit is hit ("codex" rows)
+    limit_hit_resets_at: int | None
+    spend_control_reached: bool | None  # the workspace spend limit ("codex" rows)
+    spend_limit: str | None
+    spend_used: str | None
+    spend_used_percent: float | None
+    spend_resets_at: int | None
+    spend_source: str | None
+
+    def windows(self) -> tuple[WindowValue, ...]:
+        """The windows this row reports: 5h, 7d, monthly, then other labels of its slots."""
+        return reported(
+            (self.five_hour_used_percent, self.five_hour_window_minutes, self.five_hour_resets_at),
+            (self.seven_day_used_percent, self.seven_day_window_minutes, self.seven_day_resets_at),
+            (self.monthly_used_percent, self.monthly_window_minutes, self.monthly_resets_at),
+            (
+                self.primary_window,
+                self.primary_used_percent,
+                self.primary_window_minutes,
+                self.primary_resets_at,
+            ),
+            (
+                self.secondary_window,
+                self.secondary_used_percent,
+                self.secondary_window_minutes,
+                self.secondary_resets_at,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LatestUsageRow:
+    """One row of the `latest_usage` view: an account's newest row of one limit family."""
+
+    usage: UsageRow
+    account_key: str
+    display_name: str | None
+    email: str | None
+    account_plan_type: str | None
+    age_seconds: float  # since the values were last confirmed
+    five_hour_reset_in_seconds: float | None  # negative once the reset time has passed
+    seven_day_reset_in_seconds: float | None
+    monthly_reset_in_seconds: float | None
+    limit_hit_reset_in_seconds: float | None
+    spend_reset_in_seconds: float | None
+
+    def reset_in_seconds(self, label: str) -> float | None:
+        """Seconds until a fixed window (5h, 7d, monthly) resets; None for other labels."""
+        if label == FIVE_HOUR:
+            return self.five_hour_reset_in_seconds
+        if label == SEVEN_DAY:
+            return self.seven_day_reset_in_seconds
+        if label == MONTHLY:
+            return self.monthly_reset_in_seconds
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    """One row of `requests`; token counts are None unless the turn completed with usage."""
+
+    id: int
+    started_at: float
+    account_id: int | None  # None: no credential the upstream accepted, or no account for it
+    method: str
+    path: str
+    transport: str
+    status: int | None
+    model: str | None
+    upstream_request_id: str | None
+    response_id: str | None
+    ttfb_ms: float | None
+    duration_ms: float | None
+    bytes_in: int
+    bytes_out: int
+    input_tokens: int | None
+    cached_input_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    total_tokens: int | None
+    error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    """Requests and tokens of one time bucket of the request log."""
+
+    index: int  # 0 is the bucket starting at `since`
+    requests: int
+    tokens: int  # sum of total_tokens (NULL counts as 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """One row of `account_events`: a change to an account, in commit order (by id)."""
+
+    id: int
+    account_id: int  # the account's id then; a 'deleted' account no longer has a row
+    kind: AccountEventKind
+    at: float  # unix seconds when the change was written
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCursor:
+    """The newest id of each table the feed follows; 0 when the table is empty."""
+
+    usage: int  # usage_snapshots.id
+    request: int  # requests.id
+    account: int  # account_events.id
+    alert: int = 0  # alerts.id
+
+
+AlertKind = Literal["threshold", "limit_hit", "limit_reset", "forecast", "stale", "test"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One row of `alerts`: an alert that fired."""
+
+    id: int
+    at: float
+    kind: AlertKind
+    account_id: int | None  # None once the account is deleted, and for a test alert
+    account: str | None  # the account's name or email when it fired
+    limit_id: str | None
+    window: str | None
+    used_percent: float | None
+    threshold: float | None
+    resets_at: int | None
+    exhausts_at: float | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewAlert:
+    """An alert to write (AlertRow without its id); what a rule does not say stays None."""
+
+    at: float
+    kind: AlertKind
+    message: str
+    account_id: int | None = None
+    account: str | None = None
+    limit_id: str | None = None
+    window: str | None = None
+    used_percent: float | None = None
+    threshold: float | None = None
+    resets_at: int | None = None
+    exhausts_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What has fired for the current crossing of one rule on one window."""
+
+    account_id: int
+    limit_id: str
+    window: str  # "*" for rules about the whole limit family
+    rule: str  # "threshold:90", "limit_hit", "forecast", "stale"
+    period: int | None  # the window's reset time when it fired
+    fired_at: float
+
+    @property
+    def key(self) -> tuple[int, str, str, str]:
+        return (self.account_id, self.limit_id, self.window, self.rule)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    """A webhook added through the API; url is a secret."""
+
+    id: int
+    url: str
+    format: str
+    name: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A signed-in browser's session, known by the SHA-256 of its cookie."""
+
+    id_sha256: str
+    created_at: float
+    expires_at: float
+    last_used_at: float

@@ -1,0 +1,1 @@
+"""The HTML edge: page handlers, rendering, view models, SVG charts, strings."""

@@ -1,0 +1,186 @@
+"""Server-rendered pages: the template environment, the page's language, and rendering.
+
+Templates live in web/templates and autoescape everything; static files in web/static are served
+under /<prefix>/static/ with a content hash in their URL, so a new release is never mixed with a
+cached old script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import hdrs, web
+from yarl import URL
+
+from codexgate import __version__
+from codexgate.core.text import iso, percent_number
+from codexgate.dashboard import i18n
+from codexgate.keys import CONFIG, STATIC_VERSIONS
+from codexgate.paths import web_dir
+
+LANG_COOKIE_MAX_AGE: Final = 365 * 24 * 3600
+STATIC_FILES: Final = ("app.css", "dashboard.js", "favicon.svg")
+
+
+def setup(app: web.Application, prefix: str) -> None:
+    """Install the template environment and the static route (call before the app starts)."""
+    folder = web_dir()
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(folder / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt name fails a test, not a page silently
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["utc"] = utc_text
+    env.filters["iso"] = iso
+    env.filters["percent"] = percent_number
+    env.filters["remaining"] = remaining
+    env.filters["bar_width"] = bar_width
+    app[STATIC_VERSIONS] = {
+        name: hashlib.sha256((folder / "static" / name).read_bytes()).hexdigest()[:12]
+        for name in STATIC_FILES
+    }
+    app.router.add_static(f"/{prefix}/static/", folder / "static", append_version=False)
+    app.router.add_get(f"/{prefix}/language", choose_language)
+
+
+def utc_text(at: float | None) -> str:
+    """A moment as `2026-11-30 14:05 UTC`; the page script shows it in the reader's zone."""
+    if at is None:
+        return ""
+    try:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return ""
+
+
+def remaining(used_percent: float) -> float:
+    """What is left of a window, 0 to 100."""
+    return min(100.0, max(0.0, 100.0 - used_percent))
+
+
+def bar_width(used_percent: float | None, view: str) -> float:
+    """A bar's filled share, 0 to 100: used, or remaining in the "remaining" view."""
+    if used_percent is None:
+        return 0.0
+    shown = remaining(used_percent) if view == "remaining" else used_percent
+    return round(min(100.0, max(0.0, shown)), 2)
+
+
+def language(request: web.Request) -> str:
+    """The language of this request's page."""
+    return i18n.negotiate(
+        request.headers.get(hdrs.ACCEPT_LANGUAGE), request.cookies.get(i18n.LANG_COOKIE)
+    )
+
+
+def local_path(raw: str | None, prefix: str) -> str:
+    """A path under /<prefix>/ to return to, or the overview: never another host or scheme."""
+    fallback = f"/{prefix}/"
+    if not raw or not raw.startswith(f"/{prefix}/") or "\\" in raw or "//" in raw:
+        return fallback
+    try:
+        url = URL(raw)
+    except ValueError:
+        return fallback
+    if url.absolute or ".." in url.path.split("/"):
+        return fallback
+    return str(url)
+
+
+def _here(request: web.Request) -> str:
+    """This page's path and query for the language switch to come back to; never a token."""
+    query = [(name, value) for name, value in request.query.items() if name != "token"]
+    return str(URL.build(path=request.path, query=query))
+
+
+def render(
+    request: web.Request,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    status: int = 200,
+    page_data: Mapping[str, Any] | None = None,
+) -> web.Response:
+    """Render a page in the request's language with the common context."""
+    config = request.app[CONFIG]
+    lang = language(request)
+    t = i18n.Translator(lang)
+    versions = request.app[STATIC_VERSIONS]
+    prefix = config.admin_prefix
+    data = {
+        "prefix": prefix,
+        "lang": lang,
+        "messages": i18n.catalog(lang),
+        "server_now": time.time(),
+        **(page_data or {}),
+    }
+    return aiohttp_jinja2.render_template(
+        template,
+        request,
+        {
+            "t": t,
+            "lang": lang,
+            "languages": [(code, i18n.LANGUAGE_NAMES[code]) for code in i18n.LANGUAGES],
+            "prefix": prefix,
+            "here": _here(request),
+            "version": __version__,
+            "static": lambda name: f"/{prefix}/static/{name}?v={versions[name]}",
+            "page_data": data,
+            **context,
+        },
+        status=status,
+    )
+
+
+async def choose_language(request: web.Request) -> web.Response:
+    """GET language?set=<code>&next=<path>: remember the choice, go back to the page."""
+    prefix = request.app[CONFIG].admin_prefix
+    chosen = request.query.get("set")
+    response = web.Response(
+        status=303, headers={hdrs.LOCATION: local_path(request.query.get("next"), prefix)}
+    )
+    if chosen in i18n.LANGUAGES:
+        response.set_cookie(
+            i18n.LANG_COOKIE,
+            chosen,
+            max_age=LANG_COOKIE_MAX_AGE,
+            path=f"/{prefix}",
+            httponly=True,
+            samesite="Lax",
+            secure=secure_cookies(request),
+        )
+    return response
+
+
+def login_page(
+    request: web.Request, *, rejected: bool, next_path: str, retry_after: int | None = None
+) -> web.Response:
+    """The sign-in form; a 401 saying so after a wrong token, a 429 while this address waits."""
+    status = 429 if retry_after is not None else 401 if rejected else 200
+    response = render(
+        request,
+        "login.html",
+        {"rejected": rejected, "next_path": next_path, "retry_after": retry_after},
+        status=status,
+    )
+    if retry_after is not None:
+        response.headers[hdrs.RETRY_AFTER] = str(retry_after)
+    return response
+
+
+def secure_cookies(request: web.Request) -> bool | None:
+    """Whether cookies get `Secure`: over TLS, or when people reach codexgate at an https
+    --public-url (a TLS reverse proxy talks plain http to codexgate)."""
+    public_url = request.app[CONFIG].public_url
+    if request.secure or (public_url is not None and public_url.scheme == "https"):
+        return True
+    return None

@@ -1,0 +1,268 @@
+"""What the dashboard shows, built from store rows: cards, windows, the summary. Pure functions.
+
+The page script applies the same rules to live events (web/static/dashboard.js): the fixed
+windows 5h and 7d are always shown (unknown when not reported), monthly and any other window
+only when reported; a bar's level comes from the used percent and the configured thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from codexgate.core.forecast import Forecast
+from codexgate.core.models import FIVE_HOUR, SEVEN_DAY
+from codexgate.core.rows import AccountRow, LatestUsageRow, UsageRow
+from codexgate.core.text import is_stale
+from codexgate.core.windows import FIXED_WINDOWS
+
+MAIN_LIMIT: Final = "codex"
+# Shown on every card even when not reported, so that "unknown" is visible rather than absent.
+ALWAYS_SHOWN: Final = (FIVE_HOUR, SEVEN_DAY)
+SORTS: Final = ("name", "used", "reset")
+Level = Literal["ok", "warn", "critical", "full", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Used percents from which a bar is amber and red (and an account near its limit)."""
+
+    warn: float = 50.0
+    critical: float = 80.0
+
+    def level(self, used_percent: float | None) -> Level:
+        """The bar's level for a used percent."""
+        if used_percent is None or not math.isfinite(used_percent):
+            return "unknown"
+        if used_percent >= 100:
+            return "full"
+        if used_percent >= self.critical:
+            return "critical"
+        if used_percent >= self.warn:
+            return "warn"
+        return "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    """One window's row on a card."""
+
+    key: str  # "5h", "7d", "monthly", or another label the upstream's slot was classified as
+    used_percent: float | None  # None: unknown
+    resets_at: int | None
+    level: Level
+    shown: bool  # False: not reported and not one of ALWAYS_SHOWN (rendered hidden)
+    forecast: Forecast | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitHit:
+    """The limit is hit; it comes back at resets_at (None: not said)."""
+
+    kind: str
+    resets_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitView:
+    """One limit family of an account: its windows and where the numbers came from."""
+
+    limit_id: str
+    limit_name: str | None
+    source: str
+    captured_at: float
+    confirmed_at: float
+    stale: bool
+    windows: tuple[WindowView, ...]
+    limit_hit: LimitHit | None
+
+    @property
+    def is_main(self) -> bool:
+        return self.limit_id == MAIN_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    """One account's card."""
+
+    account_id: int
+    display_name: str | None
+    email: str | None
+    plan_type: str | None
+    limits: tuple[LimitView, ...]
+
+    @property
+    def title(self) -> str | None:
+        """Display name, else email; None means "unnamed" (the template translates it)."""
+        return self.display_name or self.email
+
+    @property
+    def max_used(self) -> float | None:
+        """The highest used percent of any known window."""
+        used = [w.used_percent for w in self._windows() if w.used_percent is not None]
+        return max(used, default=None)
+
+    def soonest_reset(self, now: float) -> int | None:
+        """The earliest reset still ahead of now, of any window."""
+        ahead = [w.resets_at for w in self._windows() if w.resets_at is not None]
+        return min((at for at in ahead if at > now), default=None)
+
+    def at_limit(self, now: float) -> bool:
+        """A limit is hit (and not yet back), or a window is used up."""
+        for limit in self.limits:
+            hit = limit.limit_hit
+            if hit is not None and (hit.resets_at is None or hit.resets_at > now):
+                return True
+        return any(w.level == "full" for w in self._windows())
+
+    def _windows(self) -> Iterable[WindowView]:
+        for limit in self.limits:
+            yield from limit.windows
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The strip at the top of the overview."""
+
+    accounts: int
+    near_limit: int
+    at_limit: int
+    soonest_reset: int | None
+    soonest_reset_account: str | None  # the title of the account it belongs to
+
+
+def windows_of(
+    row: UsageRow, thresholds: Thresholds, forecasts: Mapping[str, Forecast] | None = None
+) -> tuple[WindowView, ...]:
+    """A usage row's windows in display order: 5h, 7d, monthly, then other reported labels."""
+    found = forecasts or {}
+    reported = {window.label: window for window in row.windows()}
+    views = []
+    for key in FIXED_WINDOWS:
+        fixed = reported.pop(key, None)
+        used = None if fixed is None else fixed.used_percent
+        resets_at = None if fixed is None else fixed.resets_at
+        views.append(
+            WindowView(
+                key=key,
+                used_percent=used,
+                resets_at=resets_at,
+                level=thresholds.level(used),
+                shown=key in ALWAYS_SHOWN or used is not None or resets_at is not None,
+                forecast=found.get(key) if used is not None else None,
+            )
+        )
+    for label, other in reported.items():  # the other labels, in slot order
+        used, resets_at = other.used_percent, other.resets_at
+        if used is not None or resets_at is not None:
+            views.append(
+                WindowView(label, used, resets_at, thresholds.level(used), True, found.get(label))
+            )
+    return tuple(views)
+
+
+def unknown_windows() -> tuple[WindowView, ...]:
+    """The windows of an account nothing was reported for."""
+    return tuple(
+        WindowView(key, None, None, "unknown", shown=key in ALWAYS_SHOWN) for key in FIXED_WINDOWS
+    )
+
+
+def limit_view(
+    row: UsageRow,
+    now: float,
+    thresholds: Thresholds,
+    forecasts: Mapping[str, Forecast] | None = None,
+) -> LimitView:
+    """One limit family's newest row as shown on a card."""
+    hit = None
+    if row.limit_hit_type is not None:
+        hit = LimitHit(row.limit_hit_type, row.limit_hit_resets_at)
+    return LimitView(
+        limit_id=row.limit_id,
+        limit_name=row.limit_name,
+        source=row.source,
+        captured_at=row.captured_at,
+        confirmed_at=row.confirmed_at,
+        stale=is_stale(now - row.confirmed_at),
+        windows=windows_of(row, thresholds, forecasts),
+        limit_hit=hit,
+    )
+
+
+def cards(
+    accounts: Sequence[AccountRow],
+    latest: Iterable[LatestUsageRow],
+    now: float,
+    thresholds: Thresholds,
+    forecasts: Mapping[tuple[int, str], Mapping[str, Forecast]] | None = None,
+) -> list[CardView]:
+    """A card per account, each with its limit families (the main one first)."""
+    by_account: dict[int, list[LimitView]] = {}
+    for row in latest:
+        key = (row.usage.account_id, row.usage.limit_id)
+        found = (forecasts or {}).get(key)
+        by_account.setdefault(row.usage.account_id, []).append(
+            limit_view(row.usage, now, thresholds, found)
+        )
+    result = []
+    for account in accounts:
+        limits = sorted(
+            by_account.get(account.id, ()), key=lambda lv: (not lv.is_main, lv.limit_id)
+        )
+        result.append(
+            CardView(
+                account_id=account.id,
+                display_name=account.display_name,
+                email=account.email,
+                plan_type=account.plan_type,
+                limits=tuple(limits),
+            )
+        )
+    return result
+
+
+def sort_cards(views: Sequence[CardView], sort: str, now: float) -> list[CardView]:
+    """Cards by name, by most used (unknown last) or by soonest reset (unknown last)."""
+
+    def name_key(card: CardView) -> tuple[bool, str, int]:
+        title = card.title
+        return (title is None, (title or "").casefold(), card.account_id)
+
+    if sort == "used":
+        return sorted(
+            views,
+            key=lambda c: (c.max_used is None, -(c.max_used or 0.0), *name_key(c)),
+        )
+    if sort == "reset":
+        return sorted(
+            views,
+            key=lambda c: (c.soonest_reset(now) is None, c.soonest_reset(now) or 0, *name_key(c)),
+        )
+    return sorted(views, key=name_key)
+
+
+def summary(views: Sequence[CardView], now: float, thresholds: Thresholds) -> Summary:
+    """Counts of accounts near and at their limit, and the soonest reset of them all."""
+    at_limit = {card.account_id for card in views if card.at_limit(now)}
+    near = [
+        card
+        for card in views
+        if card.account_id not in at_limit
+        and card.max_used is not None
+        and card.max_used >= thresholds.critical
+    ]
+    soonest: tuple[int, CardView] | None = None
+    for card in views:
+        at = card.soonest_reset(now)
+        if at is not None and (soonest is None or at < soonest[0]):
+            soonest = (at, card)
+    return Summary(
+        accounts=len(views),
+        near_limit=len(near),
+        at_limit=len(at_limit),
+        soonest_reset=None if soonest is None else soonest[0],
+        soonest_reset_account=None if soonest is None else soonest[1].title,
+    )

@@ -1,0 +1,1 @@
+"""Forwarding HTTP, SSE and WebSocket traffic to the upstream: header policy and relays."""

@@ -1,0 +1,1 @@
+"""Owned background tasks and shared state: recorder, feed bus, alerting, retention, metrics."""

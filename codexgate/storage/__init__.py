@@ -1,0 +1,1 @@
+"""Where codexgate keeps its data: the storage interface and its backends."""

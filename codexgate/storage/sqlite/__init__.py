@@ -1,0 +1,1 @@
+"""The SQLite backend: connection, PRAGMAs, migrations and every SQL statement."""
