@@ -20,13 +20,13 @@ from tests.helpers.gateway_process import GatewayProcess, free_port, wait_answer
 REPO: Final = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
-# The fake upstream of tests/fake_upstream.py in a process of its own, so that it can be killed
+# The fake upstream of tests/helpers/fake_upstream.py in a process of its own, so that it can be killed
 # with SIGKILL, and so that load tests do not share one event loop between client and upstream.
 # Its turns are the stream-basic sample with `deltas` more text deltas, `delay` seconds apart.
 _UPSTREAM_MAIN: Final = """
 import sys
 from aiohttp import web
-from tests.fake_upstream import FakeUpstream, sse_events
+from tests.helpers.fake_upstream import FakeUpstream, sse_events
 
 port, delay, deltas = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 events = sse_events("stream-basic.sse")
