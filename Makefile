@@ -44,7 +44,8 @@ run: $(VENV)/.stamp-run
 test: lint $(CLIENT)/node_modules/.stamp browser
 	$(PY) -m pytest
 
-# The inner loop: unit and app tests only (no lint, browser, real Codex CLI or reliability runs).
+# The inner loop: the in-process tests (unit, the storage contract suite, app); no lint, browser,
+# real Codex CLI, subprocess or reliability runs.
 test-fast: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests/unit tests/storage tests/app $(ARGS)
 

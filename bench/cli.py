@@ -13,6 +13,8 @@ from types import FrameType
 from typing import NoReturn
 
 from . import nginx, procfs
+from .auth import AuthCost, auth_costs
+from .feed import FeedDelay, feed_delay
 from .loops import loop_factory
 from .processes import BenchError, raise_open_files_limit
 from .profile import profile, profile_lines
@@ -21,7 +23,7 @@ from .report import CAPTURE_ON, machine
 from .run import workload
 from .session import ready, run_with_services, services
 from .settings import PROFILE_RATE, Settings, parse_settings
-from .summary import SideFigures, checks, markdown, summary
+from .summary import SideFigures, checks, markdown, side_lines, summary
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
@@ -46,6 +48,30 @@ def _recorder(settings: Settings) -> list[RecorderRate]:
     print("recorder alone", flush=True)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(recorder_rates(settings.recorder_seconds))
+
+
+def _auth() -> list[AuthCost]:
+    """The auth middleware alone, in this process."""
+    print("auth middleware alone", flush=True)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(auth_costs())
+
+
+def _feed(settings: Settings, workdir: Path) -> FeedDelay:
+    """The live feed's delay, through a codexgate and a fake upstream of its own."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return feed_delay(runner, workdir, settings.samples)
+
+
+def _only(settings: Settings, workdir: Path) -> SideFigures:
+    """Just the cases --only names."""
+    return SideFigures(
+        idle=[],
+        recorder=_recorder(settings) if "recorder" in settings.only else [],
+        nginx_note="not run (--only)",
+        auth=_auth() if "auth" in settings.only else [],
+        feed=_feed(settings, workdir) if "feed" in settings.only else None,
+    )
 
 
 def _profile(settings: Settings, workdir: Path) -> list[str]:
@@ -91,11 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(machine(), flush=True)
                 print("\n".join(_profile(settings, Path(workdir))))
                 return 0
+            if settings.only:
+                machine_line = machine()
+                print(machine_line, flush=True)
+                lines = side_lines(_only(settings, Path(workdir)))
+                print("\n".join(["", *lines, f"bench took {time.perf_counter() - started:.1f} s"]))
+                if settings.markdown is not None:
+                    settings.markdown.write_text("\n".join([machine_line, "", *lines, ""]))
+                    print(f"markdown written to {settings.markdown}")
+                return 0
             binary, note = _find_nginx(settings)
             machine_line = machine(nginx.version(binary) if binary else None)
             print(machine_line, flush=True)
             outcome = run_with_services(settings, Path(workdir), binary)
-        side = SideFigures(outcome.idle, _recorder(settings), note)
+            feed = _feed(settings, Path(workdir))
+        side = SideFigures(outcome.idle, _recorder(settings), note, _auth(), feed)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ RESPONSES_PATH: Final = "/backend-api/codex/responses"
 USAGE_PATH: Final = "/backend-api/wham/usage"
 BIG_PATH: Final = "/backend-api/bench/big"  # under /backend-api/: codexgate relays only Codex paths
 PING_PATH: Final = "/backend-api/bench/ping"
+PRIMARY_USED_HEADER: Final = "x-codex-primary-used-percent"
 CHUNK_SIZE: Final = 64 * 1024
 MEGABYTE: Final = 1_000_000  # MB and MB/s are decimal throughout the bench
 

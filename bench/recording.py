@@ -16,7 +16,7 @@ from codexgate.capture.headers import identity_from_token, parse_rate_limit_head
 from codexgate.core.models import Identity, RequestRecord, Snapshot, TokenUsage, UsageReport, Window
 from codexgate.core.rows import RecordResult
 from codexgate.services.recorder import Item, Recorder
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage import open_storage
 
 from .processes import BenchError
 from .protocol import (
@@ -123,7 +123,7 @@ def _items(mode: Mode) -> Iterator[Item]:
 
 async def _measure(mode: Mode, path: Path, seconds: float) -> RecorderRate:
     """Keep the recorder's queue full for WARMUP + `seconds`; count what it commits."""
-    store = await Store.open(path, heartbeat_seconds=HEARTBEAT)
+    store = await open_storage(path, heartbeat_seconds=HEARTBEAT)
     try:
         recorder = Recorder(store, queue_size=QUEUE_SIZE)
         committed = asyncio.Event()

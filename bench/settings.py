@@ -21,6 +21,8 @@ DEFAULT_MEGABYTES: Final = 50
 IDLE_STREAMS: Final = 1000
 RECORDER_SECONDS: Final = 4.0
 PROFILE_RATE: Final = 500  # py-spy samples per second
+# The cases --only can pick, each run on its own without the rounds' processes.
+ONLY_CASES: Final = ("auth", "feed", "recorder")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Settings:
     ws_concurrencies: tuple[int, ...] = WS_CONCURRENCIES
     usage_concurrency: int = USAGE_CONCURRENCY
     latency_concurrency: int = LATENCY_CONCURRENCY
+    only: tuple[str, ...] = ()  # when set: just these of ONLY_CASES
 
     @property
     def warmup_seconds(self) -> float:
@@ -146,6 +149,17 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=ONLY_CASES,
+        metavar="CASE",
+        help=(
+            "run just this case, repeatable: auth (the auth middleware's cost per request), "
+            "feed (the live feed's delay from a turn to its usage event), recorder (the "
+            "recorder alone); without it every case runs"
+        ),
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke check: 1 s runs, 1 round, 50 samples, 10 MB, 200 idle streams, 1 s recorder",
@@ -170,6 +184,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         recorder_seconds=_given(args.recorder_seconds, 1.0 if quick else RECORDER_SECONDS),
         profile_seconds=args.profile or 0.0,
         profile_output=args.profile_output,
+        only=tuple(dict.fromkeys(args.only or ())),
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .accounting import health_lines
+from .auth import AuthCost, auth_line
+from .feed import FeedDelay, feed_line
 from .idle import IdleResult, idle_lines
 from .protocol import MEGABYTE
 from .recording import RecorderRate, recorder_line
@@ -34,6 +36,8 @@ class SideFigures:
     idle: list[IdleResult]
     recorder: list[RecorderRate]
     nginx_note: str
+    auth: list[AuthCost] = field(default_factory=list)
+    feed: FeedDelay | None = None
 
 
 def _label(stopped: Stopped) -> str:
@@ -84,8 +88,8 @@ def checks(outcome: Outcome) -> tuple[bool, list[str]]:
     return healthy, lines
 
 
-def _side_lines(side: SideFigures) -> list[str]:
-    """The idle streams and the recorder alone."""
+def side_lines(side: SideFigures) -> list[str]:
+    """The idle streams, the recorder alone, the auth middleware and the live feed delay."""
     lines = []
     if side.idle:
         lines.append(f"RSS with idle streams (target for codexgate: <= {IDLE_RSS_GOAL} MB):")
@@ -102,6 +106,18 @@ def _side_lines(side: SideFigures) -> list[str]:
         for rate in side.recorder:
             met = rate.snapshots_per_second >= RECORDER_GOAL
             lines.append(f"  {recorder_line(rate)}: {_met(met)}")
+    if side.auth:
+        lines.append(
+            "auth middleware alone (codexgate.security.auth_middleware on one mocked request, "
+            "the handler's answer made once; µs per call):"
+        )
+        lines.extend(f"  {auth_line(cost)}" for cost in side.auth)
+    if side.feed is not None:
+        lines.append(
+            "live feed delay (one subscriber on api/v1/events of a codexgate process, one "
+            "turn at a time, each writing a new history row):"
+        )
+        lines.append(f"  {feed_line(side.feed)}")
     return lines
 
 
@@ -125,7 +141,7 @@ def summary(settings: Settings, outcome: Outcome, side: SideFigures, elapsed: fl
         *added_times(values),
         *goals(settings, values),
         *capture_costs(settings, values),
-        *_side_lines(side),
+        *side_lines(side),
         *checked,
         *_error_lines(outcome.result),
         f"verdict: {'healthy' if healthy else 'NOT HEALTHY (see above)'}",
@@ -148,7 +164,7 @@ def markdown(settings: Settings, outcome: Outcome, side: SideFigures, machine_li
             *goals(settings, values),
             *capture_costs(settings, values),
             "",
-            *_side_lines(side),
+            *side_lines(side),
             "",
         ]
     )

@@ -17,6 +17,7 @@ from .protocol import (
     CREATE,
     MEGABYTE,
     PING_PATH,
+    PRIMARY_USED_HEADER,
     RESPONSES_PATH,
     USAGE_PATH,
     WS_TURN,
@@ -88,16 +89,21 @@ class BenchUpstream:
         """One streamed turn: headers, then every event, `delay_ms` apart after the first.
 
         With `hold_ms` the stream goes silent after the first event for that long (an idle
-        stream); a client that hangs up meanwhile cancels the handler.
+        stream); a client that hangs up meanwhile cancels the handler. With `used` the headers
+        report that primary used percent instead of the sample's (a new history row each time).
         """
         await request.read()
+        headers = self._headers
+        used = _query_int(request, "used", -1, 100)
+        if used >= 0:
+            headers = {**headers, PRIMARY_USED_HEADER: str(used)}
         events = self._turn(
             _query_int(request, "events", 20, MAX_EVENTS),
             _query_int(request, "size", 200, MAX_EVENT_SIZE),
         )
         delay = _query_int(request, "delay_ms", 0, MAX_DELAY_MS) / 1000
         hold = _query_int(request, "hold_ms", 0, MAX_HOLD_MS) / 1000
-        response = web.StreamResponse(headers=self._headers)
+        response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         for index, event in enumerate(events):
             if index == 1 and hold:

@@ -6,16 +6,14 @@ from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, hdrs, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 
-from codexgate import security
-from codexgate.api import admin, errors
-from codexgate.api import alerts as alerts_api
-from codexgate.api import rest as api
+from codexgate import routes, security
+from codexgate.api import errors
+from codexgate.api import feed as feed_api
 from codexgate.capture import tap
 from codexgate.capture.headers import IdentityCache
 from codexgate.config import Config
-from codexgate.dashboard import handlers as dashboard
 from codexgate.dashboard import pages
 from codexgate.keys import (
     CONFIG,
@@ -29,12 +27,13 @@ from codexgate.keys import (
 )
 from codexgate.listener import Connections
 from codexgate.proxy import relay as proxy
+from codexgate.services import alerts, metrics
 from codexgate.services import feed as events
-from codexgate.services import metrics
+from codexgate.services.accounts import accounts_ctx
 from codexgate.services.forecasts import ForecastCache
 from codexgate.services.recorder import Recorder
 from codexgate.services.retention import retention_ctx
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage import open_storage
 
 # Options of aiohttp's server that codexgate depends on, however it is run (CLI or tests).
 SERVER_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
@@ -47,7 +46,7 @@ SERVER_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    app[STORE] = await Store.open(config.db, heartbeat_seconds=config.history_heartbeat)
+    app[STORE] = await open_storage(config.db, heartbeat_seconds=config.history_heartbeat)
     yield
     await app[STORE].close()
 
@@ -120,8 +119,10 @@ def create_app(config: Config) -> web.Application:
     )
     app.cleanup_ctx.append(retention_ctx)  # deletes in the store: stops before it closes
     app.cleanup_ctx.append(_forecasts_ctx)
-    app.cleanup_ctx.append(alerts_api.alerts_ctx)  # follows the recorder's commits: after it
-    app.cleanup_ctx.append(events.bus_ctx)  # and publishes the alerts too: after the engine
+    app.cleanup_ctx.append(alerts.alerts_ctx)  # follows the recorder's commits: after it
+    # The feed publishes the alerts too: after the engine.
+    app.cleanup_ctx.append(events.bus_context(feed_api.SSE_FRAMING))
+    app.cleanup_ctx.append(accounts_ctx)  # wakes the bus and the engine: after both
     app.cleanup_ctx.append(metrics.metrics_ctx)  # counts the recorder's request records: after it
     app.on_shutdown.append(events.close_streams)  # or graceful shutdown waits for every stream
     if config.capture:
@@ -134,19 +135,6 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(
         security.security_headers(config.admin_prefix, own_error_header=proxy.ERROR_HEADER)
     )
-    pages.setup(app, config.admin_prefix)
-    security.add_routes(app, config.admin_prefix)
-    dashboard.add_routes(app, config.admin_prefix)
-    metrics.add_routes(app, config.admin_prefix)
-    api.add_resource(  # a stream has no HEAD; other methods answer 405
-        app,
-        f"/{config.admin_prefix}/api/v1/events",
-        {hdrs.METH_GET: events.stream_events},
-        head=False,
-    )
-    for path, handlers in alerts_api.routes(config.admin_prefix):
-        api.add_resource(app, path, handlers)
-    admin.add_routes(app, config.admin_prefix)
-    # (?s): a path whose decoded form holds a newline (%0A) still reaches the proxy's rules.
-    app.router.add_route("*", "/{tail:(?s:.*)}", proxy.forward)
+    pages.setup(app)
+    routes.add_routes(app, config.admin_prefix)
     return app

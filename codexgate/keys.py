@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:
-    from codexgate.api.alerts import AlertSettings
     from codexgate.capture.headers import IdentityCache
     from codexgate.capture.observe import Exchange
     from codexgate.config import Config
     from codexgate.listener import Connections
     from codexgate.security import AdminAuth
-    from codexgate.services.alerts import AlertEngine
+    from codexgate.services.accounts import Accounts
+    from codexgate.services.alerts import AlertEngine, AlertSettings
     from codexgate.services.feed import EventBus, FeedOptions
     from codexgate.services.forecasts import ForecastCache
     from codexgate.services.metrics import Metrics
     from codexgate.services.notify import Notifier
     from codexgate.services.recorder import Recorder
     from codexgate.services.retention import Retention, RetentionOptions
-    from codexgate.storage.sqlite.store import Store
+    from codexgate.storage.interface import Storage
 
 CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
-STORE: Final[web.AppKey[Store]] = web.AppKey("store")
+STORE: Final[web.AppKey[Storage]] = web.AppKey("store")
 UPSTREAM_SESSION: Final = web.AppKey("upstream_session", ClientSession)
 # WebSocket upgrades use their own session: no idle timeout, and a trace that keeps handshakes.
 UPSTREAM_WS_SESSION: Final = web.AppKey("upstream_ws_session", ClientSession)
@@ -34,12 +33,14 @@ IDENTITIES: Final[web.AppKey[IdentityCache]] = web.AppKey("identities")
 # overrides the feed's defaults (queue size, ping interval: tests make them small).
 EVENT_BUS: Final[web.AppKey[EventBus]] = web.AppKey("event_bus")
 FEED_OPTIONS: Final[web.AppKey[FeedOptions]] = web.AppKey("feed_options")
+# Creates, renames and deletes accounts by hand, then wakes the feed and the alerts.
+ACCOUNTS: Final[web.AppKey[Accounts]] = web.AppKey("accounts")
 # The retention task (set by its cleanup context); RETENTION_OPTIONS, when set before the app
 # starts, overrides its defaults (first delay, interval, batch size: tests make them small).
 RETENTION: Final[web.AppKey[Retention]] = web.AppKey("retention")
 RETENTION_OPTIONS: Final[web.AppKey[RetentionOptions]] = web.AppKey("retention_options")
-# The content hash of each static file, put in its URL so that a browser never runs a stale copy.
-STATIC_VERSIONS: Final[web.AppKey[Mapping[str, str]]] = web.AppKey("static_versions")
+# The content hash of the static files, put in their URL so that a browser never runs a stale copy.
+STATIC_VERSION: Final[web.AppKey[str]] = web.AppKey("static_version", str)
 # Every account's window forecasts, kept current from the usage rows (shared by all readers).
 FORECASTS: Final[web.AppKey[ForecastCache]] = web.AppKey("forecasts")
 # Alerting: the rules and webhooks in force, and the engine that fires the rules.

@@ -33,15 +33,15 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
+from codexgate.api.common import json_response
 from codexgate.api.errors import error_response
-from codexgate.api.rest import add_resource, json_response
 from codexgate.core.sanitize import escape_unsafe
 from codexgate.dashboard import pages
 from codexgate.keys import ADMIN_AUTH, CONFIG, STORE
 
 if TYPE_CHECKING:
     from codexgate.config import Config
-    from codexgate.storage.sqlite.store import Store
+    from codexgate.storage.interface import Storage
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Sessions:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         *,
         max_age: float = SESSION_MAX_AGE,
         recheck_seconds: float = SESSION_RECHECK_SECONDS,
@@ -373,7 +373,7 @@ class AdminAuth:
         return self.identify(token) == "admin"
 
 
-async def _admin_token_sha256(config: Config, store: Store) -> str | None:
+async def _admin_token_sha256(config: Config, store: Storage) -> str | None:
     """Store the configured token's hash, or generate a token on first start and log it once."""
     base = str(config.public_url).rstrip("/") if config.public_url else config.public_base
     if config.admin_token is not None:
@@ -722,12 +722,3 @@ async def end_sessions(request: web.Request) -> web.Response:
     ended = await request.app[ADMIN_AUTH].sessions.end_all()
     log.info("every session ended through the API: %d session(s)", ended)
     return json_response({"ended": ended})
-
-
-def add_routes(app: web.Application, prefix: str) -> None:
-    """Register sign-in and sign-out; before the admin catch-all."""
-    app.router.add_get(f"/{prefix}/login", login)
-    app.router.add_post(f"/{prefix}/login", login)
-    app.router.add_post(f"/{prefix}/logout", logout)
-    app.router.add_post(f"/{prefix}/logout/everywhere", logout_everywhere)
-    add_resource(app, f"/{prefix}/api/v1/sessions", {hdrs.METH_DELETE: end_sessions})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from hypothesis import settings
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
@@ -16,8 +17,12 @@ from codexgate.app import SERVER_OPTIONS, create_app
 from codexgate.config import Config
 from tests.helpers.admin_client import ADMIN, Admin
 from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway import StartGateway
 
-StartGateway = Callable[..., Awaitable[TestServer]]
+# The one hypothesis profile: no example database (runs do not depend on earlier ones) and no
+# per-example deadline (a loaded machine is slow, not wrong).
+settings.register_profile("codexgate", database=None, deadline=None, max_examples=200)
+settings.load_profile("codexgate")
 
 
 @pytest.fixture
@@ -79,10 +84,3 @@ async def server(start_gateway: StartGateway) -> TestServer:
 def admin(http: ClientSession, server: TestServer) -> Admin:
     """A client of that gateway's own routes, with the admin token."""
     return Admin(http, server)
-
-
-def app_of(server: TestServer) -> web.Application:
-    """The application a test server runs."""
-    app = server.app
-    assert app is not None
-    return app

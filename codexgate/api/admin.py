@@ -1,4 +1,4 @@
-"""codexgate's own routes under the admin prefix: health, and a 404 for anything unknown."""
+"""codexgate's own routes under the admin prefix: health, and the 404 for anything unknown."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import orjson
 from aiohttp import web
 
 from codexgate import __version__
-from codexgate.api import compat, openapi
-from codexgate.api import rest as api
 from codexgate.api.errors import error_response
 from codexgate.core.text import iso
 from codexgate.keys import ALERTS, CONFIG, CONNECTIONS, EVENT_BUS, NOTIFIER, RECORDER, RETENTION
@@ -122,13 +120,3 @@ def _retention(app: web.Application) -> dict[str, object]:
 async def not_found(request: web.Request) -> web.Response:
     """Paths under the admin prefix are never proxied; unknown ones answer 404 here."""
     return error_response(404, "not_found", f"codexgate has no page at {request.path}")
-
-
-def add_routes(app: web.Application, prefix: str) -> None:
-    """Register the admin routes; they must come before the proxy's catch-all."""
-    app.router.add_get(f"/{prefix}/healthz", healthz)
-    api.add_routes(app, prefix)
-    openapi.add_routes(app, prefix)
-    compat.add_routes(app, prefix)
-    app.router.add_route("*", f"/{prefix}", not_found)
-    app.router.add_route("*", f"/{prefix}/{{tail:.*}}", not_found)

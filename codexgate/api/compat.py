@@ -7,32 +7,22 @@ to codexgate's one envelope (`{"error": {...}}`). Keys are codexgate's account i
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
-from codexgate.api.errors import ApiError, error_envelope, invalid
-from codexgate.api.rest import (
+from codexgate.api.common import (
     Handler,
     account_of,
-    accounts_changed,
-    add_resource,
     json_response,
-    latest_windows,
     parse_name,
     parse_token,
     read_object,
-    short_fingerprint,
 )
-from codexgate.core.models import FIVE_HOUR, MONTHLY, SEVEN_DAY
-from codexgate.core.rows import AccountRow, LatestUsageRow
-from codexgate.core.text import iso
-from codexgate.keys import STORE
-
-# The limit family whose windows the plan's usage shape shows.
-_CODEX: Final = "codex"
+from codexgate.api.errors import ApiError, error_envelope, invalid
+from codexgate.api.schemas import token_compat_json, usage_compat_json
+from codexgate.core.rows import LatestUsageRow
+from codexgate.keys import ACCOUNTS, STORE
 
 
 def _answer(handler: Handler) -> Handler:
@@ -51,34 +41,6 @@ def _answer(handler: Handler) -> Handler:
     return wrapped
 
 
-def usage_json(account: AccountRow, latest: Iterable[LatestUsageRow]) -> dict[str, Any]:
-    """One account's "codex" windows in the plan's shape."""
-    codex = next((row for row in latest if row.usage.limit_id == _CODEX), None)
-    windows = latest_windows(codex) if codex is not None else {}
-    updated_at = codex.usage.confirmed_at if codex is not None else None
-    return {
-        "key": str(account.id),
-        "name": account.display_name,
-        "email": account.email,
-        "plan_type": account.plan_type,
-        "five_hour": windows.get(FIVE_HOUR),
-        "seven_day": windows.get(SEVEN_DAY),
-        "monthly": windows.get(MONTHLY),
-        "updated_at": updated_at,
-        "updated_at_iso": iso(updated_at),
-    }
-
-
-def token_json(account: AccountRow) -> dict[str, Any]:
-    """An account as the plan listed its tokens: never the token, a short fingerprint."""
-    return {
-        "key": str(account.id),
-        "name": account.display_name,
-        "email": account.email,
-        "fingerprint": short_fingerprint(account.token_fingerprint),
-    }
-
-
 def _success(data: Any = None, *, with_data: bool = True) -> web.Response:
     """The plan's success answer."""
     return json_response(
@@ -94,20 +56,20 @@ async def list_usage(request: web.Request) -> web.StreamResponse:
     by_account: dict[int, list[LatestUsageRow]] = {}
     for row in await store.latest_usage():
         by_account.setdefault(row.usage.account_id, []).append(row)
-    return _success([usage_json(a, by_account.get(a.id, ())) for a in accounts])
+    return _success([usage_compat_json(a, by_account.get(a.id, ())) for a in accounts])
 
 
 @_answer
 async def get_usage(request: web.Request) -> web.StreamResponse:
     """GET codex/usage/{token_key}: one account's windows."""
     account = await account_of(request, request.match_info["token_key"])
-    return _success(usage_json(account, await request.app[STORE].latest_usage(account.id)))
+    return _success(usage_compat_json(account, await request.app[STORE].latest_usage(account.id)))
 
 
 @_answer
 async def list_tokens(request: web.Request) -> web.StreamResponse:
     """GET codex/tokens: every account."""
-    return _success([token_json(account) for account in await request.app[STORE].accounts()])
+    return _success([token_compat_json(account) for account in await request.app[STORE].accounts()])
 
 
 @_answer
@@ -116,9 +78,8 @@ async def add_token(request: web.Request) -> web.StreamResponse:
     body = await read_object(request)
     _, name = parse_name(body, "name")
     identity = parse_token(body)
-    account, _ = await request.app[STORE].create_account(identity, name, time.time())
-    accounts_changed(request)
-    return _success(token_json(account))
+    account, _ = await request.app[ACCOUNTS].create(identity, name)
+    return _success(token_compat_json(account))
 
 
 @_answer
@@ -129,38 +90,16 @@ async def rename_token(request: web.Request) -> web.StreamResponse:
     given, name = parse_name(body, "name")
     if not given:
         raise invalid("name", "name is required (a string, or null to clear)")
-    updated = await request.app[STORE].update_account(account.id, display_name=name)
+    updated = await request.app[ACCOUNTS].rename(account.id, name)
     if updated is None:
         raise ApiError(404, "not_found", f"no token with key {account.id}")
-    accounts_changed(request)
-    return _success(token_json(updated))
+    return _success(token_compat_json(updated))
 
 
 @_answer
 async def delete_token(request: web.Request) -> web.StreamResponse:
     """DELETE codex/tokens/{token_key}: the account, its history and its requests."""
     account = await account_of(request, request.match_info["token_key"])
-    if not await request.app[STORE].delete_account(account.id):
+    if not await request.app[ACCOUNTS].delete(account.id):
         raise ApiError(404, "not_found", f"no token with key {account.id}")
-    accounts_changed(request)
     return _success(with_data=False)
-
-
-def routes(prefix: str) -> Sequence[tuple[str, Mapping[str, Handler]]]:
-    """The compat paths and their handlers by method."""
-    base = f"/{prefix}/codex"
-    return (
-        (f"{base}/usage", {hdrs.METH_GET: list_usage}),
-        (f"{base}/usage/{{token_key}}", {hdrs.METH_GET: get_usage}),
-        (f"{base}/tokens", {hdrs.METH_GET: list_tokens, hdrs.METH_POST: add_token}),
-        (
-            f"{base}/tokens/{{token_key}}",
-            {hdrs.METH_PUT: rename_token, hdrs.METH_DELETE: delete_token},
-        ),
-    )
-
-
-def add_routes(app: web.Application, prefix: str) -> None:
-    """Register the compat routes; before the admin catch-all and the proxy's."""
-    for path, handlers in routes(prefix):
-        add_resource(app, path, handlers)

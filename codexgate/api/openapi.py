@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Mapping
+from types import MappingProxyType, UnionType
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 import orjson
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from codexgate import __version__
-from codexgate.api.rest import (
-    DEFAULT_ACCOUNTS_PAGE,
-    DEFAULT_HISTORY_PAGE,
-    DEFAULT_REQUESTS_PAGE,
-    MAX_NAME,
-    MAX_PAGE,
-    MAX_TOKEN,
-    add_resource,
-)
-from codexgate.core.text import STALE_AFTER_SECONDS
+from codexgate.api import schemas
+from codexgate.api.accounts import DEFAULT_ACCOUNTS_PAGE
+from codexgate.api.common import MAX_PAGE, Handler
+from codexgate.api.history import DEFAULT_HISTORY_PAGE
+from codexgate.api.requests import DEFAULT_REQUESTS_PAGE
+from codexgate.api.schemas import Doc
+from codexgate.core.accounts import MAX_NAME, MAX_TOKEN
 from codexgate.security import SESSION_COOKIE
 
 Schema = dict[str, Any]
@@ -74,28 +83,105 @@ def _time(name: str, *, nullable: bool = False) -> dict[str, Schema]:
     }
 
 
+# -- components generated from the typed shapes ------------------------------------------------
+
+_SIMPLE: Final[Mapping[object, str]] = MappingProxyType(
+    {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+)
+
+
+def _json_schema(hint: object, components: dict[str, Schema]) -> Schema:
+    """The JSON Schema of a type of api/schemas.py; a TypedDict becomes a reference."""
+    if hint is None:
+        hint = type(None)
+    origin = get_origin(hint)
+    if origin is Annotated:
+        base, *extras = get_args(hint)
+        schema = _json_schema(base, components)
+        for extra in extras:
+            if isinstance(extra, Doc):
+                if "$ref" in schema:  # 3.1 allows siblings of $ref, but keep the ref alone
+                    schema = {"allOf": [schema]}
+                schema = {**schema, **extra.keywords}
+                if extra.text is not None:
+                    schema["description"] = extra.text
+        return schema
+    if isinstance(hint, type) and is_typeddict(hint):
+        _component(hint, components)
+        return _ref(hint.__name__)
+    if hint in _SIMPLE:
+        return {"type": _SIMPLE[hint]}
+    if origin is Literal:
+        values = list(get_args(hint))
+        return {"type": "string", "enum": values}
+    if origin in (Union, UnionType):
+        members = [_json_schema(arg, components) for arg in get_args(hint)]
+        if all(set(member) <= {"type", "enum"} for member in members):
+            # Plain types (and enums) merge into one schema: {"type": ["string", "null"]}.
+            kinds: list[object] = []
+            for member in members:
+                kind = member["type"]
+                kinds += kind if isinstance(kind, list) else [kind]
+            merged: Schema = {"type": kinds}
+            enums = [member["enum"] for member in members if "enum" in member]
+            if enums:
+                merged["enum"] = [value for enum in enums for value in enum]
+                if "null" in kinds:
+                    merged["enum"].append(None)
+            return merged
+        return {"anyOf": members}
+    if origin is list:
+        (item,) = get_args(hint)
+        return {"type": "array", "items": _json_schema(item, components)}
+    if origin is dict:
+        key, value = get_args(hint)
+        if key is not str:
+            raise TypeError(f"JSON object keys are strings, not {key!r}")
+        return {"type": "object", "additionalProperties": _json_schema(value, components)}
+    raise TypeError(f"no JSON Schema for {hint!r}")
+
+
+def _component(shape: type, components: dict[str, Schema]) -> None:
+    """Add a TypedDict (and every TypedDict it holds) to components, by its name."""
+    name = shape.__name__
+    if name in components:
+        return
+    components[name] = {}  # taken: a shape that holds itself refers to it
+    hints = get_type_hints(shape, include_extras=True)
+    properties = {field: _json_schema(hint, components) for field, hint in hints.items()}
+    description = (shape.__doc__ or "").strip().split("\n")[0] or None
+    if description is not None and description.startswith(f"{name}("):
+        description = None  # the functional syntax's generated docstring says nothing
+    components[name] = _object(properties, description=description)
+
+
+def generated_components() -> dict[str, Schema]:
+    """The components of every JSON shape in api/schemas.py that codexgate answers or sends."""
+    components: dict[str, Schema] = {}
+    for shape in SHAPES:
+        _component(shape, components)
+    return components
+
+
+# The roots: every other shape is reached from one of them.
+SHAPES: Final[tuple[type, ...]] = (
+    schemas.AccountList,
+    schemas.Account,
+    schemas.HistoryPage,
+    schemas.RequestPage,
+    schemas.AlertPage,
+    schemas.AlertRules,
+    schemas.WebhookList,
+    schemas.TestAlert,
+    schemas.SessionsEnded,
+    schemas.CompatUsage,
+    schemas.CompatToken,
+    schemas.UsageEvent,
+    schemas.AccountEvent,
+)
+
+
 def _schemas() -> dict[str, Schema]:
-    window_fields: dict[str, Schema] = {
-        "used_percent": {
-            "type": ["number", "null"],
-            "description": "null when the upstream did not report it (never 0 for unknown)",
-        },
-        "window_minutes": _null(_INT),
-        **_time("resets_at", nullable=True),
-    }
-    reset_in: Schema = {
-        "type": ["number", "null"],
-        "description": "seconds until resets_at, negative once it has passed",
-    }
-    windows = {label: _null(_ref("LimitWindow")) for label in ("5h", "7d", "monthly")}
-    history_windows = {label: _null(_ref("HistoryWindow")) for label in ("5h", "7d", "monthly")}
-    spend_fields: dict[str, Schema] = {
-        "reached": _null(_BOOL),
-        "limit": _null({"type": "string", "description": "amount as the upstream sent it"}),
-        "used": _null(_STR),
-        "used_percent": _null(_NUM),
-        **_time("resets_at", nullable=True),
-    }
     error_detail = {
         "type": "object",
         "required": ["type", "message"],
@@ -103,57 +189,14 @@ def _schemas() -> dict[str, Schema]:
             "type": {
                 "type": "string",
                 "description": "invalid_request, unauthorized, csrf_rejected, not_found, "
-                "method_not_allowed, request_too_large, internal_error",
+                "method_not_allowed, request_too_large, unsupported_media_type, "
+                "misdirected_request, too_many_failures, too_many_subscribers, internal_error",
             },
             "message": _STR,
             "field": {"type": "string", "description": "the input a 400 is about"},
         },
         "additionalProperties": False,
     }
-    request_fields: dict[str, Schema] = {
-        "id": _ID,
-        **_time("started_at"),
-        "account_id": _null(_INT),
-        "method": _STR,
-        "path": {"type": "string", "description": "without the query string"},
-        "transport": {"type": "string", "enum": ["http", "sse", "websocket"]},
-        "status": _null(_INT),
-        "model": _null(_STR),
-        "upstream_request_id": _null(_STR),
-        "response_id": _null(_STR),
-        "ttfb_ms": _null(_NUM),
-        "duration_ms": _null(_NUM),
-        "bytes_in": _INT,
-        "bytes_out": _INT,
-        "input_tokens": _null(_INT),
-        "cached_input_tokens": _null(_INT),
-        "output_tokens": _null(_INT),
-        "reasoning_tokens": _null(_INT),
-        "total_tokens": _null(_INT),
-        "error_code": _null(_STR),
-    }
-    compat_usage = _object(
-        {
-            "key": {"type": "string", "description": "the account id"},
-            "name": _null(_STR),
-            "email": _null(_STR),
-            "plan_type": _null(_STR),
-            "five_hour": _null(_ref("Window")),
-            "seven_day": _null(_ref("Window")),
-            "monthly": _null(_ref("Window")),
-            **_time("updated_at", nullable=True),
-        }
-    )
-    compat_token = _object(
-        {
-            "key": {"type": "string", "description": "the account id"},
-            "name": _null(_STR),
-            "email": _null(_STR),
-            "fingerprint": _null(
-                {"type": "string", "description": "first 8 hex characters of the SHA-256"}
-            ),
-        }
-    )
     return {
         "Error": _object({"error": error_detail}, description="codexgate's one error envelope"),
         "CompatError": _object(
@@ -164,137 +207,7 @@ def _schemas() -> dict[str, Schema]:
             },
             description="the plan's error shape around the envelope",
         ),
-        "Window": _object({**window_fields, "reset_in_seconds": reset_in}),
-        "LimitWindow": _object(
-            {**window_fields, "reset_in_seconds": reset_in, "forecast": _null(_ref("Forecast"))}
-        ),
-        "Forecast": _object(
-            {
-                "status": {
-                    "type": "string",
-                    "enum": ["insufficient_data", "idle", "runs_out", "lasts"],
-                    "description": "runs_out: 100% is reached at the current pace (before the "
-                    "reset when runs_out_before_reset_seconds > 0); lasts: it is not; idle: no "
-                    "use since the reset; insufficient_data: too few reports to say",
-                },
-                "rate_per_hour": _null(
-                    {"type": "number", "description": "smoothed burn rate, percent per hour"}
-                ),
-                **_time("exhausts_at", nullable=True),
-                "runs_out_before_reset_seconds": _null(_NUM),
-                "sustainable_rate_per_hour": _null(
-                    {"type": "number", "description": "the rate that would last until the reset"}
-                ),
-                **_time("since_reset", nullable=True),
-                "samples": _INT,
-            },
-            description="a window's forecast from its history since its last reset",
-        ),
-        "HistoryWindow": _object(window_fields),
-        "Slot": _object(
-            {
-                "window": _null({"type": "string", "description": "the label it was given"}),
-                "classified_by": _null({"type": "string", "enum": ["length", "slot"]}),
-                **window_fields,
-            }
-        ),
-        "LimitHit": _object(
-            {
-                "type": {"type": "string", "description": "usage_limit_reached, ..."},
-                **_time("resets_at", nullable=True),
-                "reset_in_seconds": reset_in,
-            }
-        ),
-        "HistoryLimitHit": _object(
-            {"type": _STR, **_time("resets_at", nullable=True)},
-        ),
-        "Credits": _object(
-            {"has_credits": _null(_BOOL), "unlimited": _null(_BOOL), "balance": _null(_STR)}
-        ),
-        "SpendControl": _object(
-            {**spend_fields, "reset_in_seconds": reset_in, "source": _null(_STR)}
-        ),
-        "HistorySpendControl": _object({**spend_fields, "source": _null(_STR)}),
-        "Limit": _object(
-            {
-                "limit_id": {"type": "string", "description": "codex, codex_bengalfox, ..."},
-                "limit_name": _null(_STR),
-                "source": {"type": "string", "enum": ["headers", "event", "usage_body", "error"]},
-                **_time("captured_at"),
-                **_time("confirmed_at"),
-                "age_seconds": {"type": "number", "description": "since confirmed_at"},
-                "stale": {
-                    "type": "boolean",
-                    "description": f"age_seconds > {STALE_AFTER_SECONDS:g}",
-                },
-                "http_status": _null(_INT),
-                "plan_type": _null(_STR),
-                "active_limit": _null(_STR),
-                "rate_limit_reached_type": _null(_STR),
-                "windows": _object(windows),
-                "limit_hit": _null(_ref("LimitHit")),
-                "credits": _null(_ref("Credits")),
-                "spend_control": _null(_ref("SpendControl")),
-            },
-            description="the newest values of one limit family",
-        ),
-        "Account": _object(
-            {
-                "id": _ID,
-                "account_key": {
-                    "type": "string",
-                    "description": "seat:<workspace>:<user>, or token:<first 8 hex of the SHA-256>",
-                },
-                "display_name": _null(_STR),
-                "email": _null(_STR),
-                "plan_type": _null(_STR),
-                "token_fingerprint": _null(
-                    {"type": "string", "maxLength": 8, "description": "start of the SHA-256"}
-                ),
-                **_time("first_seen_at"),
-                **_time("last_seen_at"),
-                "limits": {"type": "array", "items": _ref("Limit")},
-            }
-        ),
-        "AccountList": _object(
-            {
-                "accounts": {"type": "array", "items": _ref("Account")},
-                "next_cursor": _null(_STR),
-            }
-        ),
-        "HistoryRow": _object(
-            {
-                "id": _ID,
-                "limit_id": _STR,
-                "limit_name": _null(_STR),
-                "source": {"type": "string", "enum": ["headers", "event", "usage_body", "error"]},
-                **_time("captured_at"),
-                **_time("confirmed_at"),
-                "http_status": _null(_INT),
-                "plan_type": _null(_STR),
-                "active_limit": _null(_STR),
-                "rate_limit_reached_type": _null(_STR),
-                "windows": _object(history_windows),
-                "slots": _object(
-                    {"primary": _null(_ref("Slot")), "secondary": _null(_ref("Slot"))}
-                ),
-                "over_secondary_limit_percent": _null(_NUM),
-                "limit_hit": _null(_ref("HistoryLimitHit")),
-                "credits": _null(_ref("Credits")),
-                "spend_control": _null(_ref("HistorySpendControl")),
-            },
-            description="what one report said about one limit family",
-        ),
-        "HistoryPage": _object(
-            {
-                "items": {"type": "array", "items": _ref("HistoryRow")},
-                "next_cursor": _null(_STR),
-            }
-        ),
-        "Request": _object(request_fields, description="one proxied request or WebSocket turn"),
-        "RequestPage": _object(
-            {"items": {"type": "array", "items": _ref("Request")}, "next_cursor": _null(_STR)}
-        ),
+        **generated_components(),
         "NewAccount": {
             "type": "object",
             "required": ["token"],
@@ -316,39 +229,6 @@ def _schemas() -> dict[str, Schema]:
             "properties": {"display_name": _NAME, "name": _NAME},
             "additionalProperties": False,
         },
-        "Alert": _object(
-            {
-                "id": _ID,
-                **_time("at"),
-                "kind": {
-                    "type": "string",
-                    "enum": ["threshold", "limit_hit", "limit_reset", "forecast", "stale", "test"],
-                },
-                "account_id": _null(_INT),
-                "account": _null({"type": "string", "description": "its name when it fired"}),
-                "limit_id": _null(_STR),
-                "window": _null(_STR),
-                "used_percent": _null(_NUM),
-                "threshold": _null(_NUM),
-                **_time("resets_at", nullable=True),
-                **_time("exhausts_at", nullable=True),
-                "message": _STR,
-            },
-            description="an alert that fired",
-        ),
-        "AlertPage": _object(
-            {"items": {"type": "array", "items": _ref("Alert")}, "next_cursor": _null(_STR)}
-        ),
-        "AlertRules": _object(
-            {
-                "thresholds": {"type": "array", "items": _NUM},
-                "limit_hit": _BOOL,
-                "limit_reset": _BOOL,
-                "forecast": _BOOL,
-                "stale_minutes": _NUM,
-                "source": {"type": "string", "enum": ["config", "api"]},
-            }
-        ),
         "AlertRulesUpdate": {
             "type": "object",
             "properties": {
@@ -364,16 +244,6 @@ def _schemas() -> dict[str, Schema]:
             },
             "additionalProperties": False,
         },
-        "Webhook": _object(
-            {
-                "id": _null(_INT),
-                "name": _null(_STR),
-                "format": {"type": "string", "enum": ["json", "slack", "discord"]},
-                "url": {"type": "string", "description": "its origin only: the URL is a secret"},
-                "source": {"type": "string", "enum": ["config", "api"]},
-            }
-        ),
-        "WebhookList": _object({"items": {"type": "array", "items": _ref("Webhook")}}),
         "NewWebhook": {
             "type": "object",
             "required": ["url"],
@@ -384,27 +254,6 @@ def _schemas() -> dict[str, Schema]:
             },
             "additionalProperties": False,
         },
-        "SessionsEnded": _object(
-            {"ended": {"type": "integer", "minimum": 0, "description": "sessions ended"}}
-        ),
-        "TestAlert": _object(
-            {
-                "alert": _null(_ref("Alert")),
-                "webhooks": {
-                    "type": "array",
-                    "items": _object(
-                        {
-                            "name": _null(_STR),
-                            "format": _STR,
-                            "url": _STR,
-                            "ok": _BOOL,
-                            "error": _null(_STR),
-                        }
-                    ),
-                },
-            }
-        ),
-        "CompatUsage": compat_usage,
         "CompatUsageList": _object(
             {
                 "status": {"const": "success"},
@@ -412,7 +261,6 @@ def _schemas() -> dict[str, Schema]:
             }
         ),
         "CompatUsageOne": _object({"status": {"const": "success"}, "data": _ref("CompatUsage")}),
-        "CompatToken": compat_token,
         "CompatTokenList": _object(
             {
                 "status": {"const": "success"},
@@ -444,7 +292,20 @@ _ERRORS: Final = {
     "NotFound": ("404", "no such id"),
     "MethodNotAllowed": ("405", "another method than the path's; Allow lists them"),
     "RequestTooLarge": ("413", "the body is too large"),
+    "UnsupportedMediaType": (
+        "415",
+        "a change with a body that is not declared as JSON and no bearer token",
+    ),
+    "MisdirectedRequest": ("421", "a Host name codexgate does not answer to"),
+    "TooManyFailures": (
+        "429",
+        "too many refused credentials from this address lately; Retry-After says how long",
+    ),
     "InternalError": ("500", "an unexpected error; the server log has the details"),
+    "TooManySubscribers": (
+        "503",
+        "the live feed has --max-feed-subscribers streams open; Retry-After says when to retry",
+    ),
 }
 # The compat routes' errors carry the plan's status and message too.
 _COMPAT_ERRORS: Final = {
@@ -459,9 +320,32 @@ def _responses() -> dict[str, Schema]:
     responses["MethodNotAllowed"]["headers"] = {
         "Allow": {"schema": _STR, "description": "the methods the path answers"}
     }
+    retry_after = {"schema": _STR, "description": "seconds to wait before trying again"}
+    for name in ("TooManyFailures", "TooManySubscribers"):
+        responses[name]["headers"] = {"Retry-After": retry_after}
     for name, (_, text) in _COMPAT_ERRORS.items():
         responses[name] = _error_response(text, "CompatError")
     return responses
+
+
+# What the guard in front of every path under the prefix may answer (security.auth_middleware):
+# an unknown Host name, an address that keeps failing, and a change whose body is not JSON.
+_GUARD: Final = ("MisdirectedRequest", "TooManyFailures")
+_CHANGES: Final = frozenset({"post", "put", "patch", "delete"})
+
+
+def _guarded(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation with the guard's answers added."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            names = (*_GUARD, "UnsupportedMediaType") if method in _CHANGES else _GUARD
+            responses = operation["responses"]
+            for name in names:
+                responses[_STATUS[name]] = {"$ref": f"#/components/responses/{name}"}
+            operation["responses"] = dict(sorted(responses.items()))
+    return paths
 
 
 def _ok(schema: str, description: str = "OK") -> Schema:
@@ -640,15 +524,18 @@ def document(prefix: str) -> dict[str, Any]:
         },
         f"{api}/events": {
             "get": _op(
-                "Live feed: server-sent events usage, request and account",
+                "Live feed: server-sent events usage, request, account and alert",
                 {
                     "200": {
                         "description": "an endless text/event-stream; event ids are store row "
-                        "ids, so a reconnect with Last-Event-ID replays what was missed",
+                        "ids, so a reconnect with Last-Event-ID replays what was missed. Each "
+                        "event's data is one line of JSON: usage a UsageEvent (its row a "
+                        "HistoryRow), request a Request, alert an Alert, account an "
+                        "AccountEvent",
                         "content": {"text/event-stream": {"schema": _STR}},
                     }
                 },
-                (),
+                ("TooManySubscribers",),
                 parameters=[
                     {
                         "name": "Last-Event-ID",
@@ -801,7 +688,7 @@ def document(prefix: str) -> dict[str, Any]:
             "Times are unix seconds with an ISO-8601 `_iso` twin. Every error is "
             '`{"error": {"type", "message", "field"?}}`; a path answers other methods 405.',
         },
-        "paths": paths,
+        "paths": _guarded(paths),
         "components": {
             "schemas": _schemas(),
             "responses": _responses(),
@@ -819,12 +706,12 @@ def document(prefix: str) -> dict[str, Any]:
     }
 
 
-def add_routes(app: web.Application, prefix: str) -> None:
-    """Serve the document at /<prefix>/api/v1/openapi.json (built once, here)."""
+def handler(prefix: str) -> Handler:
+    """The handler of GET /<prefix>/api/v1/openapi.json (the document is built once, here)."""
     body = orjson.dumps(document(prefix))
 
     async def openapi_json(request: web.Request) -> web.Response:
         """GET openapi.json."""
         return web.Response(body=body, content_type=_JSON)
 
-    add_resource(app, f"/{prefix}/api/v1/openapi.json", {hdrs.METH_GET: openapi_json})
+    return openapi_json

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 
-from codexgate.api import rest as api
 from codexgate.cli.backend import Backend, pick_account
 from codexgate.cli.common import USAGE, CommandError
 from codexgate.cli.output import json_text, table
-from codexgate.core.sanitize import escape_unsafe, has_unsafe
+from codexgate.core.accounts import MAX_NAME, UNSAFE_NAME, name_fits, name_is_safe
+from codexgate.core.sanitize import escape_unsafe
 
 HEADERS: Final = ("id", "name", "email", "plan", "first seen", "last seen", "token")
 
@@ -19,7 +20,7 @@ def _shown(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def render(accounts: list[dict[str, Any]], out: TextIO) -> None:
+def render(accounts: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     """The accounts as a table (no token: only the first 8 hex digits of its SHA-256)."""
     if not accounts:
         out.write("no accounts yet\n")
@@ -39,7 +40,7 @@ def render(accounts: list[dict[str, Any]], out: TextIO) -> None:
     out.write(table(HEADERS, rows, colour=False))
 
 
-def render_json(accounts: list[dict[str, Any]], out: TextIO) -> None:
+def render_json(accounts: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     """The REST API's accounts list."""
     out.write(json_text({"accounts": accounts}))
 
@@ -59,10 +60,10 @@ def read_token(given: str, stdin: TextIO) -> str:
 
 def check_name(name: str) -> str:
     """A display name the API would take: 1 to 100 characters, no control or bidi characters."""
-    if not 1 <= len(name) <= api.MAX_NAME:
-        raise CommandError(f"the name must be 1 to {api.MAX_NAME} characters", USAGE)
-    if has_unsafe(name):
-        raise CommandError(api.UNSAFE_NAME, USAGE)
+    if not name_fits(name):
+        raise CommandError(f"the name must be 1 to {MAX_NAME} characters", USAGE)
+    if not name_is_safe(name):
+        raise CommandError(UNSAFE_NAME, USAGE)
     return name
 
 
@@ -106,5 +107,5 @@ async def remove(backend: Backend, query: str, *, yes: bool, stdin: TextIO, out:
     out.write(f"deleted {what}\n")
 
 
-def _label(account: dict[str, Any]) -> str:
+def _label(account: Mapping[str, Any]) -> str:
     return escape_unsafe(str(account.get("display_name") or account.get("email") or "no name"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Protocol
 
@@ -12,17 +12,20 @@ import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from yarl import URL
 
-from codexgate.api import rest as api
+from codexgate.api.common import MAX_PAGE, parse_token
 from codexgate.api.errors import ApiError
+from codexgate.api.schemas import Account, HistoryRow, account_json, history_json
 from codexgate.cli.common import USAGE, CommandError
 from codexgate.config import Config
 from codexgate.core.models import Identity
 from codexgate.core.rows import AccountRow, LatestUsageRow
+from codexgate.services.accounts import Accounts
 from codexgate.services.forecasts import ForecastCache
-from codexgate.storage.sqlite.store import Store, StoreError
+from codexgate.storage import open_storage
+from codexgate.storage.interface import Storage, StorageSetupError
 
 # Rows per history page, local or remote (the API's maximum).
-_PAGE: Final = api.MAX_PAGE
+_PAGE: Final = MAX_PAGE
 # A command waits this long for a running instance; nothing it asks for streams.
 _TIMEOUT: Final = ClientTimeout(total=60, connect=10)
 
@@ -30,21 +33,21 @@ _TIMEOUT: Final = ClientTimeout(total=60, connect=10)
 class Backend(Protocol):
     """Accounts and history in the REST API's JSON shapes, wherever they come from."""
 
-    async def accounts(self) -> list[dict[str, Any]]:
+    async def accounts(self) -> list[Account]:
         """Every account with its latest usage, oldest first."""
         ...
 
     async def history(
         self, account_id: int, *, window: str | None, since: float | None, until: float | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[HistoryRow]:
         """An account's history rows, oldest first, every page."""
         ...
 
-    async def create_account(self, token: str, name: str | None) -> tuple[dict[str, Any], bool]:
+    async def create_account(self, token: str, name: str | None) -> tuple[Account, bool]:
         """Register the seat of token (or update it): (account, created)."""
         ...
 
-    async def rename_account(self, account_id: int, name: str | None) -> dict[str, Any]:
+    async def rename_account(self, account_id: int, name: str | None) -> Account:
         """Set or clear an account's display name."""
         ...
 
@@ -56,18 +59,21 @@ class Backend(Protocol):
 def seat_identity(token: str) -> Identity:
     """The identity of a seat's token, by the API's rules (a pasted "Bearer " is dropped)."""
     try:
-        return api.parse_token({"token": token})
+        return parse_token({"token": token})
     except ApiError as exc:
         raise CommandError(exc.message, USAGE) from None
 
 
 class LocalBackend:
-    """The SQLite file, through the Store (WAL: fine while the server runs)."""
+    """The database file, through storage (SQLite in WAL mode: fine while the server runs)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Storage) -> None:
         self._store = store
+        # No feed or alert engine runs here: a server on the same file sees the account events
+        # with its next commit.
+        self._accounts = Accounts(store)
 
-    async def _render(self, accounts: list[AccountRow]) -> list[dict[str, Any]]:
+    async def _render(self, accounts: list[AccountRow]) -> list[Account]:
         """Accounts with their latest usage and forecasts, as GET accounts has them."""
         ids = [a.id for a in accounts]
         rows = await self._store.latest_usage_of(ids)
@@ -75,42 +81,42 @@ class LocalBackend:
         latest: dict[int, list[LatestUsageRow]] = {}
         for row in rows:
             latest.setdefault(row.usage.account_id, []).append(row)
-        return [api.account_json(a, latest.get(a.id, ()), forecasts) for a in accounts]
+        return [account_json(a, latest.get(a.id, ()), forecasts) for a in accounts]
 
-    async def accounts(self) -> list[dict[str, Any]]:
+    async def accounts(self) -> list[Account]:
         """Every account with its latest usage."""
         return await self._render(await self._store.accounts())
 
     async def history(
         self, account_id: int, *, window: str | None, since: float | None, until: float | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[HistoryRow]:
         """Every history row in the range, a page at a time."""
-        items: list[dict[str, Any]] = []
+        items: list[HistoryRow] = []
         after: tuple[float, int] | None = None
         while True:
             rows = await self._store.history_page(
                 account_id, window=window, since=since, until=until, after=after, limit=_PAGE
             )
-            items += (api.history_json(row) for row in rows)
+            items += (history_json(row) for row in rows)
             if len(rows) < _PAGE:
                 return items
             after = (rows[-1].captured_at, rows[-1].id)
 
-    async def create_account(self, token: str, name: str | None) -> tuple[dict[str, Any], bool]:
+    async def create_account(self, token: str, name: str | None) -> tuple[Account, bool]:
         """Register the seat in the file."""
-        row, created = await self._store.create_account(seat_identity(token), name, time.time())
+        row, created = await self._accounts.create(seat_identity(token), name)
         return (await self._render([row]))[0], created
 
-    async def rename_account(self, account_id: int, name: str | None) -> dict[str, Any]:
+    async def rename_account(self, account_id: int, name: str | None) -> Account:
         """Rename in the file."""
-        row = await self._store.update_account(account_id, display_name=name)
+        row = await self._accounts.rename(account_id, name)
         if row is None:
             raise CommandError(f"no account with id {account_id}")
         return (await self._render([row]))[0]
 
     async def delete_account(self, account_id: int) -> None:
         """Delete from the file."""
-        if not await self._store.delete_account(account_id):
+        if not await self._accounts.delete(account_id):
             raise CommandError(f"no account with id {account_id}")
 
 
@@ -161,15 +167,15 @@ class RemoteBackend:
             message = f"{self._origin} answered {status}: {message}"
         raise CommandError(message, USAGE if status == 400 else 1)
 
-    async def accounts(self) -> list[dict[str, Any]]:
+    async def accounts(self) -> list[Account]:
         """GET accounts."""
         _, body = await self._call("GET", "accounts")
-        accounts: list[dict[str, Any]] = body["accounts"]
+        accounts: list[Account] = body["accounts"]
         return accounts
 
     async def history(
         self, account_id: int, *, window: str | None, since: float | None, until: float | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[HistoryRow]:
         """GET accounts/{id}/history, following next_cursor to the end."""
         query = {"limit": str(_PAGE)}
         if window is not None:
@@ -178,7 +184,7 @@ class RemoteBackend:
             query["since"] = repr(since)
         if until is not None:
             query["until"] = repr(until)
-        items: list[dict[str, Any]] = []
+        items: list[HistoryRow] = []
         while True:
             _, page = await self._call("GET", f"accounts/{account_id}/history", query=query)
             items += page["items"]
@@ -186,7 +192,7 @@ class RemoteBackend:
                 return items
             query["cursor"] = page["next_cursor"]
 
-    async def create_account(self, token: str, name: str | None) -> tuple[dict[str, Any], bool]:
+    async def create_account(self, token: str, name: str | None) -> tuple[Account, bool]:
         """POST accounts."""
         body: dict[str, Any] = {"token": token}
         if name is not None:
@@ -194,12 +200,13 @@ class RemoteBackend:
         status, account = await self._call("POST", "accounts", body=body)
         return account, status == 201
 
-    async def rename_account(self, account_id: int, name: str | None) -> dict[str, Any]:
+    async def rename_account(self, account_id: int, name: str | None) -> Account:
         """PATCH accounts/{id}."""
         _, account = await self._call(
             "PATCH", f"accounts/{account_id}", body={"display_name": name}
         )
-        return dict(account)
+        renamed: Account = account
+        return renamed
 
     async def delete_account(self, account_id: int) -> None:
         """DELETE accounts/{id}."""
@@ -244,8 +251,8 @@ async def open_backend(
             f"no database at {config.db}; give --db, or --url for a running instance"
         )
     try:
-        store = await Store.open(config.db, heartbeat_seconds=config.history_heartbeat)
-    except StoreError as exc:
+        store = await open_storage(config.db, heartbeat_seconds=config.history_heartbeat)
+    except StorageSetupError as exc:
         raise CommandError(str(exc)) from None
     try:
         yield LocalBackend(store)
@@ -253,7 +260,7 @@ async def open_backend(
         await store.close()
 
 
-def pick_account(accounts: list[dict[str, Any]], query: str) -> dict[str, Any]:
+def pick_account(accounts: Sequence[Account], query: str) -> Account:
     """The account an id, display name, email or account key names; ambiguity is an error."""
     wanted = query.strip()
     if wanted.isdigit():
@@ -266,8 +273,8 @@ def pick_account(accounts: list[dict[str, Any]], query: str) -> dict[str, Any]:
         for a in accounts
         if wanted == a.get("account_key")
         or any(
-            isinstance(a.get(field), str) and a[field].casefold() == folded
-            for field in ("display_name", "email")
+            value is not None and value.casefold() == folded
+            for value in (a["display_name"], a["email"])
         )
     ]
     if not matches:

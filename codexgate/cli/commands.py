@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sqlite3
 import sys
 import time
 from typing import Final
@@ -16,6 +15,7 @@ from codexgate.cli.common import FAILURE, OK, USAGE, CommandError
 from codexgate.cli.output import colour_enabled
 from codexgate.config import Config, Loaded, add_arguments
 from codexgate.core.sanitize import escape_unsafe
+from codexgate.storage.interface import StorageUnavailable
 
 NAMES: Final = ("status", "history", "accounts", "migrate", "check-config")
 URL_ENV: Final = "CODEXGATE_URL"
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
         # Messages may quote names and emails from traffic, or a running instance's words.
         sys.stderr.write(f"codexgate: {escape_unsafe(str(exc))}\n")
         return exc.exit_code
-    except sqlite3.Error as exc:
+    except StorageUnavailable as exc:
         sys.stderr.write(f"codexgate: cannot read the database {loaded.config.db}: {exc}\n")
         return FAILURE
     except BrokenPipeError:

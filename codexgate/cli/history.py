@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
@@ -47,7 +47,7 @@ def parse_when(raw: str, now: float, option: str) -> float:
     return moment.timestamp()
 
 
-def lines(items: list[dict[str, Any]], window: str | None) -> Iterator[tuple[Any, ...]]:
+def lines(items: Sequence[Mapping[str, Any]], window: str | None) -> Iterator[tuple[Any, ...]]:
     """(time ISO, limit, window, used %, resets at ISO, source) per reported window of a row."""
     for item in items:
         for label in (window,) if window is not None else WINDOWS:
@@ -65,7 +65,12 @@ def lines(items: list[dict[str, Any]], window: str | None) -> Iterator[tuple[Any
 
 
 def render(
-    items: list[dict[str, Any]], window: str | None, config: Config, out: TextIO, *, colour: bool
+    items: Sequence[Mapping[str, Any]],
+    window: str | None,
+    config: Config,
+    out: TextIO,
+    *,
+    colour: bool,
 ) -> None:
     """A table; unknown values say so."""
     rows: list[list[Cell | str]] = [
@@ -78,7 +83,7 @@ def render(
     out.write(table(HEADERS, rows, colour=colour))
 
 
-def render_csv(items: list[dict[str, Any]], window: str | None, out: TextIO) -> None:
+def render_csv(items: Sequence[Mapping[str, Any]], window: str | None, out: TextIO) -> None:
     """CSV with a header row; an unknown value is an empty cell."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADERS)
@@ -89,6 +94,6 @@ def render_csv(items: list[dict[str, Any]], window: str | None, out: TextIO) -> 
         writer.writerow((*text, shown, csv_cell(resets or ""), csv_cell(str(source))))
 
 
-def render_json(items: list[dict[str, Any]], out: TextIO) -> None:
+def render_json(items: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     """The REST API's history items, every page: {"items": [...]}."""
     out.write(json_text({"items": items}))

@@ -24,7 +24,7 @@ from codexgate.config import (
 )
 from codexgate.keys import CONNECTIONS
 from codexgate.proxy.relay import environment_proxy
-from codexgate.storage.sqlite.store import StoreError
+from codexgate.storage.interface import StorageSetupError
 
 log = logging.getLogger("codexgate")
 
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config))
-    except StoreError as exc:
+    except StorageSetupError as exc:
         log.error("cannot open the database %s: %s", config.db, exc)
         return 1
     except OSError as exc:

@@ -6,21 +6,22 @@ from typing import TextIO
 
 from codexgate.cli.common import FAILURE, OK, CommandError
 from codexgate.config import Config
-from codexgate.storage.sqlite.store import Store, StoreError
+from codexgate.storage import open_storage, schema_status
+from codexgate.storage.interface import StorageSetupError
 
 
 async def run(config: Config, *, check: bool, out: TextIO) -> int:
     """Apply the pending migrations (creating the file), or with check only report them."""
     try:
-        before, latest = await Store.schema_status(config.db)
+        before, latest = await schema_status(config.db)
         if check:
             return _report(config, before, latest, out)
-        store = await Store.open(config.db, heartbeat_seconds=config.history_heartbeat)
+        store = await open_storage(config.db, heartbeat_seconds=config.history_heartbeat)
         try:
             version = await store.schema_version()
         finally:
             await store.close()
-    except StoreError as exc:
+    except StorageSetupError as exc:
         raise CommandError(str(exc)) from None
     applied = version - before
     note = f"applied {applied} migration{'s' if applied != 1 else ''}" if applied else "up to date"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 
 from codexgate.cli.output import AMBER, UNKNOWN, Cell, account_label, json_text, table, used_cell
@@ -30,7 +30,7 @@ def _resets_in(window: Mapping[str, Any]) -> str:
     return "passed" if seconds < 0 else duration(seconds)
 
 
-def rows(accounts: list[dict[str, Any]], config: Config) -> list[list[Cell | str]]:
+def rows(accounts: Sequence[Mapping[str, Any]], config: Config) -> list[list[Cell | str]]:
     """One row per reported window of each limit; an account or limit without any gets one."""
     lines: list[list[Cell | str]] = []
     for account in accounts:
@@ -60,7 +60,9 @@ def rows(accounts: list[dict[str, Any]], config: Config) -> list[list[Cell | str
     return lines
 
 
-def render(accounts: list[dict[str, Any]], config: Config, out: TextIO, *, colour: bool) -> None:
+def render(
+    accounts: Sequence[Mapping[str, Any]], config: Config, out: TextIO, *, colour: bool
+) -> None:
     """Write the status table, or say that there is nothing yet."""
     if not accounts:
         out.write("no accounts yet: they appear with the first request through codexgate\n")
@@ -68,6 +70,6 @@ def render(accounts: list[dict[str, Any]], config: Config, out: TextIO, *, colou
     out.write(table(HEADERS, rows(accounts, config), colour=colour))
 
 
-def render_json(accounts: list[dict[str, Any]], out: TextIO) -> None:
+def render_json(accounts: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     """The REST API's accounts list: {"accounts": [...]}."""
     out.write(json_text({"accounts": accounts}))

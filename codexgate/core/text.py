@@ -1,7 +1,8 @@
 """How codexgate writes times, percents and spans, for the API, pages, alerts, webhooks and CLI.
 
-Pure: no I/O. The page script (web/static/dashboard.js) writes durations and percents by the
-same rules, so that a countdown it updates reads like the one the server rendered.
+Pure: no I/O. The page script (web/static/js/text.js) writes durations and percents by the
+same rules, so that a countdown it updates reads like the one the server rendered;
+tests/unit/test_js.py checks that both write the same.
 """
 
 from __future__ import annotations

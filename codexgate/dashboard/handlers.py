@@ -1,8 +1,9 @@
 """The dashboard's pages: the accounts overview and one account's history and requests.
 
-Both are complete with JavaScript off; web/static/dashboard.js then keeps them live from the
-feed. Each page carries the feed position read before its data, so the script's first connection
-replays whatever was committed while the page was being built: nothing falls between the two.
+Both are complete with JavaScript off; the page script (web/static/js/) then keeps them live from
+the feed, with the rules it needs handed over in the page data rather than written again. Each
+page carries the feed position read before its data, so the script's first connection replays
+whatever was committed while the page was being built: nothing falls between the two.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any, Final
 from aiohttp import web
 from yarl import URL
 
+from codexgate.api.common import account_of, parse_id
 from codexgate.api.errors import ApiError
-from codexgate.api.rest import account_of, parse_id
 from codexgate.core.rows import ActivityBucket, OverviewPage, UsageRow
 from codexgate.core.text import STALE_AFTER_SECONDS
 from codexgate.core.windows import FIXED_WINDOWS, WindowValue
-from codexgate.dashboard import charts, views
+from codexgate.dashboard import charts, i18n, views
 from codexgate.dashboard.pages import render
 from codexgate.keys import CONFIG, EVENT_BUS, FORECASTS, STORE
 from codexgate.services import feed as events
@@ -39,6 +40,8 @@ UPCOMING_RESETS: Final = 100
 # Far beyond any real number of pages; a larger ?page= is read as the last page.
 MAX_PAGE_NUMBER: Final = 1_000_000
 RECENT_ALERTS: Final = 8
+# Values confirmed less than this long ago read "updated just now".
+JUST_NOW_SECONDS: Final = 5
 # History rows read for one chart page; the charts downsample what they draw.
 HISTORY_ROWS: Final = 50_000
 CHART_WIDTH: Final = 600
@@ -107,6 +110,19 @@ def _page_href(number: int, sort: str, view: str, period: str) -> str:
 
 def _feed_position(request: web.Request) -> str:
     return events.event_id(request.app[EVENT_BUS].cursor)
+
+
+def script_rules(thresholds: views.Thresholds) -> dict[str, Any]:
+    """The rules the page script applies to live events, from their one home in Python."""
+    return {
+        "windows": list(FIXED_WINDOWS),  # in display order, before any other label
+        "always_shown": list(views.ALWAYS_SHOWN),
+        "main_limit": views.MAIN_LIMIT,
+        "stale_after_seconds": STALE_AFTER_SECONDS,
+        "just_now_seconds": JUST_NOW_SECONDS,
+        "levels": thresholds.script_levels(),
+        "alert_messages": dict(i18n.ALERT_MESSAGES),
+    }
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -183,9 +199,10 @@ async def overview(request: web.Request) -> web.Response:
         "page": "overview",
         "cursor": cursor,
         "thresholds": {"warn": thresholds.warn, "critical": thresholds.critical},
-        "stale_after": STALE_AFTER_SECONDS,
+        "rules": script_rules(thresholds),
         "view": view,
         "sort": sort,
+        "recent_alerts": RECENT_ALERTS,
         "accounts_page": {
             "page": number,
             "pages": pages,
@@ -314,16 +331,9 @@ async def account_page(request: web.Request) -> web.Response:
         "account_id": account.id,
         "cursor": cursor,
         "thresholds": {"warn": thresholds.warn, "critical": thresholds.critical},
-        "stale_after": STALE_AFTER_SECONDS,
+        "rules": script_rules(thresholds),
         "view": context["view"],
         "live_requests": before is None,
         "requests_page": REQUESTS_PAGE,
     }
     return render(request, "account.html", context, page_data=page_data)
-
-
-def add_routes(app: web.Application, prefix: str) -> None:
-    """Register the pages; before the admin catch-all."""
-    app.router.add_get(f"/{prefix}/", overview)
-    app.router.add_get(f"/{prefix}/codex/dashboard", overview)
-    app.router.add_get(f"/{prefix}/accounts/{{id}}", account_page)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, get_args
 
+from codexgate.core.rows import AlertKind
 from codexgate.core.text import duration_parts
 
 ENGLISH: Final = "en"
@@ -274,6 +275,13 @@ def _language_of(tag: str) -> str | None:
     if primary == "en":
         return ENGLISH
     return None
+
+
+# The page's message for each alert kind, in the page's language (the API item's `message` is
+# the webhooks' English); the page script gets this map with its rules.
+ALERT_MESSAGES: Final[Mapping[str, str]] = MappingProxyType(
+    {kind: f"alert.{kind}" for kind in get_args(AlertKind)}
+)
 
 
 def keys() -> frozenset[str]:

@@ -1,16 +1,19 @@
 """Server-rendered pages: the template environment, the page's language, and rendering.
 
 Templates live in web/templates and autoescape everything; static files in web/static are served
-under /<prefix>/static/ with a content hash in their URL, so a new release is never mixed with a
-cached old script.
+under /<prefix>/static/<hash>/, the hash of every static file together, with a long cache life: a
+new release is never mixed with a cached old script, and the page script's modules, which import
+each other by relative URL, always come from one release.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp_jinja2
@@ -21,15 +24,16 @@ from yarl import URL
 from codexgate import __version__
 from codexgate.core.text import iso, percent_number
 from codexgate.dashboard import i18n
-from codexgate.keys import CONFIG, STATIC_VERSIONS
+from codexgate.keys import CONFIG, STATIC_VERSION
 from codexgate.paths import web_dir
 
 LANG_COOKIE_MAX_AGE: Final = 365 * 24 * 3600
-STATIC_FILES: Final = ("app.css", "dashboard.js", "favicon.svg")
+# A versioned static file never changes: browsers may keep it for a year without asking again.
+STATIC_CACHE_CONTROL: Final = "public, max-age=31536000, immutable"
 
 
-def setup(app: web.Application, prefix: str) -> None:
-    """Install the template environment and the static route (call before the app starts)."""
+def setup(app: web.Application) -> None:
+    """Install the template environment and the static files' version (before the app starts)."""
     folder = web_dir()
     env = aiohttp_jinja2.setup(
         app,
@@ -44,12 +48,42 @@ def setup(app: web.Application, prefix: str) -> None:
     env.filters["percent"] = percent_number
     env.filters["remaining"] = remaining
     env.filters["bar_width"] = bar_width
-    app[STATIC_VERSIONS] = {
-        name: hashlib.sha256((folder / "static" / name).read_bytes()).hexdigest()[:12]
-        for name in STATIC_FILES
-    }
-    app.router.add_static(f"/{prefix}/static/", folder / "static", append_version=False)
-    app.router.add_get(f"/{prefix}/language", choose_language)
+    app[STATIC_VERSION] = static_version(static_folder())
+
+
+def static_folder() -> Path:
+    """The folder of the static files (resolved: file_under compares against it)."""
+    return (web_dir() / "static").resolve()
+
+
+def static_version(folder: Path) -> str:
+    """The content hash of every file under `folder` (names and bytes), 12 hex digits."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix().encode()
+        digest.update(len(name).to_bytes(4, "big") + name)
+        data = path.read_bytes()
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()[:12]
+
+
+def static_handler(folder: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler of the versioned static files under `folder` (resolved)."""
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        """GET static/<version>/<path>: a file of this release, cacheable for good."""
+        path = await asyncio.to_thread(file_under, folder, request.match_info["path"])
+        if path is None:
+            raise web.HTTPNotFound
+        return web.FileResponse(path, headers={hdrs.CACHE_CONTROL: STATIC_CACHE_CONTROL})
+
+    return static_file
+
+
+def file_under(folder: Path, relative: str) -> Path | None:
+    """The file `relative` names inside `folder`, or None (missing, a folder, or outside)."""
+    path = (folder / relative).resolve()
+    return path if path.is_relative_to(folder) and path.is_file() else None
 
 
 def utc_text(at: float | None) -> str:
@@ -114,7 +148,7 @@ def render(
     config = request.app[CONFIG]
     lang = language(request)
     t = i18n.Translator(lang)
-    versions = request.app[STATIC_VERSIONS]
+    version = request.app[STATIC_VERSION]
     prefix = config.admin_prefix
     data = {
         "prefix": prefix,
@@ -133,7 +167,7 @@ def render(
             "prefix": prefix,
             "here": _here(request),
             "version": __version__,
-            "static": lambda name: f"/{prefix}/static/{name}?v={versions[name]}",
+            "static": lambda name: f"/{prefix}/static/{version}/{name}",
             "page_data": data,
             **context,
         },

@@ -1,6 +1,6 @@
 """What the dashboard shows, built from store rows: cards, windows, the summary. Pure functions.
 
-The page script applies the same rules to live events (web/static/dashboard.js): the fixed
+The page script applies the same rules to live events (web/static/js/windows.js): the fixed
 windows 5h and 7d are always shown (unknown when not reported), monthly and any other window
 only when reported; a bar's level comes from the used percent and the configured thresholds.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from codexgate.core.forecast import Forecast
 from codexgate.core.models import FIVE_HOUR, SEVEN_DAY
@@ -23,6 +23,8 @@ MAIN_LIMIT: Final = "codex"
 ALWAYS_SHOWN: Final = (FIVE_HOUR, SEVEN_DAY)
 SORTS: Final = ("name", "used", "reset")
 Level = Literal["ok", "warn", "critical", "full", "unknown"]
+# A window used this much (or more) is used up, whatever the thresholds.
+FULL_PERCENT: Final = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +34,23 @@ class Thresholds:
     warn: float = 50.0
     critical: float = 80.0
 
+    def steps(self) -> tuple[tuple[float, Level], ...]:
+        """Each level above "ok" with the used percent it starts at, the highest first."""
+        return ((FULL_PERCENT, "full"), (self.critical, "critical"), (self.warn, "warn"))
+
     def level(self, used_percent: float | None) -> Level:
-        """The bar's level for a used percent."""
+        """The bar's level for a used percent: the first step it reaches, else "ok"."""
         if used_percent is None or not math.isfinite(used_percent):
             return "unknown"
-        if used_percent >= 100:
-            return "full"
-        if used_percent >= self.critical:
-            return "critical"
-        if used_percent >= self.warn:
-            return "warn"
-        return "ok"
+        return next((name for start, name in self.steps() if used_percent >= start), "ok")
+
+    def script_levels(self) -> dict[str, Any]:
+        """The level rule as the page script applies it (web/static/js/windows.js level)."""
+        return {
+            "steps": [[start, name] for start, name in self.steps()],
+            "below": "ok",
+            "unknown": "unknown",
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +169,6 @@ def windows_of(
                 WindowView(label, used, resets_at, thresholds.level(used), True, found.get(label))
             )
     return tuple(views)
-
-
-def unknown_windows() -> tuple[WindowView, ...]:
-    """The windows of an account nothing was reported for."""
-    return tuple(
-        WindowView(key, None, None, "unknown", shown=key in ALWAYS_SHOWN) for key in FIXED_WINDOWS
-    )
 
 
 def limit_view(

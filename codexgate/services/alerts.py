@@ -1,21 +1,17 @@
-"""Alert rules, and the engine that applies them to every usage row as it is written.
+"""Alerting's owned part: the engine that applies the rules to every usage row as it is written,
+the settings in force (config file, changed through the API) and the cleanup context.
 
-Rules (each fires once per crossing, not on every snapshot; what has fired is kept in the
-`alert_state` table, so a restart does not fire it again):
-
-- threshold: a window's used percent reaches a threshold (75, 90, 95 by default, as the Codex
-  CLI warns). A jump over several fires once, naming the highest; falling back below a
-  threshold (a reset) re-arms it, and so does a new window period.
-- limit_hit: a quota error says the limit is hit. limit_reset: that limit is back (its reset
-  time passed, or a report without the hit came).
-- forecast: the forecast says the window runs out before its reset (once per period).
-- stale: a limit family's newest report is older than `stale_minutes` (once, until fresh data).
+The rules themselves are pure, in `codexgate.core.alerts`; what has fired is kept in the
+`alert_state` table, so a restart does not fire it again.
 
 The engine follows the store like the feed does (after each of the recorder's commits, from the
 last usage row id it read, evaluating only the accounts the commit touched), sweeps the time
 rules over every account every `tick` seconds, writes what fired, tells its listeners (the
 feed) and hands the alerts to the notifier. Nothing here is on the traffic
 path, and a failure costs an alert, never a request.
+
+Rules set through the API are kept in the `settings` table and win over the config file's until
+they are deleted. Webhooks come from both: the config file's, and those added through the API.
 """
 
 from __future__ import annotations
@@ -23,280 +19,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, cast
+
+from aiohttp import web
 
 from codexgate.config import AlertConfig
-from codexgate.core.forecast import Forecast
-from codexgate.core.rows import (
-    AlertRow,
-    AlertState,
-    LatestUsageRow,
-    NewAlert,
-    RecordResult,
-    UsageRow,
+from codexgate.core.alerts import (
+    WHOLE_FAMILY,
+    Decision,
+    StateKey,
+    evaluate_row,
+    evaluate_stale,
+    limits_back,
+    stored_rules,
 )
-from codexgate.core.text import duration, percent
-from codexgate.core.windows import SAME_PERIOD_SECONDS
+from codexgate.core.rows import AlertRow, AlertState, RecordResult, UsageRow, WebhookRow
+from codexgate.keys import ALERT_SETTINGS, ALERTS, CONFIG, FORECASTS, NOTIFIER, RECORDER, STORE
+from codexgate.services import notify
 from codexgate.services.forecasts import ForecastCache
 from codexgate.services.tasks import cancel_and_wait
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage.interface import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-WHOLE_FAMILY: Final = "*"
+RULES_SETTING: Final = "alert_rules"  # the settings row the API's rules are kept in
 _PAGE: Final = 500
 # Accounts per page of the time rules' sweep: one page's rows are evaluated between two awaits.
 _SWEEP_ACCOUNTS: Final = 500
-
-_StateKey = tuple[int, str, str, str]
-
-
-@dataclass(slots=True)
-class Decision:
-    """What one evaluation decided: alerts to fire, states to set and to clear."""
-
-    fired: list[NewAlert] = field(default_factory=list)
-    states: dict[_StateKey, AlertState] = field(default_factory=dict)
-    cleared: set[_StateKey] = field(default_factory=set)
-
-    def set(self, state: AlertState) -> None:
-        self.states[state.key] = state
-        self.cleared.discard(state.key)
-
-    def clear(self, key: _StateKey) -> None:
-        self.states.pop(key, None)
-        self.cleared.add(key)
-
-    def extend(self, other: Decision) -> None:
-        self.fired.extend(other.fired)
-        for key in other.cleared:
-            self.clear(key)
-        for state in other.states.values():
-            self.set(state)
-
-
-def _same_period(a: int | None, b: int | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return abs(a - b) <= SAME_PERIOD_SECONDS
-
-
-def _resets(resets_at: int | None, now: float) -> str:
-    if resets_at is None:
-        return "reset time unknown"
-    return f"resets in {duration(resets_at - now)}" if resets_at > now else "resetting now"
-
-
-def evaluate_row(
-    row: UsageRow,
-    account: str,
-    states: Mapping[_StateKey, AlertState],
-    rules: AlertConfig,
-    forecasts: Mapping[str, Forecast],
-    now: float,
-) -> Decision:
-    """The threshold, limit-hit, limit-reset and forecast rules on one new usage row."""
-    decision = Decision()
-    who = account
-    for value in row.windows():
-        used = value.used_percent
-        if used is None or not math.isfinite(used):
-            continue
-        crossed: list[float] = []
-        for threshold in sorted(set(rules.thresholds)):
-            key = (row.account_id, row.limit_id, value.label, f"threshold:{threshold:g}")
-            state = states.get(key)
-            if used >= threshold:
-                if state is None or not _same_period(state.period, value.resets_at):
-                    crossed.append(threshold)
-                    decision.set(AlertState(*key, value.resets_at, now))
-            elif state is not None:
-                decision.clear(key)
-        if crossed:
-            top = crossed[-1]
-            decision.fired.append(
-                NewAlert(
-                    at=now,
-                    kind="threshold",
-                    account_id=row.account_id,
-                    account=who,
-                    limit_id=row.limit_id,
-                    window=value.label,
-                    used_percent=used,
-                    threshold=top,
-                    resets_at=value.resets_at,
-                    message=f"{who}: {_window_name(row.limit_id, value.label)} at "
-                    f"{percent(used)} used (crossed {percent(top)}), "
-                    f"{_resets(value.resets_at, now)}",
-                )
-            )
-        forecast = forecasts.get(value.label)
-        key = (row.account_id, row.limit_id, value.label, "forecast")
-        state = states.get(key)
-        if state is not None and not _same_period(state.period, value.resets_at):
-            decision.clear(key)
-            state = None
-        if (
-            rules.forecast
-            and forecast is not None
-            and forecast.status == "runs_out"
-            and forecast.exhausts_at is not None
-            and (forecast.runs_out_before_reset_seconds or 0) > 0
-            and used < 100
-            and state is None
-        ):
-            decision.set(AlertState(*key, value.resets_at, now))
-            ahead = forecast.runs_out_before_reset_seconds or 0.0
-            decision.fired.append(
-                NewAlert(
-                    at=now,
-                    kind="forecast",
-                    account_id=row.account_id,
-                    account=who,
-                    limit_id=row.limit_id,
-                    window=value.label,
-                    used_percent=used,
-                    resets_at=value.resets_at,
-                    exhausts_at=forecast.exhausts_at,
-                    message=f"{who}: {_window_name(row.limit_id, value.label)} at "
-                    f"{percent(used)} runs out in {duration(forecast.exhausts_at - now)} "
-                    f"at the current pace, {duration(ahead)} before its reset",
-                )
-            )
-    decision.extend(_limit_hit(row, who, states, rules, now))
-    return decision
-
-
-def _limit_hit(
-    row: UsageRow,
-    who: str,
-    states: Mapping[_StateKey, AlertState],
-    rules: AlertConfig,
-    now: float,
-) -> Decision:
-    """limit_hit when a quota error arrives; limit_reset when a report says it is gone."""
-    decision = Decision()
-    key = (row.account_id, row.limit_id, WHOLE_FAMILY, "limit_hit")
-    hit = row.limit_hit_type is not None and (
-        row.limit_hit_resets_at is None or row.limit_hit_resets_at > now
-    )
-    state = states.get(key)
-    if hit and state is None:
-        decision.set(AlertState(*key, row.limit_hit_resets_at, now))
-        if rules.limit_hit:
-            back = (
-                f"back in {duration(row.limit_hit_resets_at - now)}"
-                if row.limit_hit_resets_at is not None
-                else "no reset time given"
-            )
-            decision.fired.append(
-                NewAlert(
-                    at=now,
-                    kind="limit_hit",
-                    account_id=row.account_id,
-                    account=who,
-                    limit_id=row.limit_id,
-                    resets_at=row.limit_hit_resets_at,
-                    message=f"{who}: {row.limit_id} limit reached ({row.limit_hit_type}), {back}",
-                )
-            )
-    elif not hit and state is not None:
-        decision.extend(_limit_back(state, who, rules, now))
-    return decision
-
-
-def _limit_back(state: AlertState, who: str, rules: AlertConfig, now: float) -> Decision:
-    decision = Decision()
-    decision.clear(state.key)
-    if rules.limit_reset:
-        decision.fired.append(
-            NewAlert(
-                at=now,
-                kind="limit_reset",
-                account_id=state.account_id,
-                account=who,
-                limit_id=state.limit_id,
-                resets_at=state.period,
-                message=f"{who}: {state.limit_id} limit has reset and can be used again",
-            )
-        )
-    return decision
-
-
-def evaluate_time(
-    latest: Iterable[LatestUsageRow],
-    names: Mapping[int, str],
-    states: Mapping[_StateKey, AlertState],
-    rules: AlertConfig,
-    now: float,
-) -> Decision:
-    """The rules that fire with time alone: stale data, and a hit limit whose reset passed."""
-    decision = limits_back(states.values(), names, rules, now)
-    decision.extend(evaluate_stale((item.usage for item in latest), names, states, rules, now))
-    return decision
-
-
-def limits_back(
-    states: Iterable[AlertState], names: Mapping[int, str], rules: AlertConfig, now: float
-) -> Decision:
-    """limit_reset for each hit limit among states whose reset time has passed."""
-    decision = Decision()
-    for hit in states:
-        if hit.rule == "limit_hit" and hit.period is not None and hit.period <= now:
-            who = names.get(hit.account_id, f"account {hit.account_id}")
-            decision.extend(_limit_back(hit, who, rules, now))
-    return decision
-
-
-def evaluate_stale(
-    rows: Iterable[UsageRow],
-    names: Mapping[int, str],
-    states: Mapping[_StateKey, AlertState],
-    rules: AlertConfig,
-    now: float,
-) -> Decision:
-    """The stale rule on each limit family's newest row."""
-    decision = Decision()
-    for row in rows:
-        key = (row.account_id, row.limit_id, WHOLE_FAMILY, "stale")
-        state = states.get(key)
-        age = now - row.confirmed_at
-        stale = rules.stale_minutes > 0 and age > rules.stale_minutes * 60
-        if stale and state is None:
-            decision.set(AlertState(*key, int(row.confirmed_at), now))
-            who = names.get(row.account_id, f"account {row.account_id}")
-            decision.fired.append(
-                NewAlert(
-                    at=now,
-                    kind="stale",
-                    account_id=row.account_id,
-                    account=who,
-                    limit_id=row.limit_id,
-                    message=f"{who}: no new {row.limit_id} usage report for "
-                    f"{duration(age)}; the numbers shown may be out of date",
-                )
-            )
-        elif not stale and state is not None:
-            decision.clear(key)
-    return decision
-
-
-def _window_name(limit_id: str, window: str) -> str:
-    family = "" if limit_id == "codex" else f"{limit_id} "
-    return f"{family}{window} window"
-
-
-def test_alert(now: float) -> NewAlert:
-    """The alert the "send test alert" action sends."""
-    return NewAlert(
-        at=now,
-        kind="test",
-        message="codexgate test alert: this webhook receives codexgate's alerts",
-    )
 
 
 @dataclass(slots=True)
@@ -314,20 +66,20 @@ class EngineStats:
 AlertListener = Callable[[Sequence[AlertRow]], None]
 
 
-class _Pending(Mapping[_StateKey, AlertState]):
+class _Pending(Mapping[StateKey, AlertState]):
     """The engine's states as a pending decision leaves them, without copying either."""
 
-    def __init__(self, base: Mapping[_StateKey, AlertState], pending: Decision) -> None:
+    def __init__(self, base: Mapping[StateKey, AlertState], pending: Decision) -> None:
         self._base = base
         self._pending = pending
 
-    def __getitem__(self, key: _StateKey) -> AlertState:
+    def __getitem__(self, key: StateKey) -> AlertState:
         if key in self._pending.cleared:
             raise KeyError(key)
         found = self._pending.states.get(key)
         return self._base[key] if found is None else found
 
-    def __iter__(self) -> Iterator[_StateKey]:
+    def __iter__(self) -> Iterator[StateKey]:
         pending = self._pending
         for key in self._base:
             if key not in pending.states and key not in pending.cleared:
@@ -349,7 +101,7 @@ class AlertEngine:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         forecasts: ForecastCache,
         rules: Callable[[], AlertConfig],
         *,
@@ -361,7 +113,7 @@ class AlertEngine:
         self._tick = tick
         self._cursor = 0
         self._confirmed: set[int] = set()  # usage row ids confirmed since the last evaluation
-        self._states: dict[_StateKey, AlertState] = {}
+        self._states: dict[StateKey, AlertState] = {}
         self._names: dict[int, str] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -509,9 +261,9 @@ class AlertEngine:
             for step in steps:
                 try:
                     await step()
-                except (sqlite3.Error, ValueError, OSError) as exc:
+                except StorageUnavailable as exc:
                     self.stats.failures += 1
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                    self.stats.last_error = str(exc)[:300]
                     self.stats.last_error_at = time.time()
                     log.warning("alerts: evaluation failed, retrying later: %s", exc)
 
@@ -522,3 +274,84 @@ def _keep_newest(rows: dict[tuple[int, str], UsageRow], row: UsageRow) -> None:
     found = rows.get(key)
     if found is None or row.id >= found.id:
         rows[key] = row
+
+
+class AlertSettings:
+    """The rules in force and every webhook, for the engine, the notifier and the API."""
+
+    def __init__(
+        self, from_file: AlertConfig, from_api: AlertConfig | None, stored: Sequence[WebhookRow]
+    ) -> None:
+        self.from_file = from_file
+        self.from_api = from_api
+        self.stored = list(stored)
+
+    def rules(self) -> AlertConfig:
+        """The rules in force: those set through the API, else the config file's."""
+        return self.from_api or self.from_file
+
+    def webhooks(self) -> list[notify.Webhook]:
+        """Every destination: the config file's, then those added through the API."""
+        return [
+            notify.Webhook(str(hook.url), hook.format, hook.name)
+            for hook in self.from_file.webhooks
+        ] + [
+            notify.Webhook(row.url, cast(notify.WebhookFormat, row.format), row.name)
+            for row in self.stored
+        ]
+
+
+def to_notification(row: AlertRow) -> notify.Alert:
+    """A stored alert as the notifier delivers it."""
+    return notify.Alert(
+        kind=row.kind,
+        at=row.at,
+        account_id=row.account_id,
+        account=row.account,
+        limit_id=row.limit_id,
+        window=row.window,
+        used_percent=row.used_percent,
+        threshold=row.threshold,
+        resets_at=row.resets_at,
+        exhausts_at=row.exhausts_at,
+        message=row.message,
+        id=row.id,
+    )
+
+
+async def load_settings(store: Storage, from_file: AlertConfig) -> AlertSettings:
+    """The alert settings as the config file and the database say."""
+    stored = stored_rules(await store.get_setting(RULES_SETTING), from_file)
+    for warning in stored.warnings:
+        log.warning("%s", warning)
+    return AlertSettings(from_file, stored.rules, await store.webhooks())
+
+
+async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: settings, notifier and engine; after the recorder, before the feed."""
+    store = app[STORE]
+    settings = await load_settings(store, app[CONFIG].alerts)
+    app[ALERT_SETTINGS] = settings
+    session = notify.new_session()
+    notifier = notify.Notifier(session, settings.webhooks)
+    notifier.start()
+    app[NOTIFIER] = notifier
+    engine = AlertEngine(store, app[FORECASTS], settings.rules)
+
+    def deliver(rows: Sequence[AlertRow]) -> None:
+        for row in rows:
+            if row.kind != "test":  # a test alert is sent by its own request, at once
+                notifier.submit(to_notification(row))
+
+    engine.listeners.append(deliver)
+    await engine.start()
+    app[ALERTS] = engine
+    recorder = app[RECORDER]
+    recorder.on_commit.append(engine.committed)
+    try:
+        yield
+    finally:
+        recorder.on_commit.remove(engine.committed)
+        await engine.stop()
+        await notifier.stop()
+        await session.close()

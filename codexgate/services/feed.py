@@ -1,16 +1,12 @@
-"""The live feed: a bus that follows the recorder's commits, and the SSE handler with replay.
+"""The live feed's bus: it follows the recorder's commits and reads the rows after a cursor.
 
-Wire format (the rules of aiohttp-sse, framed here): `GET /<prefix>/api/v1/events` answers
-`text/event-stream` with `Cache-Control: no-cache` and `X-Accel-Buffering: no`, never compressed.
-Lines end in CRLF; every event is `id: <cursor>`, `event: usage|request|account|alert` and one
-`data:` line of JSON, then a blank line. The stream opens with a `retry:` hint, a `: ping`
-comment comes every ping interval, and anything else starting with `:` is a comment for people.
+An event's position (its SSE id) is a composite cursor `<usage_id>.<request_id>.
+<account_event_id>.<alert_id>` of store row ids: the feed's position after that event. Each kind
+comes in id order, so a client that reconnects with `Last-Event-ID` gets exactly the rows after
+that position from the database, then the live events, without gaps or duplicates.
 
-An event id is a composite cursor `<usage_id>.<request_id>.<account_event_id>.<alert_id>` of
-store row ids:
-the feed's position after that event. Each kind comes in id order, so a client that reconnects
-with `Last-Event-ID` gets exactly the rows after that position from the database, then the live
-events, without gaps or duplicates.
+The bus encodes each event once, with the `Framing` the edge that serves the stream gives it
+(api/feed.py: SSE framing and the REST shapes), and queues the same bytes to every subscriber.
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sqlite3
 import time
 from collections import deque
 from collections.abc import (
@@ -32,13 +27,10 @@ from collections.abc import (
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Final, Generic, Literal, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
-import orjson
 from aiohttp import web
 
-from codexgate.api.errors import error_response
-from codexgate.api.rest import account_row_json, forecast_json
 from codexgate.core.forecast import Forecast
 from codexgate.core.rows import (
     AccountEvent,
@@ -52,20 +44,10 @@ from codexgate.core.rows import (
 from codexgate.keys import ALERTS, CONFIG, EVENT_BUS, FEED_OPTIONS, FORECASTS, RECORDER, STORE
 from codexgate.services.forecasts import ForecastCache
 from codexgate.services.tasks import cancel_and_wait
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage.interface import Storage
 
 log = logging.getLogger(__name__)
 
-SEP: Final = b"\r\n"  # aiohttp-sse's line separator
-# Set on the stream's answer; nothing may compress it (a compressor would hold events back).
-SSE_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "Content-Type": "text/event-stream",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",  # nginx and friends: do not buffer the stream
-    }
-)
-PING: Final = b": ping" + SEP + SEP
 # Position of the reconnecting client: four unsigned row ids (bounded, so int() stays cheap).
 _EVENT_ID: Final = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})")
 # Rows read from the store per query, while replaying or following commits.
@@ -75,8 +57,6 @@ _REPLAY_CHUNK: Final = 100
 # Frames queued (events x subscribers) between two yields to the loop while catching up, so a
 # burst of events to many subscribers never holds proxied traffic up for long.
 _FANOUT_SLICE: Final = 2048
-
-Kind = Literal["usage", "request", "account", "alert"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +89,7 @@ def parse_event_id(raw: str) -> FeedCursor | None:
     return FeedCursor(usage, request, account, alert)
 
 
-def _within(cursor: FeedCursor, bound: FeedCursor) -> bool:
+def within(cursor: FeedCursor, bound: FeedCursor) -> bool:
     """Whether every id of cursor is at most bound's."""
     return (
         cursor.usage <= bound.usage
@@ -133,7 +113,7 @@ def _furthest(a: FeedCursor, b: FeedCursor) -> FeedCursor:
 
 
 @dataclass(frozen=True, slots=True)
-class _AccountChange:
+class AccountChange:
     """An account event with the account as it is now (None once deleted)."""
 
     event: AccountEvent
@@ -145,7 +125,7 @@ class _AccountChange:
         return self.event.id
 
 
-FeedRow = UsageRow | RequestRow | _AccountChange | AlertRow
+FeedRow = UsageRow | RequestRow | AccountChange | AlertRow
 
 
 class _HasId(Protocol):
@@ -188,10 +168,10 @@ class _Source(Generic[_R]):
         return self._rows.popleft()
 
 
-_AnySource = _Source[UsageRow] | _Source[RequestRow] | _Source[_AccountChange] | _Source[AlertRow]
+_AnySource = _Source[UsageRow] | _Source[RequestRow] | _Source[AccountChange] | _Source[AlertRow]
 
 
-async def _account_changes(store: Store, after: int, limit: int) -> list[_AccountChange]:
+async def _account_changes(store: Storage, after: int, limit: int) -> list[AccountChange]:
     """account_events after an id, each with its account's current row."""
     events = await store.account_events_after(after, limit)
     wanted = {event.account_id for event in events if event.kind != "deleted"}
@@ -203,7 +183,7 @@ async def _account_changes(store: Store, after: int, limit: int) -> list[_Accoun
     elif wanted:
         accounts = {row.id: row for row in await store.accounts_of(sorted(wanted))}
     return [
-        _AccountChange(event, None if event.kind == "deleted" else accounts.get(event.account_id))
+        AccountChange(event, None if event.kind == "deleted" else accounts.get(event.account_id))
         for event in events
     ]
 
@@ -224,7 +204,7 @@ def _when(row: FeedRow) -> float:
 
 
 async def read_after(
-    store: Store, after: FeedCursor, until: FeedCursor | None = None
+    store: Storage, after: FeedCursor, until: FeedCursor | None = None
 ) -> AsyncGenerator[FeedRow, None]:
     """Every row after `after` (and at most `until`), in id order per kind, merged by time."""
     usage: _Source[UsageRow] = _Source(
@@ -233,7 +213,7 @@ async def read_after(
     requests: _Source[RequestRow] = _Source(
         store.requests_after, after.request, None if until is None else until.request
     )
-    accounts: _Source[_AccountChange] = _Source(
+    accounts: _Source[AccountChange] = _Source(
         lambda after_id, limit: _account_changes(store, after_id, limit),
         after.account,
         None if until is None else until.account,
@@ -255,7 +235,7 @@ async def read_after(
         yield ranked[best[1]].pop()
 
 
-def _advance(cursor: FeedCursor, row: FeedRow) -> FeedCursor:
+def advance(cursor: FeedCursor, row: FeedRow) -> FeedCursor:
     """The position after row."""
     if isinstance(row, UsageRow):
         return replace(cursor, usage=max(cursor.usage, row.id))
@@ -266,41 +246,25 @@ def _advance(cursor: FeedCursor, row: FeedRow) -> FeedCursor:
     return replace(cursor, account=max(cursor.account, row.id))
 
 
-# -- framing ------------------------------------------------------------------------------------
+# -- events -------------------------------------------------------------------------------------
 
 
-def frame(kind: Kind, cursor: FeedCursor, payload: object) -> bytes:
-    """One SSE event; orjson writes no raw line breaks, so the JSON is one data line."""
-    return b"".join(
-        (
-            b"id: ",
-            event_id(cursor).encode("ascii"),
-            SEP,
-            b"event: ",
-            kind.encode("ascii"),
-            SEP,
-            b"data: ",
-            orjson.dumps(payload),
-            SEP,
-            SEP,
-        )
-    )
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One event: a row read from the store, and the position after it (the event's id)."""
+
+    row: FeedRow
+    cursor: FeedCursor
+    at: float  # when it is sent: a usage event's age counts to here
+    forecasts: Mapping[str, Forecast]  # a usage row's limit family's forecasts at `at`
 
 
-def usage_frame(
-    row: UsageRow, cursor: FeedCursor, now: float, forecasts: Mapping[str, Forecast]
-) -> bytes:
-    """A `usage` event: a row recorded, or confirmed (its confirmed_at moved), with the
-    forecasts of its limit family's windows as they stand now."""
-    age = round(max(0.0, now - row.confirmed_at), 3)
-    payload = {
-        "account_id": row.account_id,
-        "limit_id": row.limit_id,
-        "row": row,
-        "age_seconds": age,
-        "forecasts": {window: forecast_json(found) for window, found in forecasts.items()},
-    }
-    return frame("usage", cursor, payload)
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How the bus turns events into the bytes of a stream; the edge that serves it says."""
+
+    encode: Callable[[FeedEvent], bytes]
+    ping: bytes  # queued to every stream each ping interval
 
 
 async def current_forecasts(
@@ -314,24 +278,16 @@ async def current_forecasts(
     return cache.forecasts(row.account_id, row.limit_id, now)
 
 
-async def row_frame(
+_NO_FORECASTS: Final[Mapping[str, Forecast]] = MappingProxyType({})
+
+
+async def feed_event(
     row: FeedRow, cursor: FeedCursor, now: float, cache: ForecastCache | None
-) -> bytes:
+) -> FeedEvent:
     """The event of one row read from the store, with the position after it as its id."""
     if isinstance(row, UsageRow):
-        return usage_frame(row, cursor, now, await current_forecasts(cache, row, now))
-    if isinstance(row, RequestRow):
-        return frame("request", cursor, row)
-    if isinstance(row, AlertRow):
-        return frame("alert", cursor, row)
-    account = None if row.account is None else account_row_json(row.account)
-    payload = {"id": row.event.account_id, "kind": row.event.kind, "account": account}
-    return frame("account", cursor, payload)
-
-
-def _comment(text: str) -> bytes:
-    """A comment line: ignored by EventSource, there for people reading the stream."""
-    return b": " + text.encode("ascii") + SEP
+        return FeedEvent(row, cursor, now, await current_forecasts(cache, row, now))
+    return FeedEvent(row, cursor, now, _NO_FORECASTS)
 
 
 # -- subscribers and the bus --------------------------------------------------------------------
@@ -366,10 +322,10 @@ class Subscription:
         if self.writing and self.abort is not None:
             self.abort()  # the client stopped reading: the write would wait for ever
 
-    def ping(self) -> None:
+    def ping(self, data: bytes) -> None:
         """Queue a ping, unless the queue is full (a stream that far behind needs none)."""
         if len(self._frames) < self._maxsize:
-            self._frames.append(PING)
+            self._frames.append(data)
             self._wake()
 
     async def get(self) -> list[bytes]:
@@ -397,17 +353,19 @@ class EventBus:
     after its cursor (only when someone listens: otherwise it just moves the cursor to the
     store's newest ids) and puts each framed event into every subscriber's bounded queue. A
     subscriber whose queue is full is dropped: its stream ends and it reconnects with its last
-    id. Writers other than the recorder (account changes made through the API) call notify().
+    id. Writers other than the recorder (the accounts service, the alert engine) call notify().
     """
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
+        framing: Framing,
         options: FeedOptions | None = None,
         forecasts: ForecastCache | None = None,
         max_subscribers: int = 256,
     ) -> None:
         self._store = store
+        self._framing = framing
         self._forecasts = forecasts
         self.options = options or FeedOptions()
         self.max_subscribers = max_subscribers
@@ -487,7 +445,7 @@ class EventBus:
         while True:
             await asyncio.sleep(self.options.ping_interval)
             for subscription in tuple(self._subscribers):
-                subscription.ping()
+                subscription.ping(self._framing.ping)
 
     async def _run(self) -> None:
         """Catch up after each wake-up; several commits in between make one read."""
@@ -517,15 +475,16 @@ class EventBus:
         count = 0
         async with aclosing(read_after(self._store, self._cursor)) as rows:
             async for row in rows:
-                self._cursor = _advance(self._cursor, row)
+                self._cursor = advance(self._cursor, row)
                 if isinstance(row, UsageRow):
                     self._remember(row)
                     confirmed.discard(row.id)  # read after that commit: confirmed_at is current
-                elif isinstance(row, _AccountChange) and row.event.kind == "deleted":
+                elif isinstance(row, AccountChange) and row.event.kind == "deleted":
                     self._forget(row.event.account_id)
                     if self._forecasts is not None:
                         self._forecasts.forget(row.event.account_id)
-                self._publish(await row_frame(row, self._cursor, time.time(), self._forecasts))
+                event = await feed_event(row, self._cursor, time.time(), self._forecasts)
+                self._publish(self._framing.encode(event))
                 count += 1
                 if count % pause_every == 0:
                     await asyncio.sleep(0)
@@ -546,7 +505,9 @@ class EventBus:
             self._remember(latest.usage)
             if latest.usage.id in confirmed:
                 found = await current_forecasts(self._forecasts, latest.usage, now)
-                self._publish(usage_frame(latest.usage, self._cursor, now, found))
+                self._publish(
+                    self._framing.encode(FeedEvent(latest.usage, self._cursor, now, found))
+                )
 
     def _publish(self, data: bytes) -> None:
         """Queue a frame to every subscriber, dropping those whose queue is full."""
@@ -581,131 +542,38 @@ class EventBus:
 # -- the app's side -----------------------------------------------------------------------------
 
 
-async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: the bus, told of every commit by the recorder (so it comes after it)."""
-    bus = EventBus(
-        app[STORE],
-        app.get(FEED_OPTIONS),
-        app.get(FORECASTS),
-        max_subscribers=app[CONFIG].max_feed_subscribers,
-    )
-    await bus.start()
-    app[EVENT_BUS] = bus
-    recorder = app[RECORDER]
-    recorder.on_commit.append(bus.committed)
-    engine = app.get(ALERTS)
+def bus_context(framing: Framing) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The bus's cleanup context, encoding with `framing`; after the recorder and alert engine."""
 
-    def alerts_written(rows: Sequence[AlertRow]) -> None:
-        bus.notify()
+    async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+        """The bus, told of every commit by the recorder and of every alert by the engine."""
+        bus = EventBus(
+            app[STORE],
+            framing,
+            app.get(FEED_OPTIONS),
+            app.get(FORECASTS),
+            max_subscribers=app[CONFIG].max_feed_subscribers,
+        )
+        await bus.start()
+        app[EVENT_BUS] = bus
+        recorder = app[RECORDER]
+        recorder.on_commit.append(bus.committed)
+        engine = app.get(ALERTS)
 
-    if engine is not None:
-        engine.listeners.append(alerts_written)
-    yield
-    if engine is not None:
-        engine.listeners.remove(alerts_written)
-    recorder.on_commit.remove(bus.committed)
-    await bus.stop()
+        def alerts_written(rows: Sequence[AlertRow]) -> None:
+            bus.notify()
+
+        if engine is not None:
+            engine.listeners.append(alerts_written)
+        yield
+        if engine is not None:
+            engine.listeners.remove(alerts_written)
+        recorder.on_commit.remove(bus.committed)
+        await bus.stop()
+
+    return bus_ctx
 
 
 async def close_streams(app: web.Application) -> None:
     """on_shutdown: end every stream now, so graceful shutdown does not wait for them."""
     app[EVENT_BUS].close_streams("shutdown")
-
-
-async def stream_events(request: web.Request) -> web.StreamResponse:
-    """GET api/v1/events: the live feed, replaying from the store after a Last-Event-ID.
-
-    Replayed and live rows carry the position after them as their id. A confirmation-only
-    `usage` event (a row whose values were reported again: only its confirmed_at and age
-    changed) is sent live with the current position as its id and is never replayed: the
-    row's newest state is always one REST call away.
-    """
-    bus = request.app[EVENT_BUS]
-    subscription = bus.subscribe()
-    if subscription is None:
-        retry = max(1, round(bus.options.retry_ms / 1000))
-        return error_response(
-            503,
-            "too_many_subscribers",
-            f"the live feed has its maximum of {bus.max_subscribers} streams open; "
-            f"retry in {retry}s",
-            headers={"Retry-After": str(retry)},
-        )
-    # The header (sent by EventSource when it reconnects) wins; a page's first connection names
-    # the position it was rendered at in the query, since EventSource cannot set the header.
-    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id", "")).strip()
-    after = parse_event_id(raw) if raw else None
-    response = web.StreamResponse(headers=SSE_HEADERS)
-    try:
-        await response.prepare(request)
-    except BaseException:
-        bus.unsubscribe(subscription)
-        raise
-    transport = request.transport
-    if transport is not None:
-        subscription.abort = transport.abort
-    try:
-        head = [b"retry: %d" % bus.options.retry_ms + SEP]
-        if raw and after is None:
-            head.append(_comment("Last-Event-ID not understood: live from now, nothing replayed"))
-        elif after is not None and not _within(after, subscription.start):
-            head.append(_comment("Last-Event-ID is ahead of this feed: live from now"))
-            after = None
-        if after is None:
-            # An id without data sets the client's last id: a reconnect resumes from here.
-            head.append(b"id: " + event_id(subscription.start).encode("ascii") + SEP)
-        await _write(response, subscription, b"".join(head) + SEP)
-        if after is not None:
-            await _replay(
-                response, subscription, request.app[STORE], after, request.app.get(FORECASTS)
-            )
-        await _live(response, subscription)
-    except ConnectionResetError:
-        log.debug("live feed client went away")
-    except (sqlite3.Error, ValueError):
-        # The headers are sent: end the stream; the client reconnects with its last id.
-        log.warning("live feed: replay from the database failed", exc_info=True)
-    finally:
-        bus.unsubscribe(subscription)
-    return response
-
-
-async def _write(response: web.StreamResponse, subscription: Subscription, data: bytes) -> None:
-    """Write to the client, letting the bus cut the connection if the write hangs."""
-    subscription.writing = True
-    try:
-        await response.write(data)
-    finally:
-        subscription.writing = False
-
-
-async def _replay(
-    response: web.StreamResponse,
-    subscription: Subscription,
-    store: Store,
-    after: FeedCursor,
-    forecasts: ForecastCache | None,
-) -> None:
-    """Write the rows after `after` up to where live events start for this subscription."""
-    cursor = after
-    chunk: list[bytes] = []
-    async with aclosing(read_after(store, after, subscription.start)) as rows:
-        async for row in rows:
-            if subscription.closed is not None:
-                return
-            cursor = _advance(cursor, row)
-            chunk.append(await row_frame(row, cursor, time.time(), forecasts))
-            if len(chunk) >= _REPLAY_CHUNK:
-                await _write(response, subscription, b"".join(chunk))
-                chunk.clear()
-    if chunk and subscription.closed is None:
-        await _write(response, subscription, b"".join(chunk))
-
-
-async def _live(response: web.StreamResponse, subscription: Subscription) -> None:
-    """Write queued events and the bus's pings as they come, until the bus closes us."""
-    while True:
-        frames = await subscription.get()
-        if not frames:
-            return
-        await _write(response, subscription, b"".join(frames))

@@ -15,7 +15,7 @@ from typing import Final
 from codexgate.core.forecast import Forecast, Sample, forecast
 from codexgate.core.rows import LatestUsageRow, UsageRow
 from codexgate.core.windows import SAME_PERIOD_SECONDS, WindowValue
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage.interface import UsageStore
 
 # Samples kept per window period: one per 1/400 of the window at most (45 s of a 5-hour window,
 # 25 minutes of a week), and never more than MAX_SAMPLES.
@@ -80,7 +80,7 @@ class _Window:
 class ForecastCache:
     """Per account and limit family, each window's samples since its last reset."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: UsageStore) -> None:
         self._store = store
         self._windows: dict[_Key, dict[str, _Window]] = {}
         self._newest: dict[_Key, int] = {}  # the newest row id taken in, per key

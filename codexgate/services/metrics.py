@@ -37,7 +37,7 @@ from codexgate.core.models import RequestRecord, Transport
 from codexgate.core.rows import LatestUsageRow
 from codexgate.keys import FORECASTS, METRICS, RECORDER, STORE
 from codexgate.services.recorder import RecorderStats
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage.interface import UsageStore
 
 # Time to first byte ranges from a cached models list (~10 ms) to a turn that thinks for a minute.
 TTFB_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -331,7 +331,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _window_slices(
-    store: Store, forecasts: ForecastSource | None, now: float
+    store: UsageStore, forecasts: ForecastSource | None, now: float
 ) -> AsyncIterator[WindowSlice]:
     """The windows of every account's newest rows, a small page of accounts at a time: 10,000
     accounts never hold the loop long, and a page's objects are garbage before the next is
@@ -352,8 +352,3 @@ async def scrape(request: web.Request) -> web.Response:
     stats = app[RECORDER].stats()
     body = await metrics.exposition_of(windows, stats, now=now)
     return web.Response(body=body, headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})
-
-
-def add_routes(app: web.Application, prefix: str) -> None:
-    """Register GET /<prefix>/metrics; before the admin catch-all."""
-    app.router.add_get(f"/{prefix}/metrics", scrape)

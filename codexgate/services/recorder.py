@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Literal
 from codexgate.core.models import RequestRecord, Snapshot
 from codexgate.core.rows import RecordResult
 from codexgate.services.tasks import cancel_and_wait, wait_owned
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage.interface import StorageUnavailable, UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class Recorder:
 
     def __init__(
         self,
-        store: Store,
+        store: UsageStore,
         *,
         queue_size: int,
         max_accounts: int | None = None,
@@ -219,10 +218,9 @@ class Recorder:
     async def _write_batch(self, batch: list[Item]) -> None:
         try:
             result = await self._store.record(batch, max_accounts=self._max_accounts)
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            # aiosqlite raises ValueError once its connection is gone.
+        except StorageUnavailable as exc:
             self.db_state = "error"
-            self.last_error = f"{exc.__class__.__name__}: {exc}"
+            self.last_error = str(exc)
             self._drop(batch, self.last_error)
             return
         except Exception as exc:  # a bug here must cost snapshots, not the writer task

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from aiohttp import web
 
 from codexgate.keys import CONFIG, RETENTION, RETENTION_OPTIONS, STORE
 from codexgate.services.tasks import cancel_and_wait
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage.interface import RetentionStore, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class Retention:
 
     def __init__(
         self,
-        store: Store,
+        store: RetentionStore,
         *,
         history_days: float,
         request_days: float,
@@ -120,13 +119,12 @@ class Retention:
         before = dict(self._deleted)
         try:
             await self._pass(self._clock())
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            # aiosqlite raises ValueError once its connection is gone.
-            self._failed(exc, started)
+        except StorageUnavailable as exc:
+            self._failed(str(exc), started)
             log.warning("retention pass failed, trying again later: %s", self._last_error)
             return False
         except Exception as exc:  # a bug here must cost this pass, not the task
-            self._failed(exc, started)
+            self._failed(f"{exc.__class__.__name__}: {exc}", started)
             log.exception("unexpected error in the retention pass")
             return False
         self._last_error = None
@@ -187,9 +185,9 @@ class Retention:
                 return
             await asyncio.sleep(self.options.pause)
 
-    def _failed(self, exc: Exception, started: float) -> None:
+    def _failed(self, error: str, started: float) -> None:
         self._errors += 1
-        self._last_error = f"{exc.__class__.__name__}: {exc}"
+        self._last_error = error
         self._ended(started)
 
     def _ended(self, started: float) -> None:

@@ -1,5 +1,6 @@
-"""Alert rules: each fires exactly once per crossing, against a real local webhook receiver;
-the alerts API; alerts in the feed; state kept across restarts."""
+"""Alerts in the app: each fires exactly once per crossing, against a real local webhook
+receiver; the alerts API; alerts in the feed; state kept across restarts (the rules, pure, are
+tests/unit/test_alert_rules.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import orjson
 import pytest
@@ -17,172 +18,17 @@ from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
 from codexgate.config import AlertConfig, WebhookConfig
-from codexgate.core.forecast import Forecast
 from codexgate.core.models import LimitHit, LimitReport, Snapshot, UsageReport, Window
-from codexgate.core.rows import AlertState, UsageRow
 from codexgate.keys import ALERTS, STORE
-from codexgate.services.alerts import AlertEngine, evaluate_row, evaluate_time
+from codexgate.services.alerts import AlertEngine
 from codexgate.services.forecasts import ForecastCache
 from codexgate.storage.sqlite.store import Store
-from tests.app.test_api import identity
-from tests.app.test_events import wait_until
-from tests.app.test_gateway_capture import recorded, turn
-from tests.conftest import StartGateway, app_of
 from tests.helpers import many_accounts
 from tests.helpers.admin_client import ADMIN, JWTS, SECRETS, Admin
+from tests.helpers.builders import seat_identity
 from tests.helpers.fake_upstream import FakeUpstream
-
-RULES: Final = AlertConfig()
-NOW: Final = 1_800_000_000.0
-RESET: Final = int(NOW + 3600)
-
-
-# -- the rules, pure ----------------------------------------------------------------------------
-
-
-def usage_row(
-    used: float | None,
-    *,
-    row_id: int = 1,
-    resets_at: int | None = RESET,
-    limit_hit: str | None = None,
-    hit_until: int | None = None,
-    confirmed_at: float = NOW,
-) -> UsageRow:
-    """A 'codex' row of account 1 with the 5h window at `used`."""
-    fields: dict[str, Any] = dict.fromkeys(UsageRow.__slots__)
-    fields.update(
-        id=row_id,
-        account_id=1,
-        captured_at=confirmed_at,
-        confirmed_at=confirmed_at,
-        source="headers",
-        limit_id="codex",
-        five_hour_used_percent=used,
-        five_hour_window_minutes=300,
-        five_hour_resets_at=resets_at,
-        limit_hit_type=limit_hit,
-        limit_hit_resets_at=hit_until,
-    )
-    return UsageRow(**fields)
-
-
-def apply(
-    states: dict[tuple[int, str, str, str], AlertState], used: float | None, **kwargs: Any
-) -> list[str]:
-    """Evaluate one row over `states` (updated in place); the kinds and thresholds fired."""
-    forecasts: dict[str, Forecast] = kwargs.pop("forecasts", {})
-    now = kwargs.pop("now", NOW)
-    decision = evaluate_row(usage_row(used, **kwargs), "alice", states, RULES, forecasts, now)
-    for key in decision.cleared:
-        states.pop(key, None)
-    states.update(decision.states)
-    return [
-        f"{a.kind}:{a.threshold:g}" if a.threshold is not None else a.kind for a in decision.fired
-    ]
-
-
-def test_each_threshold_fires_once_per_crossing() -> None:
-    states: dict[tuple[int, str, str, str], AlertState] = {}
-    assert apply(states, 70.0) == []
-    assert apply(states, 76.0) == ["threshold:75"]
-    assert apply(states, 80.0) == []  # still above 75: no new alert on every snapshot
-    assert apply(states, 76.0) == []
-    assert apply(states, 91.0) == ["threshold:90"]
-    assert apply(states, 99.0) == ["threshold:95"]
-    assert apply(states, 99.0) == []
-    assert apply(states, None) == []  # unknown says nothing either way
-
-
-def test_a_jump_fires_only_the_highest_and_a_reset_re_arms() -> None:
-    states: dict[tuple[int, str, str, str], AlertState] = {}
-    assert apply(states, 96.0) == ["threshold:95"]  # not three alerts at once
-    assert apply(states, 3.0, resets_at=RESET + 18000) == []  # the window reset
-    assert apply(states, 77.0, resets_at=RESET + 18000) == ["threshold:75"]
-
-
-def test_a_new_period_above_the_threshold_fires_again() -> None:
-    states: dict[tuple[int, str, str, str], AlertState] = {}
-    assert apply(states, 80.0) == ["threshold:75"]
-    assert apply(states, 80.0, resets_at=RESET + 30) == []  # the upstream's reset jitters
-    assert apply(states, 80.0, resets_at=RESET + 18000) == ["threshold:75"]
-
-
-def test_limit_hit_fires_once_and_reset_when_it_is_back() -> None:
-    states: dict[tuple[int, str, str, str], AlertState] = {}
-    until = int(NOW + 600)
-    assert apply(states, 100.0, limit_hit="usage_limit_reached", hit_until=until) == [
-        "threshold:95",
-        "limit_hit",
-    ]
-    assert apply(states, 100.0, limit_hit="usage_limit_reached", hit_until=until) == []
-    assert apply(states, 100.0, now=NOW + 60) == ["limit_reset"]  # a report without the hit
-    assert apply(states, 100.0, now=NOW + 61) == []
-
-
-def test_a_hit_limit_whose_reset_passed_fires_reset_by_time() -> None:
-    states: dict[tuple[int, str, str, str], AlertState] = {}
-    apply(states, 100.0, limit_hit="usage_limit_reached", hit_until=int(NOW + 600))
-    early = evaluate_time([], {1: "alice"}, states, RULES, NOW + 300)
-    assert early.fired == []
-    late = evaluate_time([], {1: "alice"}, states, RULES, NOW + 601)
-    assert [a.kind for a in late.fired] == ["limit_reset"]
-    assert late.fired[0].message == "alice: codex limit has reset and can be used again"
-
-
-def forecast_runs_out(exhausts_at: float, resets_at: int = RESET) -> Forecast:
-    return Forecast(
-        status="runs_out",
-        used_percent=60.0,
-        resets_at=resets_at,
-        rate_per_hour=40.0,
-        exhausts_at=exhausts_at,
-        runs_out_before_reset_seconds=resets_at - exhausts_at,
-        sustainable_rate_per_hour=40.0,
-        since_reset=NOW - 3600,
-        samples=10,
-    )
-
-
-def test_forecast_fires_once_per_period() -> None:
-    states: dict[tuple[int, str, str, str], AlertState] = {}
-    soon = {"5h": forecast_runs_out(NOW + 1800)}
-    assert apply(states, 60.0, forecasts=soon) == ["forecast"]
-    assert apply(states, 61.0, forecasts=soon) == []
-    later = {"5h": forecast_runs_out(RESET + 18000 - 600, RESET + 18000)}
-    assert apply(states, 60.0, resets_at=RESET + 18000, forecasts=later) == ["forecast"]
-
-
-def test_stale_fires_once_until_fresh_data() -> None:
-    states: dict[tuple[int, str, str, str], AlertState] = {}
-    rules = AlertConfig(stale_minutes=30)
-
-    def latest(confirmed_at: float) -> Any:
-        @dataclass
-        class Latest:
-            usage: UsageRow
-
-        return Latest(usage_row(50.0, confirmed_at=confirmed_at))
-
-    def run(confirmed_at: float, now: float) -> list[str]:
-        decision = evaluate_time([latest(confirmed_at)], {1: "alice"}, states, rules, now)
-        for key in decision.cleared:
-            states.pop(key, None)
-        states.update(decision.states)
-        return [a.kind for a in decision.fired]
-
-    assert run(NOW, NOW + 29 * 60) == []
-    assert run(NOW, NOW + 31 * 60) == ["stale"]
-    assert run(NOW, NOW + 90 * 60) == []
-    assert run(NOW + 95 * 60, NOW + 95 * 60) == []  # fresh again: re-armed
-    assert run(NOW + 95 * 60, NOW + 130 * 60) == ["stale"]
-    assert AlertConfig(stale_minutes=0).stale_minutes == 0
-    states.clear()
-    assert (
-        evaluate_time([latest(NOW)], {}, states, AlertConfig(stale_minutes=0), NOW + 1e6).fired
-        == []
-    )
-
+from tests.helpers.gateway import StartGateway, app_of, recorded, turn
+from tests.helpers.waiting import eventually
 
 # -- against a real gateway and a real webhook receiver ----------------------------------------
 
@@ -203,10 +49,9 @@ class Receiver:
         return web.Response(status=status)
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + within
-        while len(self.bodies) < count:
-            assert time.monotonic() < deadline, self.bodies
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: self.bodies, accept=lambda bodies: len(bodies) >= count, timeout=within
+        )
         return self.bodies
 
 
@@ -373,7 +218,7 @@ async def test_alerts_reach_the_feed_and_state_survives_a_restart(
     await engine.start()
     try:
         rows = await store.usage_after(0)
-        seat = identity("seat_a")
+        seat = seat_identity("seat_a")
         window = Window("primary", "5h", "length", 93.0, 300, rows[-1].five_hour_resets_at)
         report = UsageReport(limits=(LimitReport("codex", None, (window,)),))
         await store.record([Snapshot(seat, time.time(), "headers", report, 200)])
@@ -393,7 +238,7 @@ async def test_a_quota_error_fires_limit_hit_once(tmp_path: Any) -> None:
     engine = AlertEngine(store, ForecastCache(store), lambda: rules)
     await engine.start()
     try:
-        seat = identity("seat_a")
+        seat = seat_identity("seat_a")
         now = time.time()
         window = Window("primary", "5h", "length", 100.0, 300, int(now + 3600))
         report = UsageReport(
@@ -429,7 +274,7 @@ async def test_a_commit_evaluates_its_accounts_and_a_sweep_fires_stale_once(tmp_
     engine = AlertEngine(store, ForecastCache(store), lambda: current["rules"])
     await engine.start()
     try:
-        seat = identity("seat_a")
+        seat = seat_identity("seat_a")
         window = Window("primary", "5h", "length", 10.0, 300, int(now + 3600))
         report = UsageReport(limits=(LimitReport("codex", None, (window,)),))
         engine.committed(await store.record([Snapshot(seat, now, "headers", report, 200)]))
@@ -474,11 +319,11 @@ async def test_the_engine_sweeps_once_a_tick_and_not_on_every_commit(tmp_path: A
     try:
         window = Window("primary", "5h", "length", 80.0, 300, int(now + 3600))
         report = UsageReport(limits=(LimitReport("codex", None, (window,)),))
-        snapshot = Snapshot(identity("seat_a"), now, "headers", report, 200)
+        snapshot = Snapshot(seat_identity("seat_a"), now, "headers", report, 200)
         engine.committed(await store.record([snapshot]))
-        await wait_until(lambda: engine.stats.fired >= 1)
+        await eventually(lambda: engine.stats.fired >= 1)
         assert engine.stats.fired == 1  # threshold:75; the commit did not walk the accounts
-        await wait_until(lambda: engine.stats.fired >= 51, within=10.0)  # the tick did
+        await eventually(lambda: engine.stats.fired >= 51)  # the tick did
         await asyncio.sleep(1.5)  # the next tick finds nothing new
         assert engine.stats.fired == 51
         assert engine.stats.failures == 0
@@ -516,5 +361,5 @@ async def test_stored_rules_a_newer_codexgate_wrote_do_not_stop_the_start(
     assert any(
         record.levelname == "WARNING" and warning in record.getMessage()
         for record in caplog.records
-        if record.name == "codexgate.api.alerts"
+        if record.name == "codexgate.services.alerts"
     )

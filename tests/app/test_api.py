@@ -14,64 +14,20 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from codexgate.api.rest import encode_cursor
-from codexgate.capture.headers import identity_from_token
+from codexgate.api.common import encode_cursor
 from codexgate.core.models import (
     FIVE_HOUR,
-    SEVEN_DAY,
-    Identity,
     LimitReport,
-    RequestRecord,
     Snapshot,
     UsageReport,
     Window,
 )
 from codexgate.keys import STORE
-from tests.app.test_gateway_capture import recorded, turn
-from tests.app.test_stream_capture import settled
-from tests.conftest import app_of
 from tests.helpers.admin_client import ADMIN, JWTS, OPAQUE, Admin, assert_envelope
+from tests.helpers.builders import request_record, seat_identity, usage_snapshot
 from tests.helpers.fake_upstream import FakeUpstream, sample_headers
+from tests.helpers.gateway import app_of, recorded, settled, turn
 from tests.helpers.tokens import bearer
-
-
-def identity(name: str) -> Identity:
-    found = identity_from_token(f"Bearer {JWTS[name]}", None)
-    assert found is not None
-    return found
-
-
-def usage_snapshot(
-    who: Identity,
-    at: float,
-    five_hour: float | None,
-    seven_day: float | None = 10.0,
-    limit_id: str = "codex",
-) -> Snapshot:
-    """A report of `who` at `at` with the given used percents (None: window not reported)."""
-    windows = []
-    if five_hour is not None:
-        windows.append(Window("primary", FIVE_HOUR, "length", five_hour, 300, 1893456000))
-    if seven_day is not None:
-        windows.append(Window("secondary", SEVEN_DAY, "length", seven_day, 10080, 1893955000))
-    return Snapshot(
-        identity=who,
-        captured_at=at,
-        source="headers",
-        report=UsageReport(limits=(LimitReport(limit_id, None, tuple(windows)),)),
-        http_status=200,
-    )
-
-
-def request_record(who: Identity | None, at: float, status: int = 200) -> RequestRecord:
-    return RequestRecord(
-        started_at=at,
-        identity=who,
-        method="POST",
-        path="/backend-api/codex/responses",
-        transport="sse",
-        status=status,
-    )
 
 
 async def all_pages(admin: Admin, path: str, query: str, limit: int) -> list[dict[str, Any]]:
@@ -236,7 +192,7 @@ async def test_account_shape_with_windows_countdowns_and_unknowns(
 
 async def test_old_values_are_flagged_stale(admin: Admin, server: TestServer) -> None:
     store = app_of(server)[STORE]
-    await store.record([usage_snapshot(identity("seat_b"), time.time() - 3600, 20.0)])
+    await store.record([usage_snapshot(seat_identity("seat_b"), time.time() - 3600, 20.0)])
     [account] = (await admin.ok("GET", "api/v1/accounts"))["accounts"]
     [limit] = account["limits"]
     assert limit["stale"] is True
@@ -276,7 +232,7 @@ async def test_the_accounts_list_pages_by_id_when_asked(admin: Admin) -> None:
 async def test_history_pages_hold_each_row_once_in_time_order(
     admin: Admin, server: TestServer
 ) -> None:
-    who = identity("seat_a")
+    who = seat_identity("seat_a")
     created = await admin.ok("POST", "api/v1/accounts", 201, json={"token": JWTS["seat_a"]})
     account_id = created["id"]
     store = app_of(server)[STORE]
@@ -310,11 +266,11 @@ async def test_history_pages_hold_each_row_once_in_time_order(
 
 
 async def test_requests_pages_newest_first_with_filters(admin: Admin, server: TestServer) -> None:
-    alice, bob = identity("seat_a"), identity("seat_b")
+    alice, bob = seat_identity("seat_a"), seat_identity("seat_b")
     store = app_of(server)[STORE]
     # Equal start times on purpose: the id breaks the tie.
-    records = [request_record(alice if i % 3 else bob, 2000.0 + i // 2) for i in range(15)]
-    records.append(request_record(None, 2003.0, status=401))
+    records = [request_record(2000.0 + i // 2, who=alice if i % 3 else bob) for i in range(15)]
+    records.append(request_record(2003.0, anonymous=True, status=401))
     await store.record(records)
     everything = await all_pages(admin, "api/v1/requests", "x=1", 4)
     assert len(everything) == 16
@@ -379,10 +335,10 @@ async def test_history_only_filters_and_cursors_of_the_other_list(
     assert_envelope(
         await admin.get("api/v1/requests?account_id=x"), 400, "invalid_request", "account_id"
     )
-    who = identity("seat_a")
+    who = seat_identity("seat_a")
     store = app_of(server)[STORE]
     await store.record([usage_snapshot(who, 1000.0 + i, float(i)) for i in range(3)])
-    await store.record([request_record(who, 1000.0 + i) for i in range(3)])
+    await store.record([request_record(1000.0 + i, who=who) for i in range(3)])
     history_cursor = (await admin.ok("GET", f"{history}?limit=1"))["next_cursor"]
     requests_cursor = (await admin.ok("GET", "api/v1/requests?limit=1"))["next_cursor"]
     assert history_cursor
@@ -545,7 +501,7 @@ async def test_proxied_errors_are_untouched(
 async def test_iso_times_are_utc_and_huge_reset_times_do_not_break_the_answer(
     admin: Admin, server: TestServer
 ) -> None:
-    who = identity("personal")
+    who = seat_identity("personal")
     far = Window("primary", FIVE_HOUR, "length", 5.0, 300, 2**62)
     await app_of(server)[STORE].record(
         [

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from tests.app.test_gateway_capture import recorded, turn
-from tests.conftest import StartGateway
 from tests.helpers.admin_client import ADMIN, JWTS, OPAQUE, Admin, assert_envelope, assert_no_secret
+from tests.helpers.compat import assert_compat_error
 from tests.helpers.fake_upstream import FakeUpstream
-
-
-def assert_compat_error(body: dict[str, Any], status: str, error_type: str) -> None:
-    """The plan's {"status", "message"} around codexgate's one envelope."""
-    assert set(body) == {"status", "message", "error"}
-    assert body["status"] == status
-    assert body["error"]["type"] == error_type
-    assert body["message"] == body["error"]["message"]
+from tests.helpers.gateway import StartGateway, recorded, turn
 
 
 async def test_tokens_and_usage_in_the_plans_shapes(

@@ -7,7 +7,8 @@ import asyncio
 import html
 import re
 import time
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Final, get_args
 
 import orjson
 import pytest
@@ -15,20 +16,21 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from codexgate.core.models import LimitHit, LimitReport, Snapshot, UsageReport, Window
+from codexgate.core.rows import AlertKind, NewAlert
 from codexgate.dashboard import handlers as dashboard
-from codexgate.dashboard import i18n, views
-from codexgate.keys import CONFIG, RECORDER, STORE
+from codexgate.dashboard import i18n, pages, views
+from codexgate.keys import CONFIG, STORE
 from codexgate.paths import web_dir
-from tests.app.test_api import identity
-from tests.app.test_gateway_capture import recorded, turn
-from tests.conftest import StartGateway, app_of
 from tests.helpers import many_accounts as many
 from tests.helpers.admin_client import ADMIN, JWTS, Admin
+from tests.helpers.builders import seat_identity
 from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway import StartGateway, app_of, recorded, settled, turn
 
 XSS: Final = "<img src=x onerror=alert(1)>"
 TEMPLATES: Final = web_dir() / "templates"
-SCRIPT: Final = web_dir() / "static" / "dashboard.js"
+STATIC: Final = web_dir() / "static"
+SCRIPTS: Final = sorted(STATIC.rglob("*.js"))
 
 
 async def page(admin: Admin, path: str = "", **headers: str) -> str:
@@ -143,6 +145,24 @@ async def test_overview_shows_the_windows_with_countdowns_freshness_and_source(
     assert data["thresholds"] == {"warn": 50.0, "critical": 80.0}
     assert data["messages"]["window.used"] == "{percent}% used"
     assert sum(data["activity"]["requests"]) == 1
+    # What the script needs of Python's rules comes with the page, not as a copy in the script.
+    assert data["rules"] == {
+        "windows": ["5h", "7d", "monthly"],
+        "always_shown": ["5h", "7d"],
+        "main_limit": "codex",
+        "stale_after_seconds": 900.0,
+        "just_now_seconds": 5,
+        "levels": {
+            "steps": [[100.0, "full"], [80.0, "critical"], [50.0, "warn"]],
+            "below": "ok",
+            "unknown": "unknown",
+        },
+        "alert_messages": {
+            kind: f"alert.{kind}"
+            for kind in ("threshold", "limit_hit", "limit_reset", "forecast", "stale", "test")
+        },
+    }
+    assert data["recent_alerts"] == dashboard.RECENT_ALERTS
 
 
 async def test_unknown_windows_say_unknown_never_zero(admin: Admin) -> None:
@@ -168,6 +188,9 @@ async def test_remaining_view_and_configured_thresholds(
     assert ">near limit<" in card  # the level in words, not only in colour
     assert 'class="window level-ok" data-window="7d"' in card
     assert 'id="kpi-near">1<' in text
+    # The page script levels live events by the configured thresholds too.
+    levels = page_data(text)["rules"]["levels"]
+    assert levels["steps"] == [[100.0, "full"], [45.0, "critical"], [30.0, "warn"]]
 
 
 async def test_a_hit_limit_says_so_and_when_it_comes_back(
@@ -180,7 +203,7 @@ async def test_a_hit_limit_says_so_and_when_it_comes_back(
         limits=(LimitReport("codex", None, (window,)),),
         limit_hit=LimitHit("usage_limit_reached", int(now + 3600)),
     )
-    await store.record([Snapshot(identity("seat_a"), now, "error", report, 429)])
+    await store.record([Snapshot(seat_identity("seat_a"), now, "error", report, 429)])
     text = await page(admin)
     card = card_of(text, 1)
     hit = re.search(r'<p class="limit-hit" data-field="limit-hit">.*?</p>', card, re.S)
@@ -195,7 +218,7 @@ async def test_a_card_turns_stale_after_15_minutes(server: TestServer, admin: Ad
     store = app_of(server)[STORE]
     window = Window("primary", "5h", "length", 30.0, 300, int(time.time()) + 600)
     report = UsageReport(limits=(LimitReport("codex", None, (window,)),))
-    await store.record([Snapshot(identity("seat_a"), time.time() - 16 * 60, "event", report)])
+    await store.record([Snapshot(seat_identity("seat_a"), time.time() - 16 * 60, "event", report)])
     card = card_of(await page(admin), 1)
     assert '<section class="limit stale"' in card
     assert re.search(r'data-field="stale" title="[^"]+">stale<', card)  # shown, not hidden
@@ -374,7 +397,7 @@ async def test_account_page_draws_history_with_reset_drops_and_pages_requests(
 ) -> None:
     store = app_of(server)[STORE]
     now = time.time()
-    seat = identity("seat_a")
+    seat = seat_identity("seat_a")
     snapshots = []
     for minutes_ago, used in ((200, 60.0), (150, 85.0), (100, 2.0), (50, 20.0)):
         window = Window("primary", "5h", "length", used, 300, int(now + 3600))
@@ -383,11 +406,7 @@ async def test_account_page_draws_history_with_reset_drops_and_pages_requests(
     await store.record(snapshots)
     for _ in range(27):
         assert await turn(http, server, f"Bearer {JWTS['seat_a']}") == 200
-    recorder = app_of(server)[RECORDER]
-    deadline = time.monotonic() + 5
-    while recorder.stats().requests_logged < 27:
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
+    await settled(server, 27)
     text = await page(admin, "accounts/1")
     chart = re.search(r'<figure class="chart">.*?</figure>', text, re.S)
     assert chart is not None
@@ -486,7 +505,7 @@ def _used_keys() -> set[str]:
     for template in TEMPLATES.glob("*.html"):
         keys.update(re.findall(r"\bt\('([a-z0-9_.]+)'", template.read_text()))
         keys.update(re.findall(r"_key='([a-z0-9_.]+)'", template.read_text()))
-    script = SCRIPT.read_text()
+    script = "\n".join(path.read_text() for path in SCRIPTS)
     keys.update(re.findall(r'\bt\("([a-z0-9_.]+)"', script))
     keys.update(re.findall(r'dataset\.(?:running|done) = "([a-z0-9_.]+)"', script))
     return keys
@@ -509,6 +528,9 @@ def test_every_string_is_in_both_languages() -> None:
     for prefix, values in families.items():
         for value in values:
             assert prefix + value in known
+    # Every alert kind has its message in the page's language.
+    assert set(i18n.ALERT_MESSAGES) == set(get_args(AlertKind))
+    assert set(i18n.ALERT_MESSAGES.values()) <= known
     english, chinese = i18n.catalog("en"), i18n.catalog("zh-CN")
     field = re.compile(r"\{[a-z_]+\}")
     for key in known:
@@ -533,11 +555,14 @@ def test_templates_have_no_inline_script_style_or_handlers() -> None:
         assert "autoescape false" not in text, template.name
 
 
-def test_the_script_never_writes_markup() -> None:
-    script = SCRIPT.read_text()
-    for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
-        assert forbidden not in script, forbidden
-    assert "new Function" not in script
+def test_no_static_file_writes_markup() -> None:
+    files = [path for path in STATIC.rglob("*") if path.is_file()]
+    assert STATIC / "js" / "main.js" in files
+    forbidden = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(")
+    for path in files:
+        text = path.read_text(errors="replace")
+        for name in (*forbidden, "new Function"):
+            assert name not in text, (path.relative_to(STATIC).as_posix(), name)
 
 
 async def test_pages_carry_a_strict_csp_and_static_files_are_versioned(
@@ -549,10 +574,74 @@ async def test_pages_carry_a_strict_csp_and_static_files_are_versioned(
     assert "unsafe-inline" not in csp
     assert answer.headers["Cache-Control"] == "no-store"
     text = answer.body.decode()
-    script = re.search(r'<script src="(/codexgate/static/dashboard\.js\?v=[0-9a-f]{12})"', text)
+    script = re.search(
+        r'<script type="module" src="/codexgate/static/([0-9a-f]{12})/js/main\.js"', text
+    )
     assert script is not None
-    served = await admin.call("GET", script.group(1).removeprefix("/codexgate/"), auth=None)
-    assert served.status == 200
-    assert served.body == SCRIPT.read_bytes()
-    assert "no-store" not in served.headers.get("Cache-Control", "")
-    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    version = script.group(1)
+    assert version == pages.static_version(STATIC)
+    assert f'href="/codexgate/static/{version}/app.css"' in text
+    # The entry and the modules it imports by relative URL, all from this release, kept for good.
+    for name in ("js/main.js", "js/text.js", "app.css"):
+        served = await admin.call("GET", f"static/{version}/{name}", auth=None)
+        assert served.status == 200, name
+        assert served.body == (STATIC / name).read_bytes()
+        assert served.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert "script-src 'self';" in served.headers["Content-Security-Policy"]
+    assert served.headers["Content-Type"].startswith("text/css")
+    module = await admin.call("GET", f"static/{version}/js/feed.js", auth=None)
+    # A module script runs only when served with a JavaScript media type (nosniff).
+    assert re.match(r"(text|application)/javascript", module.headers["Content-Type"])
+    # Another release's files are not this one's; the unversioned path stays for a transition.
+    assert (await admin.call("GET", "static/0123456789ab/js/main.js", auth=None)).status == 404
+    assert (await admin.call("GET", f"static/{version}/js", auth=None)).status == 404
+    unversioned = await admin.call("GET", "static/js/main.js", auth=None)
+    assert unversioned.status == 200
+    assert "immutable" not in unversioned.headers.get("Cache-Control", "")
+
+
+def test_a_static_path_never_leaves_the_static_folder() -> None:
+    folder = STATIC.resolve()
+    assert pages.file_under(folder, "js/main.js") == folder / "js" / "main.js"
+    assert pages.file_under(folder, "../templates/base.html") is None
+    assert pages.file_under(folder, "/etc/passwd") is None
+    assert pages.file_under(folder, "js") is None
+
+
+def test_the_static_version_changes_with_any_file(tmp_path: Path) -> None:
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "main.js").write_text("a")
+    first = pages.static_version(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{12}", first)
+    (tmp_path / "js" / "text.js").write_text("")
+    second = pages.static_version(tmp_path)
+    (tmp_path / "js" / "text.js").write_text("b")
+    assert len({first, second, pages.static_version(tmp_path)}) == 3
+
+
+async def test_recent_alerts_read_in_the_pages_language(server: TestServer, admin: Admin) -> None:
+    store = app_of(server)[STORE]
+    now = time.time()
+    fired = [
+        NewAlert(
+            at=now - 5,
+            kind="threshold",
+            message="english only",
+            account="Ops seat",
+            window="5h",
+            used_percent=91.5,
+            threshold=90.0,
+        ),
+        NewAlert(at=now - 4, kind="limit_hit", message="english only", account="Ops seat"),
+        NewAlert(at=now - 3, kind="stale", message="english only", account=None),
+    ]
+    await store.record_alerts(fired, [], [])
+    english = await page(admin)
+    assert "Ops seat: 5-hour window at 91.5% (crossed 90%)" in html.unescape(english)
+    assert "Ops seat: limit reached" in english
+    assert "unnamed: no new usage data" in english
+    assert "english only" not in english
+    chinese = html.unescape(await page(admin, "", **{"Accept-Language": "zh-CN"}))
+    assert "Ops seat：已达上限" in chinese  # noqa: RUF001 - Chinese punctuation
+    assert "91.5%（超过 90%）" in chinese  # noqa: RUF001

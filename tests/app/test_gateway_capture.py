@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -15,29 +14,10 @@ from codexgate.core.rows import LatestUsageRow
 from codexgate.keys import RECORDER, STORE
 from codexgate.services.recorder import RecorderStats
 from codexgate.storage.sqlite.store import Store
-from tests.conftest import StartGateway, app_of
 from tests.helpers.fake_upstream import FakeUpstream, load_sample, sample_headers
+from tests.helpers.gateway import StartGateway, app_of, recorded, turn
 from tests.helpers.tokens import bearer
-
-
-async def turn(http: ClientSession, gateway: TestServer, authorization: str, **headers: str) -> int:
-    """One streamed turn through the gateway; returns the status."""
-    async with http.post(
-        f"http://127.0.0.1:{gateway.port}/backend-api/codex/responses",
-        data=b'{"stream": true}',
-        headers={"Authorization": authorization, **headers},
-    ) as response:
-        await response.read()
-        return response.status
-
-
-async def recorded(gateway: TestServer, count: int) -> None:
-    """Wait until the recorder has written at least `count` snapshots."""
-    recorder = app_of(gateway)[RECORDER]
-    deadline = time.monotonic() + 5
-    while recorder.stats().recorded < count:
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
+from tests.helpers.waiting import eventually
 
 
 async def latest(gateway: TestServer) -> list[LatestUsageRow]:
@@ -195,10 +175,7 @@ async def test_a_failing_database_never_fails_a_proxied_request(
     for _ in range(5):
         assert await turn(http, gateway, bearer("seat_a")) == 200
     recorder = app_of(gateway)[RECORDER]
-    deadline = time.monotonic() + 5
-    while recorder.stats().dropped < 5:
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
+    await eventually(recorder.stats, accept=lambda stats: stats.dropped >= 5)
     async with http.get(f"http://127.0.0.1:{gateway.port}/codexgate/healthz") as response:
         health = await response.json()
     assert health["status"] == "degraded"
@@ -217,10 +194,8 @@ async def test_a_full_queue_drops_snapshots_not_requests(
     assert recorder.stats().dropped == 1
     results = await asyncio.gather(*(turn(http, gateway, bearer("seat_a")) for _ in range(30)))
     assert results == [200] * 30
-    deadline = time.monotonic() + 5
-    while _accounted(recorder.stats()) < 32:  # every one accounted for
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
+    # Every one accounted for.
+    await eventually(recorder.stats, accept=lambda stats: _accounted(stats) >= 32)
     assert recorder.stats().dropped >= 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -16,9 +15,9 @@ from aiohttp.test_utils import TestServer
 from codexgate.core.rows import AccountRow, RequestRow
 from codexgate.core.sanitize import MAX_STORED_TEXT, has_unsafe
 from codexgate.keys import RECORDER, STORE
-from tests.conftest import StartGateway, app_of
 from tests.helpers.admin_client import ADMIN, OPAQUE, Admin
 from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway import StartGateway, app_of, settled
 from tests.helpers.tokens import bearer, claims_of, make_jwt
 
 SEAT_A: dict[str, Any] = claims_of("seat_a")
@@ -57,15 +56,6 @@ async def post(http: ClientSession, gateway: TestServer, authorization: str) -> 
         return response.status
 
 
-async def logged(gateway: TestServer, count: int) -> None:
-    """Wait until the recorder has written at least `count` request rows."""
-    recorder = app_of(gateway)[RECORDER]
-    deadline = time.monotonic() + 5
-    while recorder.stats().requests_logged < count:
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
-
-
 async def accounts(gateway: TestServer) -> list[AccountRow]:
     return await app_of(gateway)[STORE].accounts()
 
@@ -85,7 +75,7 @@ def refuse(fake: FakeUpstream, status: int, body: bytes = INVALID_TOKEN) -> None
 async def victim(http: ClientSession, gateway: TestServer, fake: FakeUpstream) -> AccountRow:
     """Seat A's account, made by a real turn the upstream accepted."""
     assert await post(http, gateway, bearer("seat_a")) == 200
-    await logged(gateway, 1)
+    await settled(gateway, 1)
     [account] = await accounts(gateway)
     assert (account.email, account.plan_type) == ("alice@example.com", "plus")
     return account
@@ -103,7 +93,7 @@ async def test_a_forged_token_for_a_victims_seat_that_the_upstream_refuses_chang
     await asyncio.sleep(0.01)  # a later last_seen_at would show
     token = forged(email="Security notice: https://evil.example/reset", plan="enterprise")
     assert await post(http, gateway, token) == status
-    await logged(gateway, 2)
+    await settled(gateway, 2)
     assert await accounts(gateway) == [before]  # email, plan, fingerprint, seen times
     first, refused = await requests(gateway)
     assert (first.account_id, refused.account_id, refused.status) == (before.id, None, status)
@@ -117,7 +107,7 @@ async def test_a_forged_token_for_a_new_seat_that_the_upstream_refuses_creates_n
     for n in range(3):
         assert await post(http, gateway, forged(user=f"user-{n}", email=f"x{n}@evil")) == status
     assert await post(http, gateway, "Bearer not-a-jwt-at-all") == status
-    await logged(gateway, 4)
+    await settled(gateway, 4)
     assert await accounts(gateway) == []
     assert [(r.account_id, r.status) for r in await requests(gateway)] == [(None, status)] * 4
 
@@ -132,7 +122,7 @@ async def test_a_refused_websocket_handshake_creates_no_account(
             headers={"Authorization": forged(email="ws@evil")},
         )
     assert refused.value.status == 401
-    await logged(gateway, 1)
+    await settled(gateway, 1)
     assert await accounts(gateway) == []
     [row] = await requests(gateway)
     assert (row.account_id, row.error_code) == (None, "handshake_refused")
@@ -144,7 +134,7 @@ async def test_an_accepted_turn_creates_the_account_and_a_newer_one_updates_it(
     before = await victim(http, gateway, fake)
     fake.response_headers = {}  # a 200 proves the token without any rate-limit data
     assert await post(http, gateway, forged(email="alice@new.example", plan="pro")) == 200
-    await logged(gateway, 2)
+    await settled(gateway, 2)
     [after] = await accounts(gateway)
     assert (after.id, after.email, after.plan_type) == (before.id, "alice@new.example", "pro")
     assert after.token_fingerprint != before.token_fingerprint
@@ -160,7 +150,7 @@ async def test_an_answer_that_proves_nothing_joins_an_existing_account_without_c
         assert await post(http, gateway, forged(email="boss@evil.example")) == status
         # The same answer for a seat nobody has seen yet: logged, no account.
         assert await post(http, gateway, forged(user="user-NEW", email="new@evil")) == status
-    await logged(gateway, 7)
+    await settled(gateway, 7)
     assert await accounts(gateway) == [before]
     rows = await requests(gateway)
     assert [r.account_id for r in rows] == [before.id] + [before.id, None] * 3
@@ -172,7 +162,7 @@ async def test_rate_limit_data_proves_a_credential_whatever_the_status(
     fake.status = 503  # with the sample x-codex headers
     fake.error_body = SERVER_ERROR
     assert await post(http, gateway, bearer("personal")) == 503
-    await logged(gateway, 1)
+    await settled(gateway, 1)
     [account] = await accounts(gateway)
     assert account.email == "carol@example.com"
     [row] = await requests(gateway)
@@ -192,7 +182,7 @@ async def test_claims_and_headers_are_stored_without_controls_and_capped(
     email = "\x1b]0;owned\x07alice\u202egro.live@example.com\u200b" + "x" * 5000
     token = forged(email=email, user="user-\x1b[31mAAAA", workspace="acct\u2067-team-1")
     assert await post(http, gateway, token) == 200
-    await logged(gateway, 1)
+    await settled(gateway, 1)
     [account] = await accounts(gateway)
     assert account.account_key == "seat:acct-team-1:user-[31mAAAA"
     assert account.email is not None
@@ -219,12 +209,12 @@ async def test_traffic_creates_at_most_max_accounts_and_the_rest_is_counted(
     caplog.set_level(logging.WARNING, logger="codexgate.services.recorder")
     for seat in ("seat_a", "seat_b"):
         assert await post(http, server, bearer(seat)) == 200
-    await logged(server, 2)
+    await settled(server, 2)
     assert await post(http, server, bearer("personal")) == 200  # a third seat: refused
-    await logged(server, 3)
+    await settled(server, 3)
     assert await post(http, server, bearer("personal")) == 200  # and again, in a later batch
     assert await post(http, server, bearer("seat_a")) == 200  # existing seats keep recording
-    await logged(server, 5)
+    await settled(server, 5)
     found = await accounts(server)
     assert [a.email for a in found] == ["alice@example.com", "bob@example.com"]
     rows = await requests(server)
@@ -261,7 +251,7 @@ async def test_the_feed_and_the_api_show_at_most_8_hex_digits_of_a_tokens_hash(
     )
     assert feed.status == 200
     assert await post(http, server, f"Bearer {OPAQUE}") == 200
-    await logged(server, 1)
+    await settled(server, 1)
     [account] = await accounts(server)
     assert account.account_key == f"token:{digest}"  # stored whole, so existing rows still match
     received = b""

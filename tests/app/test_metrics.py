@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -31,9 +30,9 @@ from codexgate.security import SESSION_COOKIE
 from codexgate.services.metrics import Metrics, WindowKey, WindowState, status_label, window_states
 from codexgate.services.recorder import RecorderStats
 from codexgate.storage.sqlite.store import Store
-from tests.conftest import StartGateway, app_of
 from tests.helpers.admin_client import ADMIN, SECRETS, Admin, assert_no_secret
 from tests.helpers.fake_upstream import FakeUpstream, sse_events
+from tests.helpers.gateway import StartGateway, app_of, settled
 from tests.helpers.tokens import bearer
 
 METRICS_TOKEN = "metrics-token-for-tests-456789"
@@ -60,15 +59,6 @@ async def scrape(admin: Admin, auth: str = ADMIN) -> tuple[Scrape, bytes]:
     assert answer.status == 200, answer.body
     assert answer.headers["Content-Type"] == prometheus_client.CONTENT_TYPE_LATEST
     return parse(answer.body), answer.body
-
-
-async def logged(gateway: TestServer, count: int) -> None:
-    """Wait until `count` request-log rows are written."""
-    recorder = app_of(gateway)[RECORDER]
-    deadline = time.monotonic() + 5
-    while recorder.stats().requests_logged < count:
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
 
 
 async def stream(http: ClientSession, gateway: TestServer, who: str) -> int:
@@ -109,14 +99,14 @@ async def test_a_scrape_gives_the_store_windows_and_the_traffic(
         k: v for k, v in fake.response_headers.items() if k.lower() != "content-type"
     }
     assert await models(http, scraped, "seat_b") == 429
-    await logged(scraped, 3)
+    await settled(scraped, 3)
     store = app_of(scraped)[STORE]
     accounts = await store.accounts()
     alice = next(a for a in accounts if a.email == "alice@example.com")
     # Quotes, a newline and a backslash survive the escaping. The API now refuses a newline in a
     # name, but a database written before that may hold one: it is set in the store directly.
     renamed = 'Team "A"\nseat \\ 1'
-    assert await store.rename_account(alice.id, renamed)
+    assert await store.update_account(alice.id, display_name=renamed)
 
     metrics, body = await scrape(admin)
     now = time.time()
@@ -238,7 +228,7 @@ async def test_two_apps_in_one_process_keep_their_own_metrics(
     first = await start_gateway(admin_token=ADMIN)
     second = await start_gateway(admin_token=ADMIN, db=tmp_path / "second.db")
     assert await stream(http, first, "seat_a") == 200
-    await logged(first, 1)
+    await settled(first, 1)
     one, _ = await scrape(Admin(http, first))
     other, _ = await scrape(Admin(http, second))
     assert value(one, "codexgate_requests_total", status="200", transport="sse") == 1
@@ -267,7 +257,7 @@ async def test_a_failing_metrics_hook_never_costs_a_request(
     recorder = app_of(scraped)[RECORDER]
     recorder.on_request.insert(0, broken)
     assert await stream(http, scraped, "seat_a") == 200
-    await logged(scraped, 1)  # the request is still logged, and still counted
+    await settled(scraped, 1)  # the request is still logged, and still counted
     metrics, _ = await scrape(Admin(http, scraped))
     assert value(metrics, "codexgate_requests_total", status="200", transport="sse") == 1
 
@@ -282,7 +272,7 @@ async def test_the_forecast_hook_gives_seconds_until_exhaustion(
         return {(r.usage.account_id, r.usage.limit_id, FIVE_HOUR): now + 3600.0 for r in rows}
 
     assert await stream(http, scraped, "seat_a") == 200
-    await logged(scraped, 1)
+    await settled(scraped, 1)
     app_of(scraped)[METRICS].forecasts = forecasts
     metrics, _ = await scrape(Admin(http, scraped))
     [rows] = seen

@@ -27,7 +27,8 @@ from codexgate.services.notify import (
     redact_url,
     webhook_body,
 )
-from tests.conftest import StartGateway, app_of
+from tests.helpers.gateway import StartGateway, app_of
+from tests.helpers.waiting import eventually
 
 SECRET = "T0000/B0000/XsecretXpathX"
 QUERY_SECRET = "XsecretXqueryX"
@@ -126,14 +127,6 @@ async def notifiers() -> AsyncIterator[MakeNotifier]:
     for notifier, session in made:
         await notifier.stop()
         await session.close()
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until `condition` holds, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 def make_alert(**changes: Any) -> Alert:
@@ -312,7 +305,7 @@ async def test_each_format_arrives_as_json(
     notifier = notifiers([receiver.hook("a", format)])
     alert = make_alert()
     notifier.submit(alert)
-    await until(lambda: notifier.stats().sent == 1)
+    await eventually(lambda: notifier.stats().sent == 1)
     [hit] = receiver.hits
     assert hit.content_type == "application/json"
     assert hit.body == webhook_body(alert, format)
@@ -328,7 +321,7 @@ async def test_a_500_is_retried_and_delivered_once(
     receiver.scripts["a"] = [(500, {}), (200, {})]
     notifier = notifiers([receiver.hook("a")])
     notifier.submit(make_alert())
-    await until(lambda: notifier.stats().sent == 1)
+    await eventually(lambda: notifier.stats().sent == 1)
     await asyncio.sleep(0.1)
     assert len(receiver.of("a")) == 2
     assert receiver.hits[0].body == receiver.hits[1].body
@@ -341,7 +334,7 @@ async def test_a_400_is_final(receiver: Receiver, notifiers: MakeNotifier) -> No
     receiver.scripts["a"] = [(400, {}), (200, {})]
     notifier = notifiers([receiver.hook("a")])
     notifier.submit(make_alert())
-    await until(lambda: notifier.stats().failed == 1)
+    await eventually(lambda: notifier.stats().failed == 1)
     await asyncio.sleep(0.1)
     assert len(receiver.of("a")) == 1
     stats = notifier.stats()
@@ -355,7 +348,7 @@ async def test_a_429_waits_for_retry_after(receiver: Receiver, notifiers: MakeNo
     receiver.scripts["a"] = [(429, {"Retry-After": "1"}), (200, {})]
     notifier = notifiers([receiver.hook("a")], max_backoff=5.0)
     notifier.submit(make_alert())
-    await until(lambda: notifier.stats().sent == 1)
+    await eventually(lambda: notifier.stats().sent == 1)
     first, second = receiver.of("a")
     assert 0.95 <= second.at - first.at < 2.5  # the backoff alone would wait 0.01 s
 
@@ -366,7 +359,7 @@ async def test_retry_after_is_capped_by_max_backoff(
     receiver.scripts["a"] = [(429, {"Retry-After": "3600"}), (200, {})]
     notifier = notifiers([receiver.hook("a")], max_backoff=0.2)
     notifier.submit(make_alert())
-    await until(lambda: notifier.stats().sent == 1, within=3.0)
+    await eventually(lambda: notifier.stats().sent == 1, timeout=3.0)
     first, second = receiver.of("a")
     assert 0.15 <= second.at - first.at < 1.5
 
@@ -384,7 +377,7 @@ async def test_a_dead_receiver_fails_after_every_attempt(notifiers: MakeNotifier
     url = f"http://127.0.0.1:{port}/api/webhooks/{SECRET}"
     notifier = notifiers([Webhook(url, "discord")], attempts=3)
     notifier.submit(make_alert())
-    await until(lambda: notifier.stats().failed == 1)
+    await eventually(lambda: notifier.stats().failed == 1)
     stats = notifier.stats()
     assert (stats.sent, stats.failed, stats.retries, stats.queued) == (0, 1, 2, 0)
     assert stats.last_error is not None
@@ -398,7 +391,7 @@ async def test_a_receiver_that_does_not_answer_times_out(
     receiver.held.add("slow")
     notifier = notifiers([receiver.hook("slow")], timeout=0.2, attempts=2)
     notifier.submit(make_alert())
-    await until(lambda: notifier.stats().failed == 1)
+    await eventually(lambda: notifier.stats().failed == 1)
     assert len(receiver.of("slow")) == 2
     assert notifier.stats().last_error == (
         f"slow (http://127.0.0.1:{receiver.port}/…): no answer within 0.2s"
@@ -413,7 +406,7 @@ async def test_a_slow_webhook_does_not_delay_another(
     started = time.monotonic()
     for index in range(3):
         notifier.submit(make_alert(id=index))
-    await until(lambda: len(receiver.of("fast")) == 3, within=2.0)
+    await eventually(lambda: len(receiver.of("fast")) == 3, timeout=2.0)
     assert time.monotonic() - started < 1.0
     assert [hit.body["alert"]["id"] for hit in receiver.of("fast")] == [0, 1, 2]
     assert len(receiver.of("slow")) == 1  # its first alert is still waiting for an answer
@@ -427,10 +420,10 @@ async def test_webhooks_are_read_at_delivery_time(
     hooks: list[Webhook] = []
     notifier = notifiers(hooks)
     notifier.submit(make_alert(id=1))
-    await until(lambda: notifier.stats().queued == 0)
+    await eventually(lambda: notifier.stats().queued == 0)
     hooks.append(receiver.hook("late"))
     notifier.submit(make_alert(id=2))
-    await until(lambda: notifier.stats().sent == 1)
+    await eventually(lambda: notifier.stats().sent == 1)
     assert [hit.body["alert"]["id"] for hit in receiver.hits] == [2]
     assert notifier.stats().dropped == 0
 
@@ -442,7 +435,7 @@ async def test_a_full_queue_drops_and_counts(receiver: Receiver, notifiers: Make
     stats = notifier.stats()
     assert (stats.queued, stats.dropped) == (2, 3)
     notifier.start()
-    await until(lambda: notifier.stats().sent == 2)
+    await eventually(lambda: notifier.stats().sent == 2)
     assert [hit.body["alert"]["id"] for hit in receiver.hits] == [0, 1]
 
 
@@ -452,10 +445,10 @@ async def test_a_full_webhook_lane_drops_and_counts(
     receiver.held.add("slow")
     notifier = notifiers([receiver.hook("slow")], queue_size=2, timeout=30.0)
     notifier.submit(make_alert(id=0))
-    await until(lambda: len(receiver.hits) == 1)
+    await eventually(lambda: len(receiver.hits) == 1)
     for index in range(1, 4):
         notifier.submit(make_alert(id=index))
-        await until(lambda: notifier._queue.empty())
+        await eventually(lambda: notifier._queue.empty())
     stats = notifier.stats()
     assert (stats.queued, stats.dropped) == (3, 1)  # one in flight, two waiting
 
@@ -487,7 +480,7 @@ async def test_stop_is_clean_with_deliveries_pending(
     notifier = notifiers(hooks, timeout=30.0, backoff=10.0, max_backoff=10.0, grace=0.2)
     for index in range(3):
         notifier.submit(make_alert(id=index))
-    await until(lambda: len(receiver.of("slow")) == 1 and len(receiver.of("down")) == 1)
+    await eventually(lambda: len(receiver.of("slow")) == 1 and len(receiver.of("down")) == 1)
     started = time.monotonic()
     await notifier.stop()
     assert 0.15 <= time.monotonic() - started < 1.0
@@ -504,7 +497,7 @@ async def test_stop_waits_for_a_delivery_that_finishes_within_the_grace(
     receiver.scripts["a"] = [(500, {}), (200, {})]
     notifier = notifiers([receiver.hook("a")], backoff=0.1, max_backoff=0.1, grace=2.0)
     notifier.submit(make_alert())
-    await until(lambda: len(receiver.hits) == 1)
+    await eventually(lambda: len(receiver.hits) == 1)
     await notifier.stop()
     stats = notifier.stats()
     assert (stats.sent, stats.dropped, stats.queued) == (1, 0, 0)
@@ -529,7 +522,7 @@ async def test_no_log_line_carries_a_webhook_url(
     hooks = [receiver.hook(name) for name in names] + [dead]
     notifier = notifiers(hooks, timeout=0.2, attempts=3)
     notifier.submit(make_alert())
-    await until(lambda: notifier.stats().failed == 5)
+    await eventually(lambda: notifier.stats().failed == 5)
     await notifier.send_now(make_alert(kind="test"))
     notifier.submit(make_alert())
     await notifier.stop()

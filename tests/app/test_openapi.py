@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
 from typing import Any, Final
 
 import hypothesis
@@ -27,10 +25,10 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from codexgate.api.openapi import document
 from codexgate.security import SESSION_COOKIE
-from tests.app.test_gateway_capture import recorded, turn
-from tests.conftest import StartGateway, app_of
 from tests.helpers.admin_client import ADMIN, JWTS, OPAQUE, Admin, Answer
 from tests.helpers.fake_upstream import FakeUpstream, load_sample, sample_headers
+from tests.helpers.gateway import StartGateway, app_of, recorded, turn
+from tests.helpers.openapi import assert_conforms, refs, resolve, validator
 from tests.helpers.paths import DATA
 from tests.helpers.tokens import bearer
 
@@ -55,53 +53,6 @@ def own_routes(app: web.Application, prefix: str) -> dict[str, set[str]]:
 
 def documented(doc: dict[str, Any]) -> dict[str, set[str]]:
     return {path: set(item) & _METHODS for path, item in doc["paths"].items()}
-
-
-def refs(value: Any) -> Iterator[str]:
-    """Every $ref in a document."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "$ref":
-                yield item
-            else:
-                yield from refs(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from refs(item)
-
-
-def resolve(doc: dict[str, Any], ref: str) -> Any:
-    assert ref.startswith("#/"), ref
-    node: Any = doc
-    for part in ref[2:].split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
-def validator(doc: dict[str, Any], schema: dict[str, Any]) -> jsonschema_rs.Validator:
-    """A 2020-12 validator for schema, whose $refs point into doc's components."""
-    root = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "components": doc["components"],
-        **schema,
-    }
-    return jsonschema_rs.Draft202012Validator(root, validate_formats=True)
-
-
-def assert_conforms(doc: dict[str, Any], template: str, method: str, answer: Answer) -> None:
-    """The answer's status is documented for the operation, and its body fits the schema."""
-    operation = doc["paths"][template][method.lower()]
-    response = operation["responses"].get(str(answer.status))
-    assert response is not None, f"{method} {template}: {answer.status} is not documented"
-    if "$ref" in response:
-        response = resolve(doc, response["$ref"])
-    content = response.get("content")
-    if content is None:
-        assert answer.body == b""
-        return
-    [(media_type, media)] = content.items()
-    assert answer.headers["Content-Type"].startswith(media_type)
-    validator(doc, media["schema"]).validate(orjson.loads(answer.body))
 
 
 # -- the document ----------------------------------------------------------------------------
@@ -266,9 +217,7 @@ def run_schemathesis(doc: dict[str, Any], base_url: str, account_id: int) -> int
             strategy = st.one_of(strategy, operation.as_strategy(path_parameters={name: value}))
 
         @hypothesis.settings(
-            max_examples=15,
-            deadline=None,
-            database=None,
+            max_examples=15,  # each example is a real request through the gateway
             derandomize=True,
             phases=[hypothesis.Phase.generate],
             suppress_health_check=list(hypothesis.HealthCheck),
@@ -288,9 +237,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document
 ) -> None:
     server = await start_gateway(admin_token=ADMIN)
     account_id = await seed(server, http, fake, Admin(http, server))
-    started = time.monotonic()
     sent = await asyncio.to_thread(
         run_schemathesis, document("codexgate"), f"http://127.0.0.1:{server.port}", account_id
     )
     assert sent >= 100
-    assert time.monotonic() - started < 30

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from tests.conftest import StartGateway
 from tests.helpers.fake_upstream import FakeUpstream, sse_events
+from tests.helpers.gateway import StartGateway
 
 CODEX_REQUEST_HEADERS = {
     "Authorization": "Bearer not-a-jwt-token-value",

@@ -21,9 +21,9 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from codexgate.core.sanitize import has_unsafe
-from tests.conftest import StartGateway
 from tests.helpers.admin_client import ADMIN, JWTS
 from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway import StartGateway
 
 CODEX_BEARER = f"Bearer {JWTS['seat_a']}"
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"

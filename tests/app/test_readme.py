@@ -8,10 +8,9 @@ import sqlite3
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from codexgate.keys import STORE
-from tests.app.test_gateway_capture import recorded, turn
-from tests.conftest import app_of
+from codexgate.keys import CONFIG
 from tests.helpers.fake_upstream import FakeUpstream, sample_headers
+from tests.helpers.gateway import app_of, recorded, turn
 from tests.helpers.paths import REPO
 from tests.helpers.tokens import bearer
 
@@ -31,7 +30,7 @@ async def test_the_documented_example_queries(
     fake.response_headers = sample_headers("headers-plus-429-premium.json")  # 100% / 80%
     await turn(http, gateway, bearer("seat_b"))
     await recorded(gateway, 2)
-    db_path = app_of(gateway)[STORE].path
+    db_path = app_of(gateway)[CONFIG].db
     with sqlite3.connect(db_path) as connection:
         latest, week, above, _requests = (connection.execute(q).fetchall() for q in queries)
     assert [row[0] for row in latest] == ["bob@example.com", "alice@example.com"]

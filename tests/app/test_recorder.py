@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
@@ -20,7 +21,10 @@ from codexgate.core.models import (
 )
 from codexgate.keys import RECORDER, STORE
 from codexgate.services.recorder import Recorder
-from tests.conftest import StartGateway, app_of
+from codexgate.storage.sqlite.connection import RecordBatch
+from codexgate.storage.sqlite.store import Store
+from tests.helpers.gateway import StartGateway, app_of
+from tests.helpers.waiting import eventually
 
 ACCOUNTS = ("token:a", "token:b", "token:c")
 LIMITS = ("codex", "codex_other")
@@ -47,13 +51,6 @@ def _request(index: int) -> RequestRecord:
     )
 
 
-async def _written(recorder: Recorder, count: int) -> None:
-    deadline = time.monotonic() + 5
-    while recorder.stats().recorded + recorder.stats().requests_logged < count:
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
-
-
 async def test_a_full_queue_of_snapshots_coalesces_per_account_and_limit(
     start_gateway: StartGateway, http: ClientSession
 ) -> None:
@@ -65,7 +62,7 @@ async def test_a_full_queue_of_snapshots_coalesces_per_account_and_limit(
                 recorder.offer(_snapshot(account, limit, float(used)))
     stats = recorder.stats()
     assert (stats.queue_depth, stats.dropped, stats.coalesced) == (6, 0, 6 * 49)
-    await _written(recorder, 6)
+    await eventually(lambda: recorder.stats().recorded + recorder.stats().requests_logged >= 6)
     async with http.get(f"http://127.0.0.1:{gateway.port}/codexgate/healthz") as response:
         health = await response.json()
     assert health["snapshots"]["coalesced"] == 6 * 49
@@ -92,7 +89,7 @@ async def test_request_records_beyond_capacity_are_dropped_and_counted(
     stats = recorder.stats()
     assert (stats.queue_depth, stats.queue_capacity) == (4, 4)
     assert (stats.requests_dropped, stats.dropped, stats.coalesced) == (7, 1, 1)
-    await _written(recorder, 4)
+    await eventually(lambda: recorder.stats().recorded + recorder.stats().requests_logged >= 4)
     assert (recorder.stats().recorded, recorder.stats().requests_logged) == (1, 3)
 
 
@@ -106,3 +103,41 @@ async def test_cancelling_the_caller_of_stop_cancels_it(gateway: TestServer) -> 
     stopping.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopping
+
+
+class _StoreWithABug(Store):
+    """The real SQLite store, with a bug (not an outage) in how it writes requests."""
+
+    async def _insert_requests(self, requests: Sequence[RequestRecord], batch: RecordBatch) -> None:
+        raise ValueError("a bug in laying out requests")
+
+
+async def test_a_bug_in_the_store_is_not_a_database_outage(tmp_path: Path) -> None:
+    store = await _StoreWithABug.open(tmp_path / "codexgate.db")
+    recorder = Recorder(store, queue_size=10)
+    recorder.start()
+    try:
+        recorder.offer(_request(1))
+        await eventually(lambda: recorder.stats().requests_dropped == 1)
+    finally:
+        await recorder.stop()
+        await store.close()
+    stats = recorder.stats()
+    assert stats.db_state == "ok"  # healthz stays ok: a bug is logged, not an outage
+    assert stats.last_error == "ValueError: a bug in laying out requests"
+
+
+async def test_a_closed_store_is_a_database_outage(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "codexgate.db")
+    await store.close()
+    recorder = Recorder(store, queue_size=10)
+    recorder.start()
+    try:
+        recorder.offer(_request(1))
+        await eventually(lambda: recorder.stats().requests_dropped == 1)
+    finally:
+        await recorder.stop()
+    stats = recorder.stats()
+    assert stats.db_state == "error"
+    assert stats.last_error is not None
+    assert stats.last_error.startswith("ValueError: ")

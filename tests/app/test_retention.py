@@ -21,12 +21,12 @@ from codexgate.core.models import Identity, LimitReport, RequestRecord, Snapshot
 from codexgate.core.rows import UsageRow
 from codexgate.keys import RECORDER, RETENTION, RETENTION_OPTIONS, STORE
 from codexgate.services.retention import DAY, Retention, RetentionOptions
+from codexgate.storage.interface import Storage
 from codexgate.storage.sqlite.store import Store
-from tests.app.test_gateway_capture import turn
-from tests.conftest import app_of
+from tests.helpers.builders import T0, identity, request_record, snap, windows
+from tests.helpers.gateway import app_of, turn
 from tests.helpers.tokens import bearer
-from tests.storage.test_store import T0, identity, snap, windows
-from tests.storage.test_store_requests import request
+from tests.helpers.waiting import eventually
 
 NOW = T0 + 100 * DAY  # the retention clock of the store-level tests; a whole hour
 ALICE = identity("seat:acct-1:user-1", email="alice@example.com")
@@ -94,7 +94,7 @@ def changing(who: Identity, start: float, count: int, *, step: float = 60.0) -> 
     ]
 
 
-async def all_usage(store: Store) -> list[UsageRow]:
+async def all_usage(store: Storage) -> list[UsageRow]:
     """Every usage row, by id."""
     return await store.usage_after(0, limit=100_000)
 
@@ -108,14 +108,6 @@ def newest_per_key(rows: Sequence[UsageRow]) -> set[int]:
         if kept is None or (row.captured_at, row.id) > (kept.captured_at, kept.id):
             newest[key] = row
     return {row.id for row in newest.values()}
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    """Wait (10 s at most) until check() holds."""
-    deadline = time.monotonic() + 10.0
-    while not check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def seed(path: Path, items: Sequence[Snapshot | RequestRecord]) -> None:
@@ -143,12 +135,12 @@ async def test_a_pass_prunes_exactly_the_rows_older_than_their_retention(
     )
     await store.record(
         [
-            request(request_cut - 40 * DAY, who=ALICE),
-            request(request_cut - 0.5, who=BOB),
-            request(request_cut, who=ALICE),  # not before the cut-off: kept
-            request(request_cut + 1, anonymous=True),
-            request(NOW - 60, who=CAROL),
-            request(request_cut - 1, anonymous=True),  # the newest id, but old
+            request_record(request_cut - 40 * DAY, who=ALICE),
+            request_record(request_cut - 0.5, who=BOB),
+            request_record(request_cut, who=ALICE),  # not before the cut-off: kept
+            request_record(request_cut + 1, anonymous=True),
+            request_record(NOW - 60, who=CAROL),
+            request_record(request_cut - 1, anonymous=True),  # the newest id, but old
         ]
     )
     before = await all_usage(store)
@@ -188,7 +180,7 @@ async def test_a_pass_prunes_exactly_the_rows_older_than_their_retention(
 
 async def test_zero_days_keep_everything_forever(store: Store) -> None:
     await store.record(changing(ALICE, T0, 5))
-    await store.record([request(T0 + i) for i in range(5)])
+    await store.record([request_record(T0 + i) for i in range(5)])
     task = retention(store, history_days=0, request_days=0, now=T0 + 10_000 * DAY)
     assert await task.run_once()
     assert await store.count_history() == 10
@@ -203,12 +195,12 @@ async def test_request_ids_are_not_reused_after_pruning_the_newest(tmp_path: Pat
     store = await Store.open(path)
     try:
         # A long stream is logged when it ends: the newest id can be the oldest request.
-        await store.record([request(NOW - 60), request(NOW - 50)])
-        await store.record([request(NOW - 40 * DAY)])
+        await store.record([request_record(NOW - 60), request_record(NOW - 50)])
+        await store.record([request_record(NOW - 40 * DAY)])
         [oldest] = await store.requests(until=NOW - DAY)
         assert oldest.id == 3
         assert await store.prune_requests_batch(NOW - DAY, 10) == 1
-        await store.record([request(NOW)])
+        await store.record([request_record(NOW)])
         assert [row.id for row in await store.requests_after(0)] == [1, 2, 4]
         # Everything old: the table is empty, and still no id comes back.
         assert await store.prune_requests_batch(NOW + 1, 10) == 3
@@ -217,7 +209,7 @@ async def test_request_ids_are_not_reused_after_pruning_the_newest(tmp_path: Pat
         await store.close()
     store = await Store.open(path)  # not even after a restart
     try:
-        await store.record([request(NOW + 2)])
+        await store.record([request_record(NOW + 2)])
         assert [row.id for row in await store.requests_after(0)] == [5]
     finally:
         await store.close()
@@ -225,7 +217,7 @@ async def test_request_ids_are_not_reused_after_pruning_the_newest(tmp_path: Pat
 
 async def test_batches_delete_at_most_their_limit(store: Store) -> None:
     await store.record(changing(ALICE, T0, 6))  # 12 rows, 2 of them the newest
-    await store.record([request(T0 + i) for i in range(6)])
+    await store.record([request_record(T0 + i) for i in range(6)])
     assert await store.prune_history_batch(T0 + DAY, 4) == 4
     assert await store.prune_history_batch(T0 + DAY, 4) == 4
     assert await store.prune_history_batch(T0 + DAY, 4) == 2
@@ -306,7 +298,7 @@ async def test_pruning_while_traffic_flows(
     await seed(
         config.db,
         [s for who in seats for s in changing(who, old, 150)]  # 1200 rows, 8 of them newest
-        + [request(old + i, who=seats[i % 4]) for i in range(1500)],
+        + [request_record(old + i, who=seats[i % 4]) for i in range(1500)],
     )
     gateway = await start_retaining(
         dataclasses.replace(FAST, batch_size=20, pause=0.002),
@@ -338,7 +330,7 @@ async def test_pruning_while_traffic_flows(
     assert during > 0, "no turn overlapped the pass"
     assert (task.stats().history_pruned, task.stats().requests_pruned) == (1192, 1500)
     recorder = app[RECORDER]
-    await eventually(lambda: recorder.stats().requests_logged == len(statuses), "all logged")
+    await eventually(lambda: recorder.stats().requests_logged == len(statuses))
     stats = recorder.stats()
     assert (stats.dropped, stats.requests_dropped, stats.db_state) == (0, 0, "ok")
 
@@ -356,7 +348,7 @@ async def test_pruning_while_traffic_flows(
 async def test_a_failing_database_is_counted_and_the_task_goes_on(
     start_retaining: StartRetaining, config: Config, http: ClientSession
 ) -> None:
-    await seed(config.db, [request(time.time() - 10 * DAY + i) for i in range(30)])
+    await seed(config.db, [request_record(time.time() - 10 * DAY + i) for i in range(30)])
 
     def execute(sql: str) -> None:
         with sqlite3.connect(config.db) as db:
@@ -371,7 +363,7 @@ async def test_a_failing_database_is_counted_and_the_task_goes_on(
     )
     gateway = await start_retaining(FAST, request_retention_days=1.0)
     task = app_of(gateway)[RETENTION]
-    await eventually(lambda: task.stats().errors >= 3, "several failed passes")
+    await eventually(lambda: task.stats().errors >= 3)
     assert await turn(http, gateway, bearer("seat_a")) == 200
 
     async with http.get(f"http://127.0.0.1:{gateway.port}/codexgate/healthz") as response:
@@ -385,15 +377,15 @@ async def test_a_failing_database_is_counted_and_the_task_goes_on(
     assert body["last_run_at"].endswith("Z")
 
     await asyncio.to_thread(execute, "DROP TRIGGER refuse_deletes")
-    await eventually(lambda: task.stats().requests_pruned == 30, "pruned once the trigger went")
+    await eventually(lambda: task.stats().requests_pruned == 30)
     assert task.stats().last_error is None
     recorder = app_of(gateway)[RECORDER]
-    await eventually(lambda: recorder.stats().requests_logged == 1, "the turn logged")
+    await eventually(lambda: recorder.stats().requests_logged == 1)
     assert await app_of(gateway)[STORE].count_requests() == 1  # the turn's
 
 
 async def test_stopping_mid_pass_leaves_the_store_usable(store: Store) -> None:
-    await store.record([request(T0 + i) for i in range(1000)])
+    await store.record([request_record(T0 + i) for i in range(1000)])
     task = Retention(
         store,
         history_days=0,
@@ -403,7 +395,7 @@ async def test_stopping_mid_pass_leaves_the_store_usable(store: Store) -> None:
         clock=lambda: NOW,
     )
     task.start()
-    await eventually(lambda: task.stats().requests_pruned >= 5, "a few batches")
+    await eventually(lambda: task.stats().requests_pruned >= 5)
     await task.stop()
     left = await store.count_requests()  # the lock is free again
     assert 0 < left < 1000

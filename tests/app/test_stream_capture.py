@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import time
 
 import orjson
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from codexgate.core.rows import LatestUsageRow, RequestRow
-from codexgate.keys import RECORDER, STORE
-from tests.conftest import app_of
+from codexgate.keys import STORE
 from tests.helpers.fake_upstream import FakeUpstream, load_sample, sample_headers, sse_events
+from tests.helpers.gateway import app_of, settled
 from tests.helpers.paths import DATA
 from tests.helpers.tokens import bearer
-
-
-async def settled(gateway: TestServer, requests: int) -> None:
-    """Wait until `requests` request-log rows (and what came with them) are written."""
-    recorder = app_of(gateway)[RECORDER]
-    deadline = time.monotonic() + 5
-    while recorder.stats().requests_logged < requests:
-        assert time.monotonic() < deadline, recorder.stats()
-        await asyncio.sleep(0.01)
 
 
 async def latest_codex(gateway: TestServer) -> LatestUsageRow:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import orjson
 import pytest
@@ -11,10 +10,11 @@ from aiohttp import ClientSession, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestServer
 
 from codexgate.keys import RECORDER, STORE
-from tests.conftest import StartGateway, app_of
 from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway import StartGateway, app_of
 from tests.helpers.paths import DATA
 from tests.helpers.tokens import bearer
+from tests.helpers.waiting import eventually
 
 WS_PATH = "/backend-api/codex/responses"
 CLIENT_FRAMES = [
@@ -31,13 +31,6 @@ HANDSHAKE_HEADERS = {
 
 def ws_url(server: TestServer) -> str:
     return f"http://127.0.0.1:{server.port}{WS_PATH}"
-
-
-async def wait_for(condition: object, what: str, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def test_frames_pass_in_order_both_ways(
@@ -159,7 +152,7 @@ async def test_turns_are_captured_and_logged(
         assert error["type"] == "error"
     store = app_of(gateway)[STORE]
     recorder = app_of(gateway)[RECORDER]
-    await wait_for(lambda: recorder.stats().requests_logged >= 2, "two turns logged")
+    await eventually(lambda: recorder.stats().requests_logged >= 2)
     turns = sorted(await store.requests(), key=lambda row: row.started_at)
     assert [t.transport for t in turns] == ["websocket", "websocket"]
     first, second = turns

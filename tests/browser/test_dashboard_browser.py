@@ -14,17 +14,17 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Locator, Page, expect
 
 from codexgate.storage.sqlite.store import Store
-from tests.browser.conftest import (
+from tests.helpers import many_accounts
+from tests.helpers.browser import (
     NewPage,
     admin_call,
     gateway_args,
     proxied_turn,
     screenshot,
-    sign_in,
+    sign_in_page,
 )
-from tests.helpers import many_accounts
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.processes import GatewayProcess
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
@@ -45,7 +45,7 @@ async def test_sign_in_then_the_dashboard_goes_live(
     await page.get_by_label("Admin token").fill("wrong-token-wrong-token")
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("alert")).to_have_text("That token is not valid.")
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await expect(page.locator("#kpi-accounts")).to_have_text("0")
     await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     await expect(page.locator("#no-accounts")).to_be_visible()
@@ -55,7 +55,7 @@ async def test_a_proxied_request_updates_its_card_within_a_second(
     gateway_process: GatewayProcess, new_page: NewPage
 ) -> None:
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     await proxied_turn(gateway_process)
     done = time.monotonic()
@@ -80,7 +80,7 @@ async def test_countdowns_tick_every_second(
 ) -> None:
     await proxied_turn(gateway_process)
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     countdown = page.locator('article.card [data-window="5h"] > .countdown')
     first = await countdown.text_content()
     assert first is not None
@@ -99,7 +99,7 @@ async def test_add_rename_and_delete_an_account(
     gateway_process: GatewayProcess, new_page: NewPage
 ) -> None:
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await page.get_by_label("Name (optional)").fill("Team seat")
     await page.get_by_label("Access token").fill("sk-not-a-jwt-but-a-token-0001")
     await page.get_by_role("button", name="Add account").click()
@@ -149,7 +149,7 @@ async def test_api_errors_show_in_the_page(
     page = await new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await page.get_by_label("Access token").fill("x" * 20000)  # over the API's limit
     await page.get_by_role("button", name="Add account").click()
     await expect(page.locator("#errors")).to_contain_text("codexgate answered: token must be")
@@ -166,7 +166,7 @@ async def test_a_hostile_name_is_text_and_runs_nothing(
     page = await new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await expect(card(page, XSS_NAME)).to_have_count(1)
     assert await page.locator("article.card img").count() == 0
     # Added live through the page, and renamed live, the name stays text as well.
@@ -190,7 +190,7 @@ async def test_the_language_switch_changes_and_remembers_the_strings(
     gateway_process: GatewayProcess, new_page: NewPage
 ) -> None:
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await expect(page.get_by_role("heading", name="Accounts", exact=True)).to_be_visible()
     await page.get_by_role("link", name="简体中文").click()
     await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
@@ -225,7 +225,7 @@ async def test_phone_width_has_no_horizontal_scroll_and_screenshots(
     )
     for width, height, name in ((390, 844, "phone"), (360, 740, "small-phone")):
         page = await new_page(width=width, height=height)
-        await sign_in(page, gateway_process)
+        await sign_in_page(page, gateway_process)
         await expect(page.locator("article.card")).to_have_count(2)
         overflow = await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -242,7 +242,7 @@ async def test_phone_width_has_no_horizontal_scroll_and_screenshots(
         assert overflow <= 0, f"the account page at {width} px scrolls sideways by {overflow}"
         await screenshot(page, f"account-{name}.png")
     page = await new_page(scheme="dark")
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await screenshot(page, "dashboard-desktop-dark.png")
     await card(page, "alice@example.com").get_by_role("link", name="History and requests").click()
     await screenshot(page, "account-desktop-dark.png")
@@ -255,7 +255,7 @@ async def test_a_reconnect_replays_what_was_missed(
     new_page: NewPage,
 ) -> None:
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     status_line = page.locator("#live-status")
     await expect(status_line).to_have_attribute("data-state", "live")
     await gateway_process.terminate()
@@ -289,7 +289,7 @@ async def test_view_switch_and_sorting_apply_at_once_and_are_remembered(
     )
     await proxied_turn(gateway_process)
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     titles = page.locator('article.card [data-field="title"]')
     await expect(titles).to_have_text(["Aardvark", "alice@example.com"])
     await page.get_by_label("Sort by").select_option("used")
@@ -313,7 +313,7 @@ async def test_managing_an_account_works_from_the_keyboard(
         gateway_process, "POST", "/accounts", {"name": "Keyboard", "token": "token-0005"}
     )
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     seat = card(page, "Keyboard")
     rename = seat.get_by_role("button", name="Rename")
     await expect(rename).to_have_attribute("aria-describedby", "card-title-1")
@@ -349,7 +349,7 @@ async def test_an_alert_appears_in_the_recent_alerts_live(
     fake: FakeUpstream, gateway_process: GatewayProcess, new_page: NewPage
 ) -> None:
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await expect(page.locator("#no-alerts")).to_be_visible()
     await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     fake.response_headers["x-codex-primary-used-percent"] = "91"
@@ -367,7 +367,7 @@ async def test_send_a_test_alert_from_the_page(
     gateway_process: GatewayProcess, new_page: NewPage
 ) -> None:
     page = await new_page()
-    await sign_in(page, gateway_process)
+    await sign_in_page(page, gateway_process)
     await page.get_by_role("button", name="Send a test alert").click()
     # No webhook is configured here: the page says so, and the test alert is listed.
     await expect(page.locator("#notices")).to_contain_text("No webhook is set up")
@@ -395,7 +395,7 @@ async def test_a_page_of_many_accounts_keeps_its_cards_and_counts_every_account(
     many_gateway: GatewayProcess, new_page: NewPage
 ) -> None:
     page = await new_page()
-    await sign_in(page, many_gateway)
+    await sign_in_page(page, many_gateway)
     await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     cards = page.locator("#cards article.card")
     await expect(cards).to_have_count(50)

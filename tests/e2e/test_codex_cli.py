@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from tests.e2e.fake_backend import ACCOUNT_ID, ANSWER, MODEL, FakeBackend
-from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.processes import GatewayProcess
 from tests.helpers.tokens import claims_of, make_jwt
 
 CLIENT_DIR: Final = Path(__file__).resolve().parents[1] / "client"

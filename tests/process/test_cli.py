@@ -26,12 +26,13 @@ from codexgate.cli.output import colour_enabled, csv_cell
 from codexgate.core.models import Identity
 from codexgate.core.sanitize import has_unsafe
 from codexgate.core.text import duration
-from codexgate.keys import STORE
-from codexgate.storage.sqlite.store import Store
-from tests.app.test_api import identity, request_record, usage_snapshot
-from tests.conftest import app_of
+from codexgate.keys import CONFIG, STORE
+from codexgate.storage import open_storage
+from codexgate.storage.interface import Storage
 from tests.helpers.admin_client import ADMIN, JWTS, OPAQUE
-from tests.helpers.gateway_process import free_port
+from tests.helpers.builders import request_record, seat_identity, usage_snapshot
+from tests.helpers.gateway import app_of
+from tests.helpers.processes import free_port
 
 HOUR = 3600.0
 RED = "\x1b[31m"
@@ -39,30 +40,30 @@ AMBER = "\x1b[33m"
 GREEN = "\x1b[32m"
 
 
-async def populate(store: Store, now: float) -> None:
+async def populate(store: Storage, now: float) -> None:
     """work (seat_a): three rows, now at 85% (red); bob (seat_b): 7d only, half an hour old;
     home (personal) and a second "home" (an opaque token) that never sent traffic."""
-    seat_a, seat_b = identity("seat_a"), identity("seat_b")
+    seat_a, seat_b = seat_identity("seat_a"), seat_identity("seat_b")
     await store.record(
         [
             usage_snapshot(seat_a, now - 3 * HOUR, 20.0, 10.0),
             usage_snapshot(seat_a, now - 2 * HOUR, 55.0, 12.0),
             usage_snapshot(seat_a, now - 60, 85.0, 15.0),
             usage_snapshot(seat_b, now - 0.5 * HOUR, None, 40.0),
-            usage_snapshot(identity("personal"), now - 120, 5.0, 1.0),
-            request_record(seat_a, now - 60),
-            request_record(seat_b, now - 30, status=429),
+            usage_snapshot(seat_identity("personal"), now - 120, 5.0, 1.0),
+            request_record(now - 60, who=seat_a),
+            request_record(now - 30, who=seat_b, status=429),
         ]
     )
     accounts = {a.account_key: a.id for a in await store.accounts()}
-    await store.rename_account(accounts[seat_a.account_key], "work")
-    await store.rename_account(accounts[identity("personal").account_key], "home")
+    await store.update_account(accounts[seat_a.account_key], display_name="work")
+    await store.update_account(accounts[seat_identity("personal").account_key], display_name="home")
     opaque = Identity(account_key="sha256:" + "ab" * 32, token_fingerprint="ab" * 32)
     await store.create_account(opaque, "Home", now)
 
 
 async def _make_db(path: Path) -> None:
-    store = await Store.open(path)
+    store = await open_storage(path)
     try:
         await populate(store, time.time())
     finally:
@@ -414,7 +415,7 @@ def test_rm_asks_on_a_terminal(db: Path, answer: str, code: int) -> None:
 
 
 async def _account_ids(path: Path) -> list[int]:
-    store = await Store.open(path)
+    store = await open_storage(path)
     try:
         return [a.id for a in await store.accounts()]
     finally:
@@ -603,7 +604,7 @@ async def test_url_gives_the_same_answers_as_the_file(
     store = app_of(server)[STORE]
     await populate(store, time.time())
     url = f"http://127.0.0.1:{server.port}"
-    db = str(store.path)
+    db = str(app_of(server)[CONFIG].db)
     for args in (
         ("status", "--json"),
         ("accounts", "list", "--json"),

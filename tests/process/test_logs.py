@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from codexgate.logs import BadRequestFilter
 from codexgate.security import hash_token
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway_process import GatewayProcess, free_port
+from tests.helpers.processes import GatewayProcess, free_port
 from tests.helpers.tokens import bearer
 
 ADMIN = "admin-secret-token-4f1d2c3b5a69"

@@ -12,7 +12,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway_process import GatewayProcess, free_port
+from tests.helpers.processes import GatewayProcess, free_port
 from tests.helpers.tokens import bearer
 
 

@@ -27,16 +27,15 @@ from codexgate.capture.headers import identity_from_token, parse_rate_limit_head
 from codexgate.capture.scan import SseScanner, scan_ws_frame
 from tests.helpers.admin_client import ADMIN
 from tests.helpers.fake_upstream import FakeUpstream, sample_headers, sse_events
-from tests.helpers.gateway_process import GatewayProcess
 from tests.helpers.paths import DATA
+from tests.helpers.processes import GatewayProcess, StartGatewayProcess, health
 from tests.helpers.tokens import bearer
-from tests.reliability.conftest import StartGateway, health, settle
+from tests.helpers.waiting import eventually
 
 TURN: Final = "/backend-api/codex/responses"
 STREAM: Final = b"".join(sse_events("stream-basic.sse"))
 NOW: Final = 1_800_000_000.0
 # No example database: the tests leave no files behind; a failure prints its example.
-FUZZ: Final = settings(database=None, deadline=None, max_examples=200)
 INT64: Final = 2**63
 
 
@@ -82,7 +81,7 @@ async def assert_turn_works(gateway: GatewayProcess) -> None:
 
 @pytest.fixture
 async def gateway(
-    tmp_path: Path, start_gateway_process: StartGateway, upstream_server: TestServer
+    tmp_path: Path, start_gateway_process: StartGatewayProcess, upstream_server: TestServer
 ) -> GatewayProcess:
     """The real codexgate process in front of the in-process fake upstream."""
     return await start_gateway_process(
@@ -304,7 +303,6 @@ WIRE_HEADERS: Final = st.dictionaries(HEADER_NAMES, NUMBERISH | WIRE_TEXT, max_s
 ANY_NOW: Final = st.just(NOW) | st.floats() | st.sampled_from([0.0, -1.0, 1e300, 2.0**63])
 
 
-@FUZZ
 @given(
     headers=st.dictionaries(HEADER_NAMES | ANY_TEXT, NUMBERISH | ANY_TEXT, max_size=12),
     now=ANY_NOW,
@@ -345,13 +343,11 @@ JSON_JUNK: Final = st.recursive(
 )  # fmt: skip
 
 
-@FUZZ
 @given(headers=_mutations(sample_headers("headers-plus-200.json"), NUMBERISH | ANY_TEXT))
 def test_the_real_header_set_with_any_value_broken_never_raises(headers: dict[str, Any]) -> None:
     assert_storable(parse_rate_limit_headers(headers, NOW))
 
 
-@FUZZ
 @given(
     authorization=ANY_TEXT | st.builds("Bearer {}".format, ANY_TEXT), account=st.none() | ANY_TEXT
 )
@@ -387,7 +383,6 @@ def _scan_sse(data: bytes, now: float) -> None:
     scanner.close(now)
 
 
-@FUZZ
 @given(
     event=st.sampled_from(SAMPLE_EVENTS).flatmap(lambda event: _mutations(event, JSON_JUNK)),
     now=ANY_NOW,
@@ -400,7 +395,6 @@ def test_sample_events_with_any_part_broken_never_raise(event: dict[str, Any], n
         assert_storable(found)
 
 
-@FUZZ
 @given(value=JSON_JUNK, now=ANY_NOW)
 def test_arbitrary_json_frames_never_raise(value: object, now: float) -> None:
     text = json.dumps(value)
@@ -418,7 +412,6 @@ def _sample_bodies() -> list[Any]:
     return bodies
 
 
-@FUZZ
 @given(
     body=st.sampled_from(_sample_bodies()).flatmap(lambda body: _mutations(body, JSON_JUNK)),
     now=ANY_NOW,
@@ -474,7 +467,7 @@ async def test_malformed_rate_limit_headers_through_the_real_gateway(
     def fuzz() -> None:  # in a thread: the fake upstream answers on this test's event loop
         connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
 
-        @settings(database=None, deadline=None, max_examples=120)
+        @settings(max_examples=120)  # each example is a real request through the gateway
         @given(
             headers=WIRE_HEADERS | _mutations(base, NUMBERISH | WIRE_TEXT),
         )
@@ -491,10 +484,11 @@ async def test_malformed_rate_limit_headers_through_the_real_gateway(
             connection.close()
 
     await asyncio.to_thread(fuzz)
-    state = await settle(
+    state = await eventually(
         functools.partial(health, gateway),
-        lambda h: h["requests"]["logged"] + h["requests"]["dropped"] >= len(sent),
-        within=10,
+        accept=lambda h: h["requests"]["logged"] + h["requests"]["dropped"] >= len(sent),
+        timeout=10,
+        interval=0.2,
     )
     assert state["status"] == "ok"
     assert state["snapshots"]["dropped"] == 0  # a parser that raised would count one here
@@ -554,7 +548,7 @@ def _stored_text(db: Path) -> tuple[list[Any], list[Any], list[Any]]:
 
 
 async def test_header_bytes_that_are_not_utf8_cost_no_snapshot(
-    tmp_path: Path, start_gateway_process: StartGateway, not_utf8_upstream: int
+    tmp_path: Path, start_gateway_process: StartGatewayProcess, not_utf8_upstream: int
 ) -> None:
     db = tmp_path / "codexgate.db"
     gateway = await start_gateway_process(
@@ -576,10 +570,11 @@ async def test_header_bytes_that_are_not_utf8_cost_no_snapshot(
     ):
         assert response.status == 200
         assert await response.read() == STREAM
-    state = await settle(
+    state = await eventually(
         functools.partial(health, gateway),
-        lambda h: h["requests"]["logged"] + h["requests"]["dropped"] >= 1,
-        within=10,
+        accept=lambda h: h["requests"]["logged"] + h["requests"]["dropped"] >= 1,
+        timeout=10,
+        interval=0.2,
     )
     assert state["db"]["state"] == "ok", state
     assert state["snapshots"] == {

@@ -11,17 +11,17 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from aiohttp.test_utils import TestServer
 
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway_process import GatewayProcess
-from tests.helpers.tokens import bearer
-from tests.reliability.conftest import (
-    StartGateway,
+from tests.helpers.processes import (
+    GatewayProcess,
+    StartGatewayProcess,
     StartUpstream,
     health,
     open_fds,
     rss_bytes,
-    settle,
     tcp_connections,
 )
+from tests.helpers.tokens import bearer
+from tests.helpers.waiting import eventually
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ async def hang_ups(gateway: GatewayProcess, count: int) -> None:
 
 
 async def test_a_thousand_clients_hanging_up_mid_stream(
-    start_upstream: StartUpstream, start_gateway_process: StartGateway
+    start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     # Turns that stream for hours (an event every 50 ms), and /stall's silent streams: each
     # one ends only by the hang-up.
@@ -92,8 +92,11 @@ async def test_a_thousand_clients_hanging_up_mid_stream(
     pid = gateway.process.pid
 
     await hang_ups(gateway, WARM_UP_HANG_UPS)
-    baseline = await settle(
-        lambda: held(gateway, upstream.port), lambda now: now.upstream_connections == 0, 10.0
+    baseline = await eventually(
+        lambda: held(gateway, upstream.port),
+        accept=lambda now: now.upstream_connections == 0,
+        timeout=10.0,
+        interval=0.2,
     )
     assert baseline.upstream_connections == 0
 
@@ -126,7 +129,9 @@ async def test_a_thousand_clients_hanging_up_mid_stream(
             and now.rss <= max(baseline.rss * (1 + RSS_TOLERANCE), baseline.rss + RSS_FLOOR)
         )
 
-    after = await settle(lambda: held(gateway, upstream.port), back_to_baseline, 15.0)
+    after = await eventually(
+        lambda: held(gateway, upstream.port), accept=back_to_baseline, timeout=15.0, interval=0.2
+    )
     log.info(
         "%d hang-ups in %.1f s, peak %d upstream connections; before %s, after %s",
         HANG_UPS,
@@ -141,7 +146,9 @@ async def test_a_thousand_clients_hanging_up_mid_stream(
     assert after.rss <= max(baseline.rss * (1 + RSS_TOLERANCE), baseline.rss + RSS_FLOOR)
     # Every hang-up finished its exchange: one request-log row each, none lost.
     expected = WARM_UP_HANG_UPS + HANG_UPS
-    logged = await settle(lambda: _logged(gateway), lambda value: value >= expected, 10.0)
+    logged = await eventually(
+        lambda: _logged(gateway), accept=lambda value: value >= expected, timeout=10.0, interval=0.2
+    )
     assert logged == expected
 
 
@@ -163,7 +170,7 @@ IN_FLIGHT_LIMIT = 64 * MB
 
 
 async def test_a_slow_reader_does_not_grow_the_gateway_memory(
-    fake: FakeUpstream, upstream_server: TestServer, start_gateway_process: StartGateway
+    fake: FakeUpstream, upstream_server: TestServer, start_gateway_process: StartGatewayProcess
 ) -> None:
     upstream_port = upstream_server.port
     assert upstream_port is not None
@@ -207,10 +214,11 @@ async def test_a_slow_reader_does_not_grow_the_gateway_memory(
     assert peak - baseline < RSS_GROWTH_LIMIT
 
     # The reader's hang-up closes the upstream connection too, and the firehose stops.
-    after = await settle(
+    after = await eventually(
         lambda: held(gateway, upstream_port),
-        lambda now: now.upstream_connections == 0,
-        10.0,
+        accept=lambda now: now.upstream_connections == 0,
+        timeout=10.0,
+        interval=0.2,
     )
     assert after.upstream_connections == 0
     stopped_at = fake.firehose_sent

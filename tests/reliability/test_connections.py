@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 from aiohttp import ClientSession, TCPConnector
 
-from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.processes import GatewayProcess, StartGatewayProcess, StartUpstream, open_fds
 from tests.helpers.tokens import bearer
-from tests.reliability.conftest import StartGateway, StartUpstream, open_fds, settle
+from tests.helpers.waiting import eventually
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def close_all(streams: list[Stream]) -> None:
 
 
 async def test_idle_connections_make_room_and_healthz_answers(
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
 ) -> None:
     # A deadline far away: here only the caps make room.
     gateway = await start_gateway_process(
@@ -77,12 +77,12 @@ async def test_idle_connections_make_room_and_healthz_answers(
                 connections = orjson.loads(await response.read())["connections"]
                 return connections["open"], connections["idle"]
 
-        assert await settle(counts, lambda c: c == (1, 0), 10.0) == (1, 0)
+        await eventually(counts, accept=lambda c: c == (1, 0), timeout=10.0, interval=0.2)
         before = open_fds(pid)
         # One address fills its share with connections that never send a byte; healthz from
         # the same address still answers: the oldest silent connection gives up its place.
         first: list[Stream] = [await connect(gateway) for _ in range(8)]
-        assert await settle(counts, lambda c: c == (9, 8), 10.0) == (9, 8)
+        await eventually(counts, accept=lambda c: c == (9, 8), timeout=10.0, interval=0.2)
     status, body = await healthz(gateway)
     assert status == 200
     assert await closed_within(first[0][0], 5.0), "the oldest idle connection was not closed"
@@ -93,10 +93,11 @@ async def test_idle_connections_make_room_and_healthz_answers(
     flood: list[Stream] = []
     for source in ("127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"):
         flood += [await connect(gateway, source) for _ in range(8)]
-    status, body = await settle(
+    status, body = await eventually(
         lambda: healthz(gateway, "127.0.0.9"),
-        lambda h: h[0] == 200 and h[1]["connections"]["evicted"] >= 1 + 8 + 48 - 20,
-        10.0,
+        accept=lambda h: h[0] == 200 and h[1]["connections"]["evicted"] >= 1 + 8 + 48 - 20,
+        timeout=10.0,
+        interval=0.2,
     )
     connections = body["connections"]
     assert status == 200
@@ -113,7 +114,7 @@ async def test_idle_connections_make_room_and_healthz_answers(
 
 
 async def test_silent_and_slow_request_heads_are_closed_at_the_deadline(
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
 ) -> None:
     gateway = await start_gateway_process("--request-head-timeout", "1")
     loop = asyncio.get_running_loop()
@@ -156,7 +157,7 @@ async def ask_healthz(stream: Stream) -> None:
 
 
 async def test_kept_alive_connections_get_the_keepalive_timeout_and_their_next_head_the_deadline(
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
 ) -> None:
     gateway = await start_gateway_process("--request-head-timeout", "1", "--keepalive-timeout", "3")
     loop = asyncio.get_running_loop()
@@ -188,7 +189,7 @@ async def test_kept_alive_connections_get_the_keepalive_timeout_and_their_next_h
 
 
 async def test_busy_connections_outlive_the_deadline_and_beyond_the_cap_get_503(
-    start_upstream: StartUpstream, start_gateway_process: StartGateway
+    start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     upstream = await start_upstream()
     gateway = await start_gateway_process(
@@ -233,7 +234,9 @@ async def test_busy_connections_outlive_the_deadline_and_beyond_the_cap_get_503(
     assert reply.startswith(b"HTTP/1.1 200")
     assert orjson.loads(reply.partition(b"\r\n\r\n")[2])["body_length"] == 10
     # Its place is free again.
-    status, body = await settle(lambda: healthz(gateway), lambda h: h[0] == 200, 5.0)
+    status, body = await eventually(
+        lambda: healthz(gateway), accept=lambda h: h[0] == 200, timeout=5.0, interval=0.2
+    )
     assert status == 200
     assert body["connections"]["refused"] >= 2
     assert body["connections"]["head_timeouts"] == 0
@@ -256,10 +259,11 @@ async def test_the_cap_fits_the_open_files_limit(tmp_path: Path) -> None:
         assert expected in gateway.log()
         # More silent connections than that: the process stays below its limit and answers.
         flood = [await connect(gateway, f"127.0.1.{index % 50}") for index in range(100)]
-        status, body = await settle(
+        status, body = await eventually(
             lambda: healthz(gateway),
-            lambda h: h[0] == 200 and h[1]["connections"]["evicted"] >= 100 - 67,
-            10.0,
+            accept=lambda h: h[0] == 200 and h[1]["connections"]["evicted"] >= 100 - 67,
+            timeout=10.0,
+            interval=0.2,
         )
         assert status == 200
         assert body["connections"]["accept_errors"] == 0

@@ -15,9 +15,9 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from tests.helpers.fake_upstream import FakeUpstream, sample_headers, sse_events
-from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.processes import GatewayProcess, StartGatewayProcess, health
 from tests.helpers.tokens import bearer
-from tests.reliability.conftest import StartGateway, health, settle
+from tests.helpers.waiting import eventually
 
 HEADERS: Final = sample_headers("headers-plus-200.json")
 STREAM: Final = b"".join(sse_events("stream-basic.sse"))
@@ -159,10 +159,11 @@ class Traffic:
 
     async def settled(self) -> dict[str, Any]:
         """healthz once every turn's snapshot was either recorded or dropped."""
-        state = await settle(
+        state = await eventually(
             self.health,
-            lambda h: h["snapshots"]["recorded"] + h["snapshots"]["dropped"] >= self.turns,
-            within=BUSY_TIMEOUT + 5,
+            accept=lambda h: h["snapshots"]["recorded"] + h["snapshots"]["dropped"] >= self.turns,
+            timeout=BUSY_TIMEOUT + 5,
+            interval=0.2,
         )
         snapshots = state["snapshots"]
         # Count in = count out: every snapshot is accounted for, none twice.
@@ -179,7 +180,7 @@ def _used_percents(db: Path) -> set[float]:
 
 
 async def start(
-    start_gateway_process: StartGateway, upstream_server: TestServer, db: Path
+    start_gateway_process: StartGatewayProcess, upstream_server: TestServer, db: Path
 ) -> GatewayProcess:
     return await start_gateway_process(
         "--upstream", f"http://127.0.0.1:{upstream_server.port}", "--db", str(db)
@@ -188,8 +189,11 @@ async def start(
 
 async def assert_degraded(traffic: Traffic, dropped_at_least: int, error: str) -> None:
     """healthz says the writes fail, why, and how many snapshots were lost."""
-    state = await settle(
-        traffic.health, lambda h: h["snapshots"]["dropped"] >= dropped_at_least, within=10
+    state = await eventually(
+        traffic.health,
+        accept=lambda h: h["snapshots"]["dropped"] >= dropped_at_least,
+        timeout=10,
+        interval=0.2,
     )
     assert state["snapshots"]["dropped"] >= dropped_at_least, state
     assert state["status"] == "degraded", state
@@ -206,7 +210,7 @@ async def assert_recovered(traffic: Traffic) -> dict[str, Any]:
 
 async def test_a_disk_gone_read_only_costs_snapshots_not_requests(
     ext4: Ext4,
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
     fake: FakeUpstream,
     http: ClientSession,
@@ -234,7 +238,7 @@ async def test_a_disk_gone_read_only_costs_snapshots_not_requests(
 
 async def test_a_full_disk_costs_snapshots_not_requests(
     tmpfs: Path,
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
     fake: FakeUpstream,
     http: ClientSession,
@@ -261,7 +265,7 @@ async def test_a_full_disk_costs_snapshots_not_requests(
 
 async def test_a_database_locked_by_another_writer_costs_snapshots_not_requests(
     tmp_path: Path,
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
     fake: FakeUpstream,
     http: ClientSession,

@@ -18,17 +18,18 @@ import pytest
 from aiohttp import ClientSession
 from prometheus_client.parser import text_string_to_metric_families
 
+from codexgate.api.feed import SSE_FRAMING
 from codexgate.core.models import LimitReport, Snapshot, UsageReport, Window
 from codexgate.core.rows import AccountRow, LatestUsageRow
 from codexgate.services.feed import EventBus
 from codexgate.services.metrics import Metrics, WindowState
 from codexgate.services.recorder import RecorderStats
 from codexgate.storage.sqlite.store import Store
-from tests.app.test_api import identity
 from tests.helpers import many_accounts
 from tests.helpers.admin_client import ADMIN, JWTS
+from tests.helpers.builders import seat_identity
+from tests.helpers.processes import StartGatewayProcess, StartUpstream
 from tests.helpers.tokens import claims_of, make_jwt
-from tests.reliability.conftest import StartGateway, StartUpstream
 
 ACCOUNTS: Final = 10_000
 SECONDS: Final = 4.0
@@ -51,7 +52,7 @@ async def timed_turn(http: ClientSession, base: str, token: str, times: list[flo
 
 
 async def test_the_overview_of_10000_accounts_does_not_hold_up_traffic(
-    tmp_path: Path, start_upstream: StartUpstream, start_gateway_process: StartGateway
+    tmp_path: Path, start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     db = tmp_path / "many.db"
     store = await Store.open(db)  # the schema, migrated
@@ -111,7 +112,7 @@ def _jwt_of_seat(number: int) -> str:
 
 
 async def test_steady_traffic_with_alerts_feed_and_scrapes_over_10000_accounts(
-    tmp_path: Path, start_upstream: StartUpstream, start_gateway_process: StartGateway
+    tmp_path: Path, start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     db = tmp_path / "many.db"
     store = await Store.open(db)
@@ -174,8 +175,8 @@ async def test_the_feed_reads_only_the_accounts_a_commit_names(
     await asyncio.to_thread(many_accounts.fill, db, ACCOUNTS, now)
     window = Window("primary", "5h", "length", 10.0, 300, int(now + 3600))
     report = UsageReport(limits=(LimitReport("codex", None, (window,)),))
-    await store.record([Snapshot(identity("seat_a"), now, "headers", report, 200)])
-    bus = EventBus(store)
+    await store.record([Snapshot(seat_identity("seat_a"), now, "headers", report, 200)])
+    bus = EventBus(store, SSE_FRAMING)
     await bus.start()  # after seat_a's row: the bus never saw it
     walks: list[str] = []
     every_latest, every_account = store.latest_usage, store.accounts
@@ -194,7 +195,7 @@ async def test_the_feed_reads_only_the_accounts_a_commit_names(
         subscription = bus.subscribe()
         assert subscription is not None
         confirmed = await store.record(
-            [Snapshot(identity("seat_a"), now + 5, "headers", report, 200)]
+            [Snapshot(seat_identity("seat_a"), now + 5, "headers", report, 200)]
         )
         assert confirmed.rows_confirmed == 1
         bus.committed(confirmed)
@@ -203,7 +204,7 @@ async def test_the_feed_reads_only_the_accounts_a_commit_names(
         assert any(b"event: usage" in frame for frame in frames)
         # Two new seats in one commit: their account events name both.
         both = [
-            Snapshot(identity(name), now + 6, "headers", report, 200)
+            Snapshot(seat_identity(name), now + 6, "headers", report, 200)
             for name in ("seat_b", "personal")
         ]
         bus.committed(await store.record(both))

@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestServer
 
 from codexgate.storage.sqlite.store import Store
 from tests.helpers.fake_upstream import FakeUpstream, sse_events
-from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.processes import GatewayProcess, StartGatewayProcess, health
 from tests.helpers.tokens import claims_of, make_jwt
-from tests.reliability.conftest import StartGateway, health, settle
+from tests.helpers.waiting import eventually
 
 TURN: Final = "/backend-api/codex/responses"
 STREAM: Final = b"".join(sse_events("stream-basic.sse"))
@@ -45,9 +45,6 @@ class Load:
     completed: int = 0
     in_flight: int = 0
     failures: list[str] = field(default_factory=list)
-
-    async def completions(self) -> int:
-        return self.completed
 
     async def worker(self, http: ClientSession) -> None:
         while not self.stop_starting.is_set():
@@ -97,7 +94,7 @@ async def refused(port: int) -> bool:
 
 async def test_sigterm_drains_in_flight_streams_refuses_new_ones_and_keeps_every_snapshot(
     tmp_path: Path,
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
     fake: FakeUpstream,
 ) -> None:
@@ -116,7 +113,9 @@ async def test_sigterm_drains_in_flight_streams_refuses_new_ones_and_keeps_every
     async with ClientSession(connector=connector, timeout=ClientTimeout(total=30)) as http:
         workers = [asyncio.create_task(load.worker(http)) for _ in range(16)]
         # Run until turns have finished and new ones are mid-stream.
-        await settle(load.completions, lambda done: done >= 16, within=10)
+        await eventually(
+            lambda: load.completed, accept=lambda done: done >= 16, timeout=10, interval=0.2
+        )
         load.stop_starting.set()
         in_flight_at_signal = load.in_flight
         signalled = time.monotonic()
@@ -144,7 +143,7 @@ async def test_sigterm_drains_in_flight_streams_refuses_new_ones_and_keeps_every
 
 async def test_kill_9_during_writes_leaves_a_database_that_opens_clean(
     tmp_path: Path,
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
 ) -> None:
     db = tmp_path / "codexgate.db"
@@ -159,10 +158,11 @@ async def test_kill_9_during_writes_leaves_a_database_that_opens_clean(
         async with ClientSession(connector=TCPConnector(limit=0)) as http:
             workers = [asyncio.create_task(load.worker(http)) for _ in range(24)]
             try:
-                state = await settle(
+                state = await eventually(
                     functools.partial(health, gateway),
-                    lambda h: h["snapshots"]["recorded"] >= 200,
-                    within=20,
+                    accept=lambda h: h["snapshots"]["recorded"] >= 200,
+                    timeout=20,
+                    interval=0.2,
                 )
                 assert state["snapshots"]["recorded"] >= 200
                 gateway.process.send_signal(signal.SIGKILL)

@@ -11,10 +11,16 @@ from typing import Final
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 
 from tests.helpers.fake_upstream import sse_events
-from tests.helpers.gateway_process import GatewayProcess
 from tests.helpers.paths import DATA
+from tests.helpers.processes import (
+    GatewayProcess,
+    StartGatewayProcess,
+    StartUpstream,
+    health,
+    rss_bytes,
+)
 from tests.helpers.tokens import bearer
-from tests.reliability.conftest import StartGateway, StartUpstream, health, rss_bytes, settle
+from tests.helpers.waiting import eventually
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +92,7 @@ async def load(gateway: GatewayProcess, seconds: float, tally: Tally) -> None:
 
 
 async def test_soak_at_concurrency_64_for_60_seconds(
-    start_upstream: StartUpstream, start_gateway_process: StartGateway
+    start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     upstream = await start_upstream(event_delay=EVENT_DELAY, deltas=DELTAS)
     gateway = await start_gateway_process("--upstream", upstream.base)
@@ -131,10 +137,11 @@ async def test_soak_at_concurrency_64_for_60_seconds(
     assert at_end <= warmed_up * (1 + RSS_TOLERANCE)
 
     # Monitoring kept up: nothing dropped, and every request has its log row.
-    status = await settle(
+    status = await eventually(
         lambda: health(gateway),
-        lambda body: body["requests"]["logged"] >= tally.requests,
-        10.0,
+        accept=lambda body: body["requests"]["logged"] >= tally.requests,
+        timeout=10.0,
+        interval=0.2,
     )
     assert status["status"] == "ok"
     assert status["snapshots"]["dropped"] == 0

@@ -18,9 +18,8 @@ from aiohttp import (
     ServerDisconnectedError,
 )
 
-from tests.helpers.gateway_process import GatewayProcess, free_port
+from tests.helpers.processes import GatewayProcess, StartGatewayProcess, StartUpstream, free_port
 from tests.helpers.tokens import bearer
-from tests.reliability.conftest import StartGateway, StartUpstream
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ async def read_until_cut(response: ClientResponse, since: float) -> tuple[bytes,
 
 
 async def test_upstream_killed_mid_stream(
-    start_upstream: StartUpstream, start_gateway_process: StartGateway
+    start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     # ~200 deltas 50 ms apart: the turn is still streaming when the upstream dies.
     upstream = await start_upstream(event_delay=0.05, deltas=200)
@@ -94,7 +93,7 @@ async def test_upstream_killed_mid_stream(
 
 
 async def test_upstream_refusing_connections(
-    start_upstream: StartUpstream, start_gateway_process: StartGateway
+    start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     port = free_port()  # nothing listens there
     gateway = await start_gateway_process("--upstream", f"http://127.0.0.1:{port}")
@@ -158,7 +157,7 @@ Blackhole = Callable[[int], AbstractAsyncContextManager[None]]
 )
 async def test_upstream_never_answering(
     start_upstream: StartUpstream,
-    start_gateway_process: StartGateway,
+    start_gateway_process: StartGatewayProcess,
     blackhole: Blackhole,
     timeout_flag: str,
     other_flag: str,
@@ -183,7 +182,7 @@ async def test_upstream_never_answering(
 
 
 async def test_upstream_silent_mid_stream(
-    start_upstream: StartUpstream, start_gateway_process: StartGateway
+    start_upstream: StartUpstream, start_gateway_process: StartGatewayProcess
 ) -> None:
     upstream = await start_upstream()
     gateway = await start_gateway_process("--upstream", upstream.base, "--idle-timeout", "1")

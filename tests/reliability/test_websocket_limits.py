@@ -17,12 +17,12 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from codexgate.keys import RECORDER, STORE
-from tests.conftest import StartGateway, app_of
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway_process import GatewayProcess
+from tests.helpers.gateway import StartGateway, app_of
 from tests.helpers.paths import DATA
+from tests.helpers.processes import GatewayProcess, StartUpstream, rss_bytes
 from tests.helpers.tokens import bearer
-from tests.reliability.conftest import StartUpstream, rss_bytes, settle
+from tests.helpers.waiting import eventually
 
 log = logging.getLogger(__name__)
 
@@ -378,10 +378,12 @@ async def test_concurrent_unfinished_messages_keep_gateway_memory_bounded(
         peak = await sampler
     took = asyncio.get_running_loop().time() - started
 
-    async def current() -> int:
-        return rss_bytes(pid)
-
-    after = await settle(current, lambda rss: rss < baseline + 48 * MIB, within=10)
+    after = await eventually(
+        lambda: rss_bytes(pid),
+        accept=lambda rss: rss < baseline + 48 * MIB,
+        timeout=10,
+        interval=0.2,
+    )
     log.info(
         "%d clients, %d MiB limit: sent %s MiB in %.1f s; gateway RSS %.0f MB, peak %.0f MB, "
         "after %.0f MB",

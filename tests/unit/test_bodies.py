@@ -11,7 +11,7 @@ import zlib
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from codexgate.capture.bodies import (
@@ -26,7 +26,6 @@ from tests.helpers.paths import DATA
 
 NOW = 1_800_000_000.0
 # No example database: the tests leave no files behind; a failure prints its example.
-FUZZ = settings(database=None, deadline=None, max_examples=200)
 
 
 def usage(name: str) -> UsageReport:
@@ -469,7 +468,6 @@ def all_body_parsers(body: bytes) -> None:
     plan_type_of_error_body(body)
 
 
-@FUZZ
 @given(value=JSON_VALUES, now=st.floats() | st.just(NOW))
 def test_junk_json_never_raises(value: object, now: float) -> None:
     body = json.dumps(value).encode()
@@ -481,13 +479,11 @@ def test_junk_json_never_raises(value: object, now: float) -> None:
     parse_error_body(wrapped, now)
 
 
-@FUZZ
 @given(body=st.binary(max_size=500))
 def test_junk_bytes_never_raise(body: bytes) -> None:
     all_body_parsers(body)
 
 
-@FUZZ
 @given(
     body=st.binary(max_size=300)
     | st.sampled_from([gzip.compress(b"{}"), zlib.compress(b"{}"), os.urandom(64)]),

@@ -7,12 +7,10 @@ import re
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from codexgate.dashboard.charts import SeriesPath, Sparkline, sparkline, step_path, time_ticks
-
-FUZZ = settings(database=None, deadline=None, max_examples=300)
 
 
 def draw(
@@ -165,7 +163,6 @@ def _parse(d: str) -> list[tuple[str, list[float]]]:
     return commands
 
 
-@FUZZ
 @given(
     times=st.lists(st.floats(-500, 1500), max_size=60),
     values=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=60, max_size=60),

@@ -67,3 +67,25 @@ def test_the_docs_index_lists_every_page() -> None:
     for page in PAGES[1:]:
         if page.name != "README.md":
             assert f"]({page.name})" in index, page.name
+
+
+# A file of the repository named in prose (`codexgate/api/feed.py`, `tests/app/test_events.py`),
+# optionally with a test in it (`...py::test_name`).
+NAMED_FILE = re.compile(
+    r"(?<![\w/.-])((?:codexgate|tests|web|migrations|bench|deploy)/[\w./-]*\w\.(?:py|js|mjs|sql|html|css))(?!\w)"
+    r"(?:::(\w+))?"
+)
+
+
+@pytest.mark.parametrize(
+    "page", [*PAGES, ROOT / "web" / "README.md"], ids=lambda page: str(page.relative_to(ROOT))
+)
+def test_every_file_and_test_the_docs_name_exists(page: Path) -> None:
+    text = page.read_text()
+    for match in NAMED_FILE.finditer(text):
+        path, test = match.groups()
+        named = ROOT / path
+        assert named.exists(), f"{page.relative_to(ROOT)} names {path}, which does not exist"
+        if test:
+            defined = re.search(rf"^\s*(?:async )?def {test}\(", named.read_text(), re.MULTILINE)
+            assert defined, f"{page.relative_to(ROOT)} names {path}::{test}, which is not there"

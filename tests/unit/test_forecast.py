@@ -14,10 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from codexgate.core.forecast import Forecast, Sample, forecast
-from tests.helpers.paths import DATA
+from tests.helpers.traces import START, TRACE_RESET, TRACES, line, load_trace
 
-TRACES = DATA / "traces"
-START = 1_750_000_000  # the traces' window start, unix seconds
 H = 3600.0
 M = 60.0
 # codexgate's default --history-heartbeat: an unchanged value gets a new row after this long.
@@ -204,21 +202,15 @@ def _trace_text(trace: dict[str, Any]) -> str:
 
 
 def write_traces() -> None:
-    """Regenerate the committed traces (`python -m tests.test_forecast`)."""
+    """Regenerate the committed traces (`python -m tests.unit.test_forecast`)."""
     for name in SPECS:
         (TRACES / f"{name}.json").write_text(_trace_text(make_trace(name)), encoding="utf-8")
-
-
-def load_trace(name: str) -> dict[str, Any]:
-    """A committed trace."""
-    data: dict[str, Any] = json.loads((TRACES / f"{name}.json").read_text(encoding="utf-8"))
-    return data
 
 
 def test_traces_are_what_their_generator_makes() -> None:
     for name in SPECS:
         assert load_trace(name) == make_trace(name), (
-            f"{name}.json: run python -m tests.test_forecast"
+            f"{name}.json: run python -m tests.unit.test_forecast"
         )
 
 
@@ -304,22 +296,6 @@ def test_projection_stays_within_a_tenth_of_the_window(name: str) -> None:
 
 # --- the rules, one by one ----------------------------------------------------------------------
 
-RESET = START + 5 * 3600
-
-
-def _line(
-    rate: float,
-    minutes: float,
-    *,
-    start: float = START,
-    used: float = 0.0,
-    every: float = 180.0,
-    resets_at: int | None = RESET,
-) -> list[Sample]:
-    """Samples of exact use at `rate` percent per hour, one every `every` seconds."""
-    count = int(minutes * 60 // every) + 1
-    return [Sample(start + i * every, used + rate * i * every / H, resets_at) for i in range(count)]
-
 
 def _at(samples: Sequence[Sample], **kwargs: Any) -> Forecast:
     """The forecast as of the newest sample, for a 5h window."""
@@ -327,35 +303,37 @@ def _at(samples: Sequence[Sample], **kwargs: Any) -> Forecast:
 
 
 def test_steady_use_gives_its_rate_and_when_it_runs_out() -> None:
-    f = _at(_line(30, 60))  # 30 %/h for an hour: 30 % used, 70 % left at 30 %/h: 2h20m
+    f = _at(line(30, 60))  # 30 %/h for an hour: 30 % used, 70 % left at 30 %/h: 2h20m
     assert f.status == "runs_out"
     assert f.used_percent == pytest.approx(30)
     assert f.rate_per_hour == pytest.approx(30)
     assert f.exhausts_at == pytest.approx(START + 3600 + 70 / 30 * H)
-    assert f.runs_out_before_reset_seconds == pytest.approx(RESET - (START + 3600 + 70 / 30 * H))
+    assert f.runs_out_before_reset_seconds == pytest.approx(
+        TRACE_RESET - (START + 3600 + 70 / 30 * H)
+    )
     assert f.since_reset == START
     assert f.samples == 21
-    assert f.resets_at == RESET
+    assert f.resets_at == TRACE_RESET
 
 
 def test_a_slow_pace_lasts_until_the_reset() -> None:
-    f = _at(_line(10, 60))  # 90 % left at 10 %/h: 9h, the reset comes in 4h
+    f = _at(line(10, 60))  # 90 % left at 10 %/h: 9h, the reset comes in 4h
     assert f.status == "lasts"
     assert f.exhausts_at == pytest.approx(START + 10 * H)
     assert f.runs_out_before_reset_seconds is None
 
 
 def test_sustainable_pace_is_what_is_left_over_the_time_left() -> None:
-    samples = _line(20, 60, resets_at=START + 3 * 3600)  # 20 % used, 80 % over the 2h left
+    samples = line(20, 60, resets_at=START + 3 * 3600)  # 20 % used, 80 % over the 2h left
     assert _at(samples).sustainable_rate_per_hour == pytest.approx(40)
     later = forecast(samples, now=START + 2 * 3600, window_minutes=300)
     assert later.sustainable_rate_per_hour == pytest.approx(80)
-    assert _at(_line(20, 60, resets_at=None)).sustainable_rate_per_hour is None
+    assert _at(line(20, 60, resets_at=None)).sustainable_rate_per_hour is None
 
 
 def test_a_single_burst_moves_the_rate_far_less_than_the_last_interval_would() -> None:
-    steady = _line(20, 120)
-    burst = [*steady, Sample(steady[-1].at + 120, steady[-1].used_percent + 10, RESET)]
+    steady = line(20, 120)
+    burst = [*steady, Sample(steady[-1].at + 120, steady[-1].used_percent + 10, TRACE_RESET)]
     naive = 10 / (120 / H)  # 300 %/h
     before = _at(steady).rate_per_hour
     after = _at(burst).rate_per_hour
@@ -367,23 +345,23 @@ def test_a_single_burst_moves_the_rate_far_less_than_the_last_interval_would() -
 
 def test_used_already_at_100_ran_out_when_it_got_there() -> None:
     samples = [
-        *_line(38, 150),  # 95 % after 2h30
-        Sample(START + 9000 + 60, 100, RESET),
-        Sample(START + 9600, 100, RESET),
+        *line(38, 150),  # 95 % after 2h30
+        Sample(START + 9000 + 60, 100, TRACE_RESET),
+        Sample(START + 9600, 100, TRACE_RESET),
     ]
     f = _at(samples)
     assert f.status == "runs_out"
     assert f.exhausts_at == START + 9060
-    assert f.runs_out_before_reset_seconds == RESET - (START + 9060)
+    assert f.runs_out_before_reset_seconds == TRACE_RESET - (START + 9060)
     assert f.sustainable_rate_per_hour == 0
-    alone = _at([Sample(START, 100, RESET)])
+    alone = _at([Sample(START, 100, TRACE_RESET)])
     assert alone.status == "runs_out"
     assert alone.exhausts_at == START
 
 
 @pytest.mark.parametrize("count", [0, 1, 2])
 def test_fewer_than_three_samples_is_not_enough(count: int) -> None:
-    samples = _line(30, 60, every=1200)[:count]
+    samples = line(30, 60, every=1200)[:count]
     f = forecast(samples, now=START + 3600, window_minutes=300)
     assert f.status == "insufficient_data"
     assert f.rate_per_hour is None
@@ -393,12 +371,12 @@ def test_fewer_than_three_samples_is_not_enough(count: int) -> None:
 
 
 def test_less_than_five_percent_of_the_window_is_not_enough() -> None:
-    assert _at(_line(60, 14, every=60)).status == "insufficient_data"  # 14 of the 15 min needed
-    assert _at(_line(60, 15, every=60)).status == "runs_out"
+    assert _at(line(60, 14, every=60)).status == "insufficient_data"  # 14 of the 15 min needed
+    assert _at(line(60, 15, every=60)).status == "runs_out"
 
 
 def test_no_movement_since_the_reset_is_idle() -> None:
-    f = _at(_line(0, 30, used=12))
+    f = _at(line(0, 30, used=12))
     assert f.status == "idle"
     assert f.rate_per_hour == 0
     assert f.exhausts_at is None
@@ -406,8 +384,8 @@ def test_no_movement_since_the_reset_is_idle() -> None:
 
 
 def test_a_drop_starts_a_new_period_and_a_new_rate() -> None:
-    old = _line(60, 60, resets_at=None)
-    new = _line(10, 60, start=old[-1].at + 600, used=1, resets_at=None)
+    old = line(60, 60, resets_at=None)
+    new = line(10, 60, start=old[-1].at + 600, used=1, resets_at=None)
     assert _at([*old, *new[:1]]).since_reset == new[0].at
     assert _at([*old, *new[:1]]).status == "insufficient_data"
     f = _at([*old, *new])
@@ -417,17 +395,17 @@ def test_a_drop_starts_a_new_period_and_a_new_rate() -> None:
 
 
 def test_a_reset_time_moving_on_starts_a_new_period() -> None:
-    old = _line(30, 60)
-    new = _line(
-        30, 60, start=old[-1].at + 300, used=old[-1].used_percent, resets_at=RESET + 5 * 3600
+    old = line(30, 60)
+    new = line(
+        30, 60, start=old[-1].at + 300, used=old[-1].used_percent, resets_at=TRACE_RESET + 5 * 3600
     )
     f = _at([*old, *new])
     assert f.since_reset == new[0].at
-    assert f.resets_at == RESET + 5 * 3600
+    assert f.resets_at == TRACE_RESET + 5 * 3600
 
 
 def test_a_sample_after_the_reset_time_starts_a_new_period() -> None:
-    old = _line(30, 60, resets_at=START + 3700)
+    old = line(30, 60, resets_at=START + 3700)
     f = forecast([*old, Sample(START + 3800, 30, None)], now=START + 3800, window_minutes=300)
     assert f.since_reset == START + 3800
     assert f.samples == 1
@@ -435,8 +413,8 @@ def test_a_sample_after_the_reset_time_starts_a_new_period() -> None:
 
 def test_jitter_in_the_reset_time_and_small_dips_keep_the_period() -> None:
     samples = [
-        Sample(s.at, s.used_percent - (3 if i == 10 else 0), RESET + (30 if i % 2 else -30))
-        for i, s in enumerate(_line(30, 60))
+        Sample(s.at, s.used_percent - (3 if i == 10 else 0), TRACE_RESET + (30 if i % 2 else -30))
+        for i, s in enumerate(line(30, 60))
     ]
     f = _at(samples)
     assert f.since_reset == START
@@ -444,7 +422,7 @@ def test_jitter_in_the_reset_time_and_small_dips_keep_the_period() -> None:
 
 
 def test_a_reset_time_already_past_means_nothing_is_known_yet() -> None:
-    samples = _line(30, 60, resets_at=START + 4000)
+    samples = line(30, 60, resets_at=START + 4000)
     f = forecast(samples, now=START + 4000, window_minutes=300)
     assert f == forecast([], now=START + 4000, window_minutes=300)
     assert f.status == "insufficient_data"
@@ -454,8 +432,8 @@ def test_a_reset_time_already_past_means_nothing_is_known_yet() -> None:
 
 
 def test_a_long_pause_does_not_dilute_the_pace_after_it() -> None:
-    before = _line(30, 60)
-    after = _line(12, 30, start=before[-1].at + 3600, used=before[-1].used_percent)
+    before = line(30, 60)
+    after = line(12, 30, start=before[-1].at + 3600, used=before[-1].used_percent)
     f = _at([*before, *after])
     assert f.rate_per_hour == pytest.approx(12)
     assert f.since_reset == START
@@ -463,15 +441,15 @@ def test_a_long_pause_does_not_dilute_the_pace_after_it() -> None:
 
 
 def test_right_after_a_long_pause_the_pace_is_not_known_yet() -> None:
-    before = _line(30, 60)
-    after = _line(12, 30, start=before[-1].at + 3600, used=before[-1].used_percent)
+    before = line(30, 60)
+    after = line(12, 30, start=before[-1].at + 3600, used=before[-1].used_percent)
     assert _at([*before, *after[:3]]).status == "insufficient_data"  # 1.2 points in 6 min
-    moving = _line(60, 6, start=after[0].at, used=after[0].used_percent, every=60)
+    moving = line(60, 6, start=after[0].at, used=after[0].used_percent, every=60)
     assert _at([*before, *moving]).status == "runs_out"  # 6 points: enough to read a pace
 
 
 def test_an_ongoing_long_pause_leaves_the_pace_unknown() -> None:
-    samples = _line(30, 60)
+    samples = line(30, 60)
     paused = forecast(samples, now=samples[-1].at + 3600, window_minutes=300)
     assert paused.status == "insufficient_data"
     assert paused.used_percent == pytest.approx(30)
@@ -481,13 +459,13 @@ def test_an_ongoing_long_pause_leaves_the_pace_unknown() -> None:
 def test_short_pauses_are_part_of_the_pace() -> None:
     samples: list[Sample] = []
     for k in range(4):  # 10 min at 60 %/h, then 20 min of nothing, four times: 20 %/h
-        samples += _line(60, 10, start=START + k * 1800, used=10 * k, every=60)
+        samples += line(60, 10, start=START + k * 1800, used=10 * k, every=60)
     f = _at(samples)
     assert f.rate_per_hour == pytest.approx(20, rel=0.25)
 
 
 def test_without_a_window_length_a_5h_window_is_assumed() -> None:
-    samples = _line(30, 60)
+    samples = line(30, 60)
     assert forecast(samples, now=samples[-1].at) == _at(samples)
 
 

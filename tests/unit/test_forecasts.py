@@ -18,10 +18,10 @@ from codexgate.core.models import LimitReport, Snapshot, UsageReport, Window
 from codexgate.keys import EVENT_BUS, STORE
 from codexgate.services.forecasts import SAMPLES_PER_WINDOW, ForecastCache
 from codexgate.storage.sqlite.store import Store
-from tests.app.test_api import identity
-from tests.conftest import app_of
 from tests.helpers.admin_client import ADMIN, Admin
-from tests.unit.test_forecast import load_trace
+from tests.helpers.builders import seat_identity
+from tests.helpers.gateway import app_of
+from tests.helpers.traces import load_trace
 
 WINDOW: Final = 300 * 60
 
@@ -38,7 +38,7 @@ async def test_the_cache_agrees_with_the_maths_and_thins_busy_windows(tmp_path: 
         now = time.time()
         trace = cut(load_trace("steady"), 0.5)
         start = now - trace["samples"][-1]["at"]
-        seat = identity("seat_a")
+        seat = seat_identity("seat_a")
         resets_at = int(start + WINDOW)
         snapshots = []
         for sample in trace["samples"]:
@@ -70,7 +70,7 @@ async def test_the_cache_agrees_with_the_maths_and_thins_busy_windows(tmp_path: 
         # A busy window (a report every 5 s for 3 hours) keeps a few hundred samples.
         busy = ForecastCache(store)
         rows = []
-        seat_b = identity("seat_b")
+        seat_b = seat_identity("seat_b")
         for i in range(2160):
             used = i * 0.04
             window = Window("primary", "5h", "length", round(used, 1), 300, int(now + 7200))
@@ -96,7 +96,7 @@ async def test_accounts_feed_dashboard_and_metrics_carry_the_forecast(
     trace = cut(load_trace("steady"), 0.5)
     start = now - trace["samples"][-1]["at"]
     resets_at = int(start + WINDOW)
-    seat = identity("seat_a")
+    seat = seat_identity("seat_a")
     snapshots = []
     for sample in trace["samples"][:-1]:
         window = Window("primary", "5h", "length", float(sample["used_percent"]), 300, resets_at)

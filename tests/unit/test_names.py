@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.test_compat import assert_compat_error
 from tests.helpers.admin_client import JWTS, OPAQUE, Admin, assert_envelope
+from tests.helpers.compat import assert_compat_error
 
 UNSAFE_NAMES = [
     "\x1b]0;x\x07",  # sets the terminal title of whoever lists the accounts

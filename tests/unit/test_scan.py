@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from codexgate.capture.scan import (
@@ -27,7 +27,6 @@ from tests.helpers.paths import DATA
 
 NOW = 1_800_000_000.0
 # No example database: the tests leave no files behind; a failure prints its example.
-FUZZ = settings(database=None, deadline=None, max_examples=200)
 
 
 def sample(name: str) -> bytes:
@@ -183,7 +182,6 @@ def test_one_byte_chunks_give_the_same_events(name: str, ending: str) -> None:
     assert scan_chunks(chunks) == scan_chunks([data])
 
 
-@FUZZ
 @given(
     name=st.sampled_from(sorted(STREAMS)),
     ending=st.sampled_from(sorted(LINE_ENDS)),
@@ -316,7 +314,6 @@ def test_an_oversized_stream_without_blank_lines_stays_bounded() -> None:
     assert scanner.dropped_events == 1
 
 
-@FUZZ
 @given(
     ending=st.sampled_from(sorted(LINE_ENDS)),
     cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=40),
@@ -615,7 +612,6 @@ TYPES = st.sampled_from(
 )
 
 
-@FUZZ
 @given(kind=TYPES, members=st.dictionaries(FIELDS, JSON_VALUES, max_size=8))
 def test_junk_members_never_raise(kind: str, members: dict[str, object]) -> None:
     text = compact({**members, "type": kind})
@@ -631,7 +627,6 @@ STREAM_BITS = (
 )  # fmt: skip
 
 
-@FUZZ
 @given(
     data=st.binary(max_size=2000)
     | st.lists(
@@ -645,7 +640,6 @@ def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int], limit: int) -
     assert scan_chunks(split(data, cuts), limit) == scan_chunks([data], limit)
 
 
-@FUZZ
 @given(text=st.text(max_size=300))
 def test_arbitrary_frames_never_raise(text: str) -> None:
     scan_ws_frame(text, NOW)

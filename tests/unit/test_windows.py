@@ -20,12 +20,12 @@ from codexgate.dashboard.handlers import _samples
 from codexgate.services import metrics
 from codexgate.services.forecasts import ForecastCache
 from codexgate.storage.sqlite.store import Store
-from tests.app.test_alerts import RESET, apply, usage_row
-from tests.unit.test_forecast import START, _line
+from tests.helpers.alert_rules import apply
+from tests.helpers.builders import RESET, usage_row
+from tests.helpers.traces import START, TRACE_RESET, line
 
 NONE3: tuple[None, None, None] = (None, None, None)
 NONE4: tuple[None, None, None, None] = (None, None, None, None)
-RESET_5H = START + 5 * 3600  # the reset of tests/test_forecast.py's traces
 
 
 def test_fixed_windows_come_first_and_unreported_ones_are_left_out() -> None:
@@ -92,9 +92,9 @@ def test_a_reset_time_that_moves_is_the_same_value_only_within_a_few_seconds() -
 
 @pytest.mark.parametrize(("moved", "new_period"), [(SAME_PERIOD_SECONDS, False), (121, True)])
 def test_the_forecast_starts_a_new_period_past_the_tolerance(moved: int, new_period: bool) -> None:
-    first = _line(30, 60)
-    second = _line(30, 30, start=first[-1].at + 180, used=first[-1].used_percent)
-    samples = [*first, *(Sample(s.at, s.used_percent, RESET_5H + moved) for s in second)]
+    first = line(30, 60)
+    second = line(30, 30, start=first[-1].at + 180, used=first[-1].used_percent)
+    samples = [*first, *(Sample(s.at, s.used_percent, TRACE_RESET + moved) for s in second)]
     found = forecast(samples, now=samples[-1].at, window_minutes=300)
     assert found.since_reset == (second[0].at if new_period else START)
 
@@ -110,9 +110,11 @@ async def test_the_forecast_cache_starts_a_new_period_past_the_tolerance(
 ) -> None:
     cache = ForecastCache(cast(Store, _EmptyStore()))
     await cache.ensure(1, "codex", START)
-    first = _row(id=1, five_hour_used_percent=10.0, five_hour_resets_at=RESET_5H)
+    first = _row(id=1, five_hour_used_percent=10.0, five_hour_resets_at=TRACE_RESET)
     cache.add(first)
-    cache.add(replace(first, id=2, captured_at=START + 600, five_hour_resets_at=RESET_5H + moved))
+    cache.add(
+        replace(first, id=2, captured_at=START + 600, five_hour_resets_at=TRACE_RESET + moved)
+    )
     assert cache.forecasts(1, "codex", START + 600)["5h"].samples == (1 if new_period else 2)
 
 

@@ -1,0 +1,865 @@
+"""Every JSON shape codexgate answers, once: the REST API, the compat routes, the live feed and
+the command line's `--json` all render through these functions.
+
+Each shape is a TypedDict (the OpenAPI components are generated from them, api/openapi.py) and
+one function that builds it from the rows in core/. No shape carries a token or the whole
+SHA-256 of one: a fingerprint or token key is cut to its first 8 hex digits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Final, Literal, TypedDict, cast
+
+from codexgate.config import AlertConfig
+from codexgate.core.forecast import Forecast as ForecastResult
+from codexgate.core.models import FIVE_HOUR, MONTHLY, SEVEN_DAY, TOKEN_KEY_PREFIX
+from codexgate.core.rows import (
+    AccountEventKind,
+    AccountRow,
+    AlertKind,
+    AlertRow,
+    LatestUsageRow,
+    RequestRow,
+    UsageRow,
+)
+from codexgate.core.text import STALE_AFTER_SECONDS, is_stale, iso
+from codexgate.core.windows import FIXED_WINDOWS
+from codexgate.services.notify import redact_url
+
+# How many hex digits of a token's SHA-256 are ever shown.
+SHOWN_HEX: Final = 8
+
+
+class Doc:
+    """What the OpenAPI document says of a field beyond its type: `Annotated[int, Doc(...)]`,
+    a description and JSON Schema keywords (minimum, maxLength, format, ...)."""
+
+    __slots__ = ("keywords", "text")
+
+    def __init__(self, text: str | None = None, **keywords: object) -> None:
+        self.text = text
+        self.keywords = keywords
+
+
+RowId = Annotated[int, Doc(minimum=1, maximum=2**63 - 1)]
+UnixSeconds = Annotated[float, Doc("unix seconds")]
+MaybeUnixSeconds = Annotated[float | None, Doc("unix seconds")]
+Iso = Annotated[str | None, Doc("ISO-8601 UTC", format="date-time")]
+ResetIn = Annotated[float | None, Doc("seconds until resets_at, negative once it has passed")]
+# The values the store writes (the rows keep them as plain strings).
+Source = Literal["headers", "event", "usage_body", "error"]
+Transport = Literal["http", "sse", "websocket"]
+ClassifiedBy = Literal["length", "slot"]
+
+
+# -- accounts and their latest usage ------------------------------------------------------------
+
+
+class Forecast(TypedDict):
+    """A window's forecast from its history since its last reset."""
+
+    status: Annotated[
+        Literal["insufficient_data", "idle", "runs_out", "lasts"],
+        Doc(
+            "runs_out: 100% is reached at the current pace (before the reset when "
+            "runs_out_before_reset_seconds > 0); lasts: it is not; idle: no use since the "
+            "reset; insufficient_data: too few reports to say"
+        ),
+    ]
+    rate_per_hour: Annotated[float | None, Doc("smoothed burn rate, percent per hour")]
+    exhausts_at: MaybeUnixSeconds
+    exhausts_at_iso: Iso
+    runs_out_before_reset_seconds: float | None
+    sustainable_rate_per_hour: Annotated[
+        float | None, Doc("the rate that would last until the reset")
+    ]
+    since_reset: MaybeUnixSeconds
+    since_reset_iso: Iso
+    samples: int
+
+
+class Window(TypedDict):
+    """A window's newest values, with the seconds left until it resets."""
+
+    used_percent: Annotated[
+        float | None, Doc("null when the upstream did not report it (never 0 for unknown)")
+    ]
+    window_minutes: int | None
+    resets_at: MaybeUnixSeconds
+    resets_at_iso: Iso
+    reset_in_seconds: ResetIn
+
+
+class LimitWindow(Window):
+    """A window's newest values with its forecast."""
+
+    forecast: Forecast | None
+
+
+LimitWindows = TypedDict(
+    "LimitWindows",
+    {"5h": LimitWindow | None, "7d": LimitWindow | None, "monthly": LimitWindow | None},
+)
+
+
+class LimitHit(TypedDict):
+    """The quota error the upstream answered while a limit is hit."""
+
+    type: Annotated[str, Doc("usage_limit_reached, ...")]
+    resets_at: MaybeUnixSeconds
+    resets_at_iso: Iso
+    reset_in_seconds: ResetIn
+
+
+class Credits(TypedDict):
+    """The credits the upstream reported."""
+
+    has_credits: bool | None
+    unlimited: bool | None
+    balance: str | None
+
+
+class HistorySpendControl(TypedDict):
+    """The workspace spend limit as reported."""
+
+    reached: bool | None
+    limit: Annotated[str | None, Doc("amount as the upstream sent it")]
+    used: str | None
+    used_percent: float | None
+    resets_at: MaybeUnixSeconds
+    resets_at_iso: Iso
+    source: str | None
+
+
+class SpendControl(HistorySpendControl):
+    """The workspace spend limit, with the seconds left until it resets."""
+
+    reset_in_seconds: ResetIn
+
+
+class Limit(TypedDict):
+    """The newest values of one limit family."""
+
+    limit_id: Annotated[str, Doc("codex, codex_bengalfox, ...")]
+    limit_name: str | None
+    source: Source
+    captured_at: UnixSeconds
+    captured_at_iso: Iso
+    confirmed_at: UnixSeconds
+    confirmed_at_iso: Iso
+    age_seconds: Annotated[float, Doc("since confirmed_at")]
+    stale: Annotated[bool, Doc(f"age_seconds > {STALE_AFTER_SECONDS:g}")]
+    http_status: int | None
+    plan_type: str | None
+    active_limit: str | None
+    rate_limit_reached_type: str | None
+    windows: LimitWindows
+    limit_hit: LimitHit | None
+    credits: Credits | None
+    spend_control: SpendControl | None
+
+
+AccountKey = Annotated[str, Doc("seat:<workspace>:<user>, or token:<first 8 hex of the SHA-256>")]
+Fingerprint = Annotated[
+    str | None, Doc("first 8 hex characters of the token's SHA-256", maxLength=SHOWN_HEX)
+]
+
+
+class Account(TypedDict):
+    """An account with the newest values of each of its limit families (never its token)."""
+
+    id: RowId
+    account_key: AccountKey
+    display_name: str | None
+    email: str | None
+    plan_type: str | None
+    token_fingerprint: Fingerprint
+    first_seen_at: UnixSeconds
+    first_seen_at_iso: Iso
+    last_seen_at: UnixSeconds
+    last_seen_at_iso: Iso
+    limits: list[Limit]
+
+
+class AccountList(TypedDict):
+    """Every account, or a page of them."""
+
+    accounts: list[Account]
+    next_cursor: str | None
+
+
+class AccountRecord(TypedDict):
+    """An account's own fields, without its usage (the feed's `account` events)."""
+
+    id: RowId
+    account_key: AccountKey
+    chatgpt_account_id: str | None
+    chatgpt_user_id: str | None
+    display_name: str | None
+    email: str | None
+    plan_type: str | None
+    token_fingerprint: Fingerprint
+    first_seen_at: UnixSeconds
+    last_seen_at: UnixSeconds
+
+
+# -- history ------------------------------------------------------------------------------------
+
+
+class HistoryWindow(TypedDict):
+    """A window's values as reported then."""
+
+    used_percent: Annotated[
+        float | None, Doc("null when the upstream did not report it (never 0 for unknown)")
+    ]
+    window_minutes: int | None
+    resets_at: MaybeUnixSeconds
+    resets_at_iso: Iso
+
+
+class Slot(HistoryWindow):
+    """A raw primary or secondary slot, with the label it was classified as."""
+
+    window: Annotated[str | None, Doc("the label it was given")]
+    classified_by: ClassifiedBy | None
+
+
+class Slots(TypedDict):
+    """The raw slots of a report."""
+
+    primary: Slot | None
+    secondary: Slot | None
+
+
+class HistoryLimitHit(TypedDict):
+    """The quota error the upstream answered then."""
+
+    type: str
+    resets_at: MaybeUnixSeconds
+    resets_at_iso: Iso
+
+
+class HistoryRow(TypedDict):
+    """What one report said about one limit family."""
+
+    id: RowId
+    limit_id: str
+    limit_name: str | None
+    source: Source
+    captured_at: UnixSeconds
+    captured_at_iso: Iso
+    confirmed_at: UnixSeconds
+    confirmed_at_iso: Iso
+    http_status: int | None
+    plan_type: str | None
+    active_limit: str | None
+    rate_limit_reached_type: str | None
+    windows: Annotated[
+        dict[str, HistoryWindow | None],
+        Doc(
+            "every window the report gave, by label: 5h, 7d and monthly always (null when not"
+            " reported), then any other label of its slots"
+        ),
+    ]
+    slots: Slots
+    over_secondary_limit_percent: float | None
+    limit_hit: HistoryLimitHit | None
+    credits: Credits | None
+    spend_control: HistorySpendControl | None
+
+
+class HistoryPage(TypedDict):
+    """A page of history, oldest first."""
+
+    items: list[HistoryRow]
+    next_cursor: str | None
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+class Request(TypedDict):
+    """One proxied request or WebSocket turn."""
+
+    id: RowId
+    started_at: UnixSeconds
+    started_at_iso: Iso
+    account_id: int | None
+    method: str
+    path: Annotated[str, Doc("without the query string")]
+    transport: Transport
+    status: int | None
+    model: str | None
+    upstream_request_id: str | None
+    response_id: str | None
+    ttfb_ms: float | None
+    duration_ms: float | None
+    bytes_in: int
+    bytes_out: int
+    input_tokens: int | None
+    cached_input_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    total_tokens: int | None
+    error_code: str | None
+
+
+class RequestPage(TypedDict):
+    """A page of the request log, newest first."""
+
+    items: list[Request]
+    next_cursor: str | None
+
+
+# -- alerts -------------------------------------------------------------------------------------
+
+
+class Alert(TypedDict):
+    """An alert that fired."""
+
+    id: RowId
+    at: UnixSeconds
+    kind: AlertKind
+    account_id: int | None
+    account: Annotated[str | None, Doc("its name when it fired")]
+    limit_id: str | None
+    window: str | None
+    used_percent: float | None
+    threshold: float | None
+    resets_at: int | None
+    exhausts_at: float | None
+    message: str
+    at_iso: Iso
+    resets_at_iso: Iso
+    exhausts_at_iso: Iso
+
+
+class AlertPage(TypedDict):
+    """A page of alerts, newest first."""
+
+    items: list[Alert]
+    next_cursor: str | None
+
+
+class AlertRules(TypedDict):
+    """The alert rules in force and where they come from."""
+
+    thresholds: list[float]
+    limit_hit: bool
+    limit_reset: bool
+    forecast: bool
+    stale_minutes: float
+    source: Literal["config", "api"]
+
+
+WebhookFormat = Literal["json", "slack", "discord"]
+
+
+class Webhook(TypedDict):
+    """A webhook: never its whole URL."""
+
+    id: int | None
+    name: str | None
+    format: WebhookFormat
+    url: Annotated[str, Doc("its origin only: the URL is a secret")]
+    source: Literal["config", "api"]
+
+
+class WebhookList(TypedDict):
+    """Every webhook."""
+
+    items: list[Webhook]
+
+
+class WebhookResult(TypedDict):
+    """How sending the test alert to one webhook went."""
+
+    name: str | None
+    format: str
+    url: str
+    ok: bool
+    error: str | None
+
+
+class TestAlert(TypedDict):
+    """The test alert and how each webhook took it."""
+
+    alert: Alert | None
+    webhooks: list[WebhookResult]
+
+
+class SessionsEnded(TypedDict):
+    """How many browser sessions were ended."""
+
+    ended: Annotated[int, Doc("sessions ended", minimum=0)]
+
+
+# -- the original plan's routes -------------------------------------------------------------
+
+
+class CompatUsage(TypedDict):
+    """One account's "codex" windows in the plan's shape."""
+
+    key: Annotated[str, Doc("the account id")]
+    name: str | None
+    email: str | None
+    plan_type: str | None
+    five_hour: Window | None
+    seven_day: Window | None
+    monthly: Window | None
+    updated_at: MaybeUnixSeconds
+    updated_at_iso: Iso
+
+
+class CompatToken(TypedDict):
+    """An account as the plan listed its tokens: never the token."""
+
+    key: Annotated[str, Doc("the account id")]
+    name: str | None
+    email: str | None
+    fingerprint: Fingerprint
+
+
+# -- the live feed --------------------------------------------------------------------------
+
+
+class UsageEvent(TypedDict):
+    """A `usage` event: a history row written or confirmed, with its family's forecasts now."""
+
+    account_id: int
+    limit_id: str
+    row: HistoryRow
+    age_seconds: Annotated[float, Doc("since the row's confirmed_at")]
+    forecasts: dict[str, Forecast]
+
+
+class AccountEvent(TypedDict):
+    """An `account` event: created, updated or deleted (then `account` is null)."""
+
+    id: RowId
+    kind: AccountEventKind
+    account: AccountRecord | None
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def short_fingerprint(fingerprint: str | None) -> str | None:
+    """The first 8 hex characters of a token's SHA-256: enough to tell tokens apart."""
+    return None if fingerprint is None else fingerprint[:SHOWN_HEX]
+
+
+def shown_key(account_key: str) -> str:
+    """An account key as shown: a "token:<sha256>" key cut to its first 8 hex digits."""
+    if account_key.startswith(TOKEN_KEY_PREFIX):
+        return TOKEN_KEY_PREFIX + account_key[len(TOKEN_KEY_PREFIX) :][:SHOWN_HEX]
+    return account_key
+
+
+def account_row_json(account: AccountRow) -> AccountRecord:
+    """An account's own fields, the key and fingerprint shortened."""
+    return {
+        "id": account.id,
+        "account_key": shown_key(account.account_key),
+        "chatgpt_account_id": account.chatgpt_account_id,
+        "chatgpt_user_id": account.chatgpt_user_id,
+        "display_name": account.display_name,
+        "email": account.email,
+        "plan_type": account.plan_type,
+        "token_fingerprint": short_fingerprint(account.token_fingerprint),
+        "first_seen_at": account.first_seen_at,
+        "last_seen_at": account.last_seen_at,
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def forecast_json(result: ForecastResult) -> Forecast:
+    """A window's forecast: burn rate, projected exhaustion, and the pace that would last."""
+    exhausts_at = _rounded(result.exhausts_at)
+    since_reset = _rounded(result.since_reset)
+    return {
+        "status": result.status,
+        "rate_per_hour": _rounded(result.rate_per_hour),
+        "exhausts_at": exhausts_at,
+        "exhausts_at_iso": iso(exhausts_at),
+        "runs_out_before_reset_seconds": _rounded(result.runs_out_before_reset_seconds),
+        "sustainable_rate_per_hour": _rounded(result.sustainable_rate_per_hour),
+        "since_reset": since_reset,
+        "since_reset_iso": iso(since_reset),
+        "samples": result.samples,
+    }
+
+
+def window_json(
+    used_percent: float | None,
+    window_minutes: int | None,
+    resets_at: int | None,
+    reset_in_seconds: float | None,
+) -> Window | None:
+    """A latest window, or None when the upstream reported none of its fields."""
+    if used_percent is None and window_minutes is None and resets_at is None:
+        return None
+    return {
+        "used_percent": used_percent,
+        "window_minutes": window_minutes,
+        "resets_at": resets_at,
+        "resets_at_iso": iso(resets_at),
+        "reset_in_seconds": reset_in_seconds,
+    }
+
+
+def latest_windows(latest: LatestUsageRow) -> dict[str, Window]:
+    """The fixed windows a latest row reports, by label (5h, 7d, monthly)."""
+    windows: dict[str, Window] = {}
+    for window in latest.usage.windows():
+        if window.label in (FIVE_HOUR, SEVEN_DAY, MONTHLY):
+            shown = window_json(
+                window.used_percent,
+                window.window_minutes,
+                window.resets_at,
+                latest.reset_in_seconds(window.label),
+            )
+            if shown is not None:
+                windows[window.label] = shown
+    return windows
+
+
+def _limit_window(window: Window | None, found: ForecastResult | None) -> LimitWindow | None:
+    if window is None:
+        return None
+    return {**window, "forecast": None if found is None else forecast_json(found)}
+
+
+def _credits(row: UsageRow) -> Credits | None:
+    credits = (row.credits_has_credits, row.credits_unlimited, row.credits_balance)
+    if all(value is None for value in credits):
+        return None
+    return {
+        "has_credits": row.credits_has_credits,
+        "unlimited": row.credits_unlimited,
+        "balance": row.credits_balance,
+    }
+
+
+def _history_spend(row: UsageRow) -> HistorySpendControl | None:
+    fields = (
+        row.spend_control_reached,
+        row.spend_limit,
+        row.spend_used,
+        row.spend_used_percent,
+        row.spend_resets_at,
+        row.spend_source,
+    )
+    if all(value is None for value in fields):
+        return None
+    return {
+        "reached": row.spend_control_reached,
+        "limit": row.spend_limit,
+        "used": row.spend_used,
+        "used_percent": row.spend_used_percent,
+        "resets_at": row.spend_resets_at,
+        "resets_at_iso": iso(row.spend_resets_at),
+        "source": row.spend_source,
+    }
+
+
+def _spend_control(row: UsageRow, reset_in_seconds: float | None) -> SpendControl | None:
+    spend = _history_spend(row)
+    if spend is None:
+        return None
+    return {
+        "reached": spend["reached"],
+        "limit": spend["limit"],
+        "used": spend["used"],
+        "used_percent": spend["used_percent"],
+        "resets_at": spend["resets_at"],
+        "resets_at_iso": spend["resets_at_iso"],
+        "reset_in_seconds": reset_in_seconds,
+        "source": spend["source"],
+    }
+
+
+def limit_json(latest: LatestUsageRow, forecasts: Mapping[str, ForecastResult]) -> Limit:
+    """One limit family's newest values, with their source, how old they are, and forecasts."""
+    row = latest.usage
+    windows = latest_windows(latest)
+    return {
+        "limit_id": row.limit_id,
+        "limit_name": row.limit_name,
+        "source": cast(Source, row.source),
+        "captured_at": row.captured_at,
+        "captured_at_iso": iso(row.captured_at),
+        "confirmed_at": row.confirmed_at,
+        "confirmed_at_iso": iso(row.confirmed_at),
+        "age_seconds": latest.age_seconds,
+        "stale": is_stale(latest.age_seconds),
+        "http_status": row.http_status,
+        "plan_type": row.plan_type,
+        "active_limit": row.active_limit,
+        "rate_limit_reached_type": row.rate_limit_reached_type,
+        "windows": {
+            "5h": _limit_window(windows.get(FIVE_HOUR), forecasts.get(FIVE_HOUR)),
+            "7d": _limit_window(windows.get(SEVEN_DAY), forecasts.get(SEVEN_DAY)),
+            "monthly": _limit_window(windows.get(MONTHLY), forecasts.get(MONTHLY)),
+        },
+        "limit_hit": None
+        if row.limit_hit_type is None
+        else {
+            "type": row.limit_hit_type,
+            "resets_at": row.limit_hit_resets_at,
+            "resets_at_iso": iso(row.limit_hit_resets_at),
+            "reset_in_seconds": latest.limit_hit_reset_in_seconds,
+        },
+        "credits": _credits(row),
+        "spend_control": _spend_control(row, latest.spend_reset_in_seconds),
+    }
+
+
+ForecastTable = Mapping[tuple[int, str], Mapping[str, ForecastResult]]
+
+
+def account_json(
+    account: AccountRow, latest: Iterable[LatestUsageRow], forecasts: ForecastTable
+) -> Account:
+    """An account with the newest values of each of its limit families (never its token)."""
+    return {
+        "id": account.id,
+        "account_key": shown_key(account.account_key),
+        "display_name": account.display_name,
+        "email": account.email,
+        "plan_type": account.plan_type,
+        "token_fingerprint": short_fingerprint(account.token_fingerprint),
+        "first_seen_at": account.first_seen_at,
+        "first_seen_at_iso": iso(account.first_seen_at),
+        "last_seen_at": account.last_seen_at,
+        "last_seen_at_iso": iso(account.last_seen_at),
+        "limits": [
+            limit_json(row, forecasts.get((row.usage.account_id, row.usage.limit_id), {}))
+            for row in latest
+        ],
+    }
+
+
+def _history_windows(row: UsageRow) -> dict[str, HistoryWindow | None]:
+    windows: dict[str, HistoryWindow | None] = dict.fromkeys(FIXED_WINDOWS)
+    for window in row.windows():
+        windows[window.label] = {
+            "used_percent": window.used_percent,
+            "window_minutes": window.window_minutes,
+            "resets_at": window.resets_at,
+            "resets_at_iso": iso(window.resets_at),
+        }
+    return windows
+
+
+def _slot(
+    label: str | None,
+    classified_by: str | None,
+    used_percent: float | None,
+    window_minutes: int | None,
+    resets_at: int | None,
+) -> Slot | None:
+    """A raw primary/secondary slot of a history row, with the label it was classified as."""
+    if label is None and used_percent is None and window_minutes is None and resets_at is None:
+        return None
+    return {
+        "window": label,
+        "classified_by": cast(ClassifiedBy | None, classified_by),
+        "used_percent": used_percent,
+        "window_minutes": window_minutes,
+        "resets_at": resets_at,
+        "resets_at_iso": iso(resets_at),
+    }
+
+
+def history_json(row: UsageRow) -> HistoryRow:
+    """One history row: what one report said about one limit family."""
+    return {
+        "id": row.id,
+        "limit_id": row.limit_id,
+        "limit_name": row.limit_name,
+        "source": cast(Source, row.source),
+        "captured_at": row.captured_at,
+        "captured_at_iso": iso(row.captured_at),
+        "confirmed_at": row.confirmed_at,
+        "confirmed_at_iso": iso(row.confirmed_at),
+        "http_status": row.http_status,
+        "plan_type": row.plan_type,
+        "active_limit": row.active_limit,
+        "rate_limit_reached_type": row.rate_limit_reached_type,
+        "windows": _history_windows(row),
+        "slots": {
+            "primary": _slot(
+                row.primary_window,
+                row.primary_classified_by,
+                row.primary_used_percent,
+                row.primary_window_minutes,
+                row.primary_resets_at,
+            ),
+            "secondary": _slot(
+                row.secondary_window,
+                row.secondary_classified_by,
+                row.secondary_used_percent,
+                row.secondary_window_minutes,
+                row.secondary_resets_at,
+            ),
+        },
+        "over_secondary_limit_percent": row.over_secondary_limit_percent,
+        "limit_hit": None
+        if row.limit_hit_type is None
+        else {
+            "type": row.limit_hit_type,
+            "resets_at": row.limit_hit_resets_at,
+            "resets_at_iso": iso(row.limit_hit_resets_at),
+        },
+        "credits": _credits(row),
+        "spend_control": _history_spend(row),
+    }
+
+
+def request_json(row: RequestRow) -> Request:
+    """One request-log row."""
+    return {
+        "id": row.id,
+        "started_at": row.started_at,
+        "started_at_iso": iso(row.started_at),
+        "account_id": row.account_id,
+        "method": row.method,
+        "path": row.path,
+        "transport": cast(Transport, row.transport),
+        "status": row.status,
+        "model": row.model,
+        "upstream_request_id": row.upstream_request_id,
+        "response_id": row.response_id,
+        "ttfb_ms": row.ttfb_ms,
+        "duration_ms": row.duration_ms,
+        "bytes_in": row.bytes_in,
+        "bytes_out": row.bytes_out,
+        "input_tokens": row.input_tokens,
+        "cached_input_tokens": row.cached_input_tokens,
+        "output_tokens": row.output_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+        "total_tokens": row.total_tokens,
+        "error_code": row.error_code,
+    }
+
+
+def alert_json(row: AlertRow) -> Alert:
+    """One alert as the API and the feed show it."""
+    return {
+        "id": row.id,
+        "at": row.at,
+        "kind": row.kind,
+        "account_id": row.account_id,
+        "account": row.account,
+        "limit_id": row.limit_id,
+        "window": row.window,
+        "used_percent": row.used_percent,
+        "threshold": row.threshold,
+        "resets_at": row.resets_at,
+        "exhausts_at": row.exhausts_at,
+        "message": row.message,
+        "at_iso": iso(row.at),
+        "resets_at_iso": iso(row.resets_at),
+        "exhausts_at_iso": iso(row.exhausts_at),
+    }
+
+
+def rules_json(rules: AlertConfig, source: Literal["config", "api"]) -> AlertRules:
+    """The rules as the API shows them."""
+    return {
+        "thresholds": list(rules.thresholds),
+        "limit_hit": rules.limit_hit,
+        "limit_reset": rules.limit_reset,
+        "forecast": rules.forecast,
+        "stale_minutes": rules.stale_minutes,
+        "source": source,
+    }
+
+
+def webhook_json(
+    url: str,
+    format_: str,
+    name: str | None,
+    *,
+    webhook_id: int | None,
+    source: Literal["config", "api"],
+) -> Webhook:
+    """A webhook as the API shows it: never its whole URL."""
+    return {
+        "id": webhook_id,
+        "name": name,
+        "format": cast(WebhookFormat, format_),
+        "url": redact_url(url),
+        "source": source,
+    }
+
+
+def webhook_result_json(
+    url: str, format_: str, name: str | None, error: str | None
+) -> WebhookResult:
+    """How sending to one webhook went (its URL shown as its origin only)."""
+    return {
+        "name": name,
+        "format": format_,
+        "url": redact_url(url),
+        "ok": error is None,
+        "error": error,
+    }
+
+
+def usage_compat_json(account: AccountRow, latest: Iterable[LatestUsageRow]) -> CompatUsage:
+    """One account's "codex" windows in the plan's shape."""
+    codex = next((row for row in latest if row.usage.limit_id == "codex"), None)
+    windows = latest_windows(codex) if codex is not None else {}
+    updated_at = codex.usage.confirmed_at if codex is not None else None
+    return {
+        "key": str(account.id),
+        "name": account.display_name,
+        "email": account.email,
+        "plan_type": account.plan_type,
+        "five_hour": windows.get(FIVE_HOUR),
+        "seven_day": windows.get(SEVEN_DAY),
+        "monthly": windows.get(MONTHLY),
+        "updated_at": updated_at,
+        "updated_at_iso": iso(updated_at),
+    }
+
+
+def token_compat_json(account: AccountRow) -> CompatToken:
+    """An account as the plan listed its tokens: never the token, a short fingerprint."""
+    return {
+        "key": str(account.id),
+        "name": account.display_name,
+        "email": account.email,
+        "fingerprint": short_fingerprint(account.token_fingerprint),
+    }
+
+
+def usage_event_json(
+    row: UsageRow, now: float, forecasts: Mapping[str, ForecastResult]
+) -> UsageEvent:
+    """The feed's `usage` event: the row as GET accounts/{id}/history has it, its age now and
+    the forecasts of its limit family's windows."""
+    return {
+        "account_id": row.account_id,
+        "limit_id": row.limit_id,
+        "row": history_json(row),
+        "age_seconds": round(max(0.0, now - row.confirmed_at), 3),
+        "forecasts": {window: forecast_json(found) for window, found in forecasts.items()},
+    }
+
+
+def account_event_json(
+    account_id: int, kind: AccountEventKind, account: AccountRow | None
+) -> AccountEvent:
+    """The feed's `account` event: the account as it is now, or null once deleted."""
+    return {
+        "id": account_id,
+        "kind": kind,
+        "account": None if account is None else account_row_json(account),
+    }

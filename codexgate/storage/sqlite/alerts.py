@@ -1,0 +1,125 @@
+"""SQLite: the alerts, alert_state and webhooks tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from codexgate.core.rows import AlertRow, AlertState, NewAlert, WebhookRow
+from codexgate.storage.sqlite.columns import ALERT_COLUMNS, checked_limit
+from codexgate.storage.sqlite.connection import SQLiteBase, guarded
+
+
+class AlertsMixin(SQLiteBase):
+    """Fired alerts, the rules' state and the webhooks added through the API."""
+
+    @guarded
+    async def alerts(
+        self, *, account_id: int | None = None, before_id: int | None = None, limit: int = 50
+    ) -> list[AlertRow]:
+        """Alerts newest first (by id), optionally one account's, before an id, at most limit."""
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts"  # noqa: S608 - column names are constants
+        conditions: list[str] = []
+        params: list[Any] = []
+        if account_id is not None:
+            conditions.append("account_id = ?")
+            params.append(account_id)
+        if before_id is not None:
+            conditions.append("id < ?")
+            params.append(before_id)
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(checked_limit(limit))
+        return [AlertRow(*row) for row in await self._fetch(sql, params)]
+
+    @guarded
+    async def alert_states(self) -> list[AlertState]:
+        """Every rule's state: what has fired for the current crossings."""
+        rows = await self._fetch(
+            "SELECT account_id, limit_id, window, rule, period, fired_at FROM alert_state", ()
+        )
+        return [AlertState(*row) for row in rows]
+
+    @guarded
+    async def record_alerts(
+        self,
+        fired: Sequence[NewAlert],
+        states: Sequence[AlertState],
+        cleared: Sequence[tuple[int, str, str, str]],
+    ) -> list[AlertRow]:
+        """Write fired alerts, set rule states and clear others, in one transaction."""
+        if not (fired or states or cleared):
+            return []
+        async with self._lock, self._transaction():
+            await self._db.executemany(
+                "DELETE FROM alert_state "
+                "WHERE account_id = ? AND limit_id = ? AND window = ? AND rule = ?",
+                cleared,
+            )
+            # An account deleted meanwhile: its states go with it (the subquery finds nothing).
+            await self._db.executemany(
+                "INSERT INTO alert_state (account_id, limit_id, window, rule, period, fired_at) "
+                "SELECT id, ?, ?, ?, ?, ? FROM accounts WHERE id = ? "
+                "ON CONFLICT DO UPDATE SET period = excluded.period, fired_at = excluded.fired_at",
+                [
+                    (st.limit_id, st.window, st.rule, st.period, st.fired_at, st.account_id)
+                    for st in states
+                ],
+            )
+            written: list[AlertRow] = []
+            for alert in fired:
+                rows = await self._db.execute_fetchall(
+                    "INSERT INTO alerts (at, kind, account_id, account, limit_id, window, "  # noqa: S608 - constants
+                    "used_percent, threshold, resets_at, exhausts_at, message) "
+                    "VALUES (?, ?, (SELECT id FROM accounts WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?) "
+                    f"RETURNING {ALERT_COLUMNS}",
+                    (
+                        alert.at,
+                        alert.kind,
+                        alert.account_id,
+                        alert.account,
+                        alert.limit_id,
+                        alert.window,
+                        alert.used_percent,
+                        alert.threshold,
+                        alert.resets_at,
+                        alert.exhausts_at,
+                        alert.message,
+                    ),
+                )
+                written.extend(AlertRow(*row) for row in rows)
+            return written
+
+    @guarded
+    async def webhooks(self) -> list[WebhookRow]:
+        """The webhooks added through the API, by id."""
+        rows = await self._fetch(
+            "SELECT id, url, format, name, created_at FROM webhooks ORDER BY id", ()
+        )
+        return [WebhookRow(*row) for row in rows]
+
+    @guarded
+    async def add_webhook(
+        self, url: str, format_: str, name: str | None, now: float
+    ) -> tuple[WebhookRow, bool]:
+        """Add a webhook; (the row, True) or, when the URL is already there, (it, False)."""
+        async with self._lock, self._transaction():
+            rows = await self._db.execute_fetchall(
+                "INSERT INTO webhooks (url, format, name, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (url) DO NOTHING RETURNING id, url, format, name, created_at",
+                (url, format_, name, now),
+            )
+            if rows:
+                return WebhookRow(*next(iter(rows))), True
+            rows = await self._db.execute_fetchall(
+                "SELECT id, url, format, name, created_at FROM webhooks WHERE url = ?", (url,)
+            )
+            return WebhookRow(*next(iter(rows))), False
+
+    @guarded
+    async def delete_webhook(self, webhook_id: int) -> bool:
+        """Remove a webhook added through the API; False if there is no such id."""
+        async with self._lock, self._transaction():
+            cursor = await self._db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+            return cursor.rowcount > 0

@@ -1,0 +1,23 @@
+"""The contract suite's storage: every test in tests/storage runs once per backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from codexgate.storage import open_storage
+from codexgate.storage.interface import Storage
+
+# A second backend adds its name here and a branch below.
+BACKENDS = ("sqlite",)
+
+
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    """A fresh, empty storage of each backend, with a 300 s heartbeat."""
+    assert request.param == "sqlite"
+    opened = await open_storage(tmp_path / "db" / "codexgate.db")
+    yield opened
+    await opened.close()

@@ -1,0 +1,162 @@
+"""The pure rules of recording: insert-or-confirm, identity merge, the max_accounts refusal."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from codexgate.core.models import LimitHit, RequestRecord, Snapshot, UsageReport
+from codexgate.core.recording import (
+    CODEX_LIMIT,
+    VALUE_FIELDS,
+    NewestRow,
+    Sample,
+    admit_accounts,
+    limits,
+    plan_usage,
+    same_values,
+    seen_accounts,
+    split_batch,
+    unproven_keys,
+    usage_values,
+)
+from codexgate.core.windows import UNCHANGED_RESET_SECONDS
+from tests.helpers.builders import FIVE_H_RESET, T0, identity, request_record, snap, windows
+
+HEARTBEAT = 300.0
+TOLERANCE = int(UNCHANGED_RESET_SECONDS)
+KEY = (1, "codex")
+
+
+def sample(at: float, used: float = 10.0, reset: int = FIVE_H_RESET) -> Sample:
+    snapshot = snap(at=at, wins=windows(used, five_hour_reset=reset))
+    [report] = snapshot.report.limits
+    return Sample(KEY, at, "headers", 200, usage_values(snapshot, report))
+
+
+def values(used: float = 10.0, reset: int = FIVE_H_RESET) -> tuple[object, ...]:
+    return sample(T0, used, reset).values
+
+
+def test_values_are_laid_out_like_the_value_fields() -> None:
+    laid_out = dict(zip(VALUE_FIELDS, values(42.0), strict=True))
+    assert laid_out["five_hour_used_percent"] == 42.0
+    assert laid_out["five_hour_resets_at"] == FIVE_H_RESET
+    assert laid_out["primary_window"] == "5h"
+    assert laid_out["plan_type"] == "plus"  # the token's claim when the report has none
+
+
+@given(st.integers(-TOLERANCE, TOLERANCE))
+def test_a_reset_time_within_the_tolerance_is_the_same(moved: int) -> None:
+    assert same_values(values(), values(reset=FIVE_H_RESET + moved))
+
+
+@given(st.integers(TOLERANCE + 1, 10**6), st.booleans())
+def test_a_reset_time_beyond_the_tolerance_differs(moved: int, earlier: bool) -> None:
+    assert not same_values(values(), values(reset=FIVE_H_RESET + (-moved if earlier else moved)))
+
+
+def test_a_used_percent_that_moved_differs() -> None:
+    assert not same_values(values(10.0), values(10.5))
+
+
+def test_the_first_sample_inserts_and_the_same_values_confirm() -> None:
+    plan = plan_usage([sample(T0), sample(T0 + 10)], {KEY: None}, heartbeat=HEARTBEAT, next_id=7)
+    [row] = plan.inserts
+    assert (row.id, row.captured_at, row.confirmed_at) == (7, T0, T0 + 10)
+    assert (plan.inserted, plan.confirmed, plan.confirms) == (1, 1, {})
+    assert plan.newest[KEY] == NewestRow(7, values(), T0, T0 + 10)
+
+
+def test_the_same_values_confirm_the_newest_row_of_the_table() -> None:
+    newest = {KEY: NewestRow(3, values(), T0, T0 + 5)}
+    plan = plan_usage([sample(T0 + 60)], newest, heartbeat=HEARTBEAT, next_id=9)
+    assert (plan.inserts, plan.confirms) == ([], {KEY: (3, T0 + 60)})
+
+
+def test_the_heartbeat_writes_a_new_row_of_the_same_values() -> None:
+    newest = {KEY: NewestRow(3, values(), T0, T0 + 5)}
+    plan = plan_usage([sample(T0 + HEARTBEAT)], newest, heartbeat=HEARTBEAT, next_id=9)
+    assert [row.id for row in plan.inserts] == [9]
+
+
+def test_a_late_sample_is_never_older_than_the_newest_row() -> None:
+    newest = {KEY: NewestRow(3, values(), T0, T0)}
+    plan = plan_usage([sample(T0 - 50, used=90.0)], newest, heartbeat=HEARTBEAT, next_id=9)
+    [row] = plan.inserts
+    assert row.captured_at == row.confirmed_at == T0
+
+
+@given(st.lists(st.tuples(st.floats(0, 1000), st.sampled_from([10.0, 20.0])), max_size=30))
+def test_every_sample_is_inserted_or_confirmed_once(steps: list[tuple[float, float]]) -> None:
+    batch = [sample(T0 + at, used) for at, used in sorted(steps)]
+    plan = plan_usage(batch, {KEY: None}, heartbeat=HEARTBEAT, next_id=1)
+    assert plan.inserted + plan.confirmed == len(batch)
+    assert [row.id for row in plan.inserts] == list(range(1, plan.inserted + 1))
+    assert plan.confirms == {}  # nothing was in the table
+    for earlier, later in zip(plan.inserts, plan.inserts[1:], strict=False):
+        assert earlier.captured_at <= later.captured_at
+
+
+def test_identities_merge_newest_first_and_keep_known_fields() -> None:
+    who = identity()
+    older = snap(at=T0, who=who)
+    newer = snap(at=T0 + 5, who=identity(email=None, plan="pro"))
+    seen = seen_accounts([older, newer], [])
+    account = seen[who.account_key]
+    assert (account.first_seen_at, account.last_seen_at) == (T0, T0 + 5)
+    assert (account.email, account.plan_type) == ("one@example.com", "pro")
+
+
+def test_a_snapshot_s_report_plan_wins_over_a_request_at_the_same_time() -> None:
+    who = identity(plan="plus")
+    proven = RequestRecord(
+        started_at=T0,
+        identity=identity(plan="team"),
+        method="POST",
+        path="/",
+        transport="sse",
+        status=200,
+    )
+    seen = seen_accounts([snap(at=T0, who=who, plan="pro")], [proven])
+    assert seen[who.account_key].plan_type == "pro"
+
+
+def test_unproven_requests_name_only_accounts_the_batch_did_not_prove() -> None:
+    other = identity("seat:acct-9:user-9")
+    unproven = RequestRecord(
+        started_at=T0,
+        identity=other,
+        method="POST",
+        path="/",
+        transport="sse",
+        status=200,
+        proven=False,
+    )
+    seen = seen_accounts([snap()], [])
+    assert unproven_keys([unproven, request_record()], seen) == [other.account_key]
+
+
+@given(st.integers(0, 10), st.integers(0, 20), st.none() | st.integers(0, 20))
+def test_max_accounts_admits_new_seats_in_order_up_to_the_limit(
+    new: int, existing: int, max_accounts: int | None
+) -> None:
+    seats = [f"seat-{n}" for n in range(new)]
+    admitted, refused = admit_accounts(seats, existing, max_accounts)
+    assert admitted + refused == seats
+    if max_accounts is None:
+        assert refused == []
+    else:
+        assert len(admitted) == min(new, max(0, max_accounts - existing))
+
+
+def test_a_hit_without_windows_adds_a_codex_limit() -> None:
+    report = UsageReport(limits=(), limit_hit=LimitHit("usage_limit_reached", FIVE_H_RESET))
+    snapshot = Snapshot(identity=identity(), captured_at=T0, source="error", report=report)
+    assert [limit.limit_id for limit in limits(snapshot)] == [CODEX_LIMIT]
+
+
+def test_a_batch_splits_into_snapshots_in_time_order_and_requests_as_given() -> None:
+    late, early = snap(at=T0 + 9), snap(at=T0)
+    first, second = request_record(T0 + 5), request_record(T0 + 1)
+    assert split_batch([late, first, early, second]) == ([early, late], [first, second])

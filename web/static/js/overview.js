@@ -1,0 +1,333 @@
+// The accounts overview: the summary strip, one page of cards kept live, sorting and the view
+// switch, adding accounts, the recent alerts and the request sparklines.
+
+import { sparklinePoints } from "./charts.js";
+import { percentNumber } from "./text.js";
+import {
+  applyUsageToCard, cardFacts, cardList, cardTitle, createCard, drawAllWindows, fetchAccount,
+  fillMeta, findCard, setupCardActions,
+} from "./cards.js";
+import { callApi, cloneTemplate, field, localTime, notice, setCountdown, showError, storage, windowName } from "./page.js";
+
+const SORTS = ["name", "used", "reset"];
+const VIEWS = ["used", "remaining"];
+
+export function start(ctx) {
+  const { page, t } = ctx;
+  // The overview shows one page of accounts: a card is added only for an account created after
+  // the page was built, and only on the last page while it has room. Other accounts' events
+  // change the summary's counts at most.
+  const accountsPage = page.accounts_page;
+  const createdSince = new Set();
+  const deletedSince = new Set();
+  // The server counted every account when it built the page; each card's facts as they were
+  // then are taken out again and its current ones put in, so the page's own changes show.
+  const baseline = new Map();
+  let sort = page.sort;
+
+  const paged = () => accountsPage.pages > 1;
+
+  function hasRoomFor(accountId) {
+    if (accountId <= accountsPage.max_account_id && !createdSince.has(accountId)) return false;
+    if (accountsPage.page < accountsPage.pages) return false;
+    return cardList().querySelectorAll(".card").length < accountsPage.size;
+  }
+
+  function noteCreated(accountId) {
+    if (accountId > accountsPage.max_account_id) createdSince.add(accountId);
+  }
+
+  function noteDeleted(accountId) {
+    deletedSince.add(accountId);
+    createdSince.delete(accountId);
+  }
+
+  function ensureCard(accountId) {
+    let card = findCard(accountId);
+    if (card || !hasRoomFor(accountId)) return card;
+    card = createCard(ctx, { id: accountId, display_name: null, email: null, plan_type: null });
+    fetchAccount(ctx, accountId).then((account) => { if (account && card.isConnected) fillMeta(ctx, card, account); }, () => {});
+    return card;
+  }
+
+  // -- the summary strip and sorting ----------------------------------------------------------
+
+  const nearLimit = (facts) => !facts.atLimit && facts.maxUsed !== null && facts.maxUsed >= page.thresholds.critical;
+
+  function updateSummary(current) {
+    const shown = [...cardList().querySelectorAll(".card")].map((card) => cardFacts(card, current));
+    let near = accountsPage.near_limit;
+    let at = accountsPage.at_limit;
+    for (const facts of shown) {
+      near += nearLimit(facts) ? 1 : 0;
+      at += facts.atLimit ? 1 : 0;
+    }
+    for (const facts of baseline.values()) {
+      near -= nearLimit(facts) ? 1 : 0;
+      at -= facts.atLimit ? 1 : 0;
+    }
+    const removed = [...deletedSince].filter((id) => id <= accountsPage.max_account_id).length;
+    document.getElementById("kpi-accounts").textContent = String(Math.max(0, accountsPage.accounts + createdSince.size - removed));
+    document.getElementById("kpi-at").textContent = String(Math.max(0, at));
+    document.getElementById("kpi-near").textContent = String(Math.max(0, near));
+    // The soonest of this page's cards, and of the server's list for the other accounts.
+    let soonest = null;
+    for (const facts of shown) {
+      if (facts.soonest !== null && (soonest === null || facts.soonest < soonest.soonest)) soonest = facts;
+    }
+    // With one page, its cards are every account; else the server's list covers the others.
+    const onPage = new Set(shown.map((facts) => facts.id));
+    const listed = paged()
+      ? accountsPage.resets.find(([resetAt, id]) => resetAt > current && !onPage.has(id) && !deletedSince.has(id))
+      : undefined;
+    if (listed && (soonest === null || listed[0] < soonest.soonest)) soonest = { soonest: listed[0], title: listed[2] || "" };
+    const unknown = paged() && !listed && !accountsPage.resets_complete;
+    const slot = document.getElementById("kpi-soonest");
+    const who = document.getElementById("kpi-soonest-account");
+    if (soonest === null || unknown) {
+      // Every reset the server listed has passed: the next one may be on a page not shown here.
+      slot.textContent = t(unknown ? "summary.reload" : "summary.none");
+      who.textContent = "";
+      return;
+    }
+    let countdown = slot.querySelector(".countdown");
+    if (!countdown) {
+      countdown = document.createElement("span");
+      countdown.className = "countdown";
+      countdown.dataset.running = "window.resets_in";
+      countdown.dataset.done = "window.resetting";
+      slot.replaceChildren(countdown);
+    }
+    setCountdown(ctx, countdown, soonest.soonest);
+    who.textContent = soonest.title || t("card.unnamed");
+  }
+
+  function sortCards() {
+    const list = cardList();
+    const current = ctx.now();
+    const facts = new Map([...list.querySelectorAll(".card")].map((card) => [card, cardFacts(card, current)]));
+    const byName = (a, b) => {
+      if (!a.title !== !b.title) return a.title ? -1 : 1;
+      return a.title.localeCompare(b.title, page.lang, { sensitivity: "base" }) || a.id - b.id;
+    };
+    const unknownLast = (x, y) => (x === null) - (y === null);
+    const order = [...facts.entries()].sort(([, a], [, b]) => {
+      if (sort === "used") return unknownLast(a.maxUsed, b.maxUsed) || (b.maxUsed ?? 0) - (a.maxUsed ?? 0) || byName(a, b);
+      if (sort === "reset") return unknownLast(a.soonest, b.soonest) || (a.soonest ?? 0) - (b.soonest ?? 0) || byName(a, b);
+      return byName(a, b);
+    });
+    const focused = document.activeElement;
+    order.forEach(([card], index) => {
+      if (list.children[index] !== card) list.insertBefore(card, list.children[index] || null);
+    });
+    if (focused instanceof HTMLElement && focused !== document.activeElement) focused.focus();
+  }
+
+  function afterChange() {
+    updateSummary(ctx.now());
+    sortCards();
+  }
+
+  function pageUrl(number, sortBy) {
+    const url = new URL(location.href);
+    url.searchParams.set("page", String(number));
+    url.searchParams.set("sort", sortBy);
+    url.searchParams.set("view", ctx.view);
+    return url.pathname + url.search;
+  }
+
+  function rememberInUrl(name, value) {
+    const url = new URL(location.href);
+    url.searchParams.set(name, value);
+    history.replaceState(null, "", url);
+  }
+
+  /** The view and sort controls; false when the page is being replaced by another. */
+  function setupControls() {
+    const form = document.getElementById("view-form");
+    const params = new URL(location.href).searchParams;
+    const savedView = storage.get("view");
+    if (!params.has("view") && VIEWS.includes(savedView)) ctx.view = savedView;
+    const savedSort = storage.get("sort");
+    if (!params.has("sort") && SORTS.includes(savedSort)) {
+      if (paged() && savedSort !== sort) {
+        location.replace(pageUrl(1, savedSort));
+        return false;
+      }
+      sort = savedSort;
+    }
+    for (const radio of form.querySelectorAll('input[name="view"]')) radio.checked = radio.value === ctx.view;
+    document.getElementById("sort-select").value = sort;
+    form.addEventListener("submit", (event) => event.preventDefault());
+    form.addEventListener("change", (event) => {
+      const target = event.target;
+      if (target.name === "view") {
+        ctx.view = target.value;
+        storage.set("view", ctx.view);
+        rememberInUrl("view", ctx.view);
+        for (const link of document.querySelectorAll("a[data-page-link], a[data-view-link]")) {
+          const url = new URL(link.href);
+          url.searchParams.set("view", ctx.view);
+          link.href = url.pathname + url.search;
+        }
+        drawAllWindows(ctx);
+      } else if (target.name === "sort") {
+        sort = target.value;
+        storage.set("sort", sort);
+        if (paged()) {
+          location.assign(pageUrl(1, sort));
+          return;
+        }
+        rememberInUrl("sort", sort);
+        sortCards();
+      }
+    });
+    drawAllWindows(ctx);
+    return true;
+  }
+
+  // -- adding accounts and the test alert -----------------------------------------------------
+
+  function setupAddForm() {
+    const form = document.getElementById("add-form");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const name = form.elements.name.value.trim();
+      const body = { token: form.elements.token.value };
+      if (name) body.name = name;
+      const button = form.querySelector('button[type="submit"]');
+      button.disabled = true;
+      try {
+        const response = await callApi(ctx, "POST", "/accounts", body);
+        if (!response) return;
+        const account = await response.json();
+        form.elements.token.value = "";
+        form.elements.name.value = "";
+        if (response.status === 201) noteCreated(account.id);
+        const card = findCard(account.id) || (hasRoomFor(account.id) ? createCard(ctx, account) : null);
+        if (card) fillMeta(ctx, card, account);
+        const label = cardTitle(account) || t("card.unnamed");
+        notice(response.status === 201 ? t("add.done", { name: label }) : t("add.exists", { name: label }));
+        afterChange();
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  function setupTestAlert() {
+    const button = document.getElementById("test-alert");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const response = await callApi(ctx, "POST", "/alerts/test");
+        if (!response) return;
+        const answer = await response.json();
+        const hooks = answer.webhooks || [];
+        if (hooks.length === 0) {
+          notice(t("alerts.test_none"));
+          return;
+        }
+        notice(t("alerts.test_sent", { ok: hooks.filter((hook) => hook.ok).length, total: hooks.length }));
+        const failed = hooks.filter((hook) => !hook.ok);
+        if (failed.length) {
+          showError(ctx, failed.map((hook) => t("alerts.test_failed", { webhook: hook.name || hook.url, error: hook.error })).join("; "));
+        }
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  // -- feed events ----------------------------------------------------------------------------
+
+  function usage(payload) {
+    const card = ensureCard(payload.account_id);
+    if (!card) return;
+    applyUsageToCard(ctx, card, payload);
+    afterChange();
+  }
+
+  function account(payload) {
+    if (payload.kind === "deleted") {
+      noteDeleted(payload.id);
+      findCard(payload.id)?.remove();
+      if (!cardList().querySelector(".card")) document.getElementById("no-accounts")?.removeAttribute("hidden");
+    } else if (payload.account) {
+      if (payload.kind === "created") noteCreated(payload.id);
+      const card = findCard(payload.id) || (hasRoomFor(payload.id) ? createCard(ctx, payload.account) : null);
+      if (card) fillMeta(ctx, card, payload.account);
+    }
+    afterChange();
+  }
+
+  function alertText(item) {
+    const fields = {
+      account: item.account || t("card.unnamed"),
+      window: item.window ? windowName(ctx, item.window) : "",
+    };
+    if (item.used_percent !== null) fields.percent = percentNumber(item.used_percent);
+    if (item.threshold !== null) fields.threshold = percentNumber(item.threshold);
+    // In the page's language: the message key of each kind comes with the rules (i18n.py); the
+    // item's own `message` is the webhooks' English, shown only for a kind this page does not know.
+    const key = ctx.rules.alert_messages[item.kind];
+    return key === undefined ? item.message : t(key, fields);
+  }
+
+  function addAlert(item) {
+    const list = document.getElementById("alert-list");
+    if (list.querySelector('[data-alert-id="' + CSS.escape(String(item.id)) + '"]')) return;
+    const entry = cloneTemplate("alert-template");
+    entry.dataset.alertId = String(item.id);
+    entry.className = "alert alert-" + item.kind;
+    const when = field(entry, "alert-time");
+    when.dateTime = item.at_iso ?? "";
+    when.dataset.at = String(item.at);
+    when.textContent = localTime(ctx, item.at, "datetime");
+    field(entry, "alert-text").textContent = alertText(item);
+    list.prepend(entry);
+    while (list.children.length > page.recent_alerts) list.lastElementChild.remove();
+    document.getElementById("no-alerts").hidden = true;
+  }
+
+  function request(row) {
+    const activity = page.activity;
+    let index = Math.floor((row.started_at - activity.since) / activity.bucket);
+    while (index >= activity.requests.length) {
+      activity.requests.shift();
+      activity.tokens.shift();
+      activity.requests.push(0);
+      activity.tokens.push(0);
+      activity.since += activity.bucket;
+      index -= 1;
+    }
+    if (index < 0) return;
+    activity.requests[index] += 1;
+    activity.tokens[index] += row.total_tokens || 0;
+    const sum = (values) => values.reduce((a, b) => a + b, 0);
+    document.getElementById("kpi-requests").textContent = String(sum(activity.requests));
+    document.getElementById("kpi-tokens").textContent = String(sum(activity.tokens));
+    document.getElementById("spark-requests").setAttribute("points", sparklinePoints(activity.requests));
+    document.getElementById("spark-tokens").setAttribute("points", sparklinePoints(activity.tokens));
+  }
+
+  // -- start ----------------------------------------------------------------------------------
+
+  const current = ctx.now();
+  for (const card of cardList().querySelectorAll(".card")) baseline.set(card.dataset.accountId, cardFacts(card, current));
+  if (!setupControls()) return null;
+  sortCards();
+  setupAddForm();
+  setupCardActions(ctx, {
+    changed: afterChange,
+    deleted(card, name) {
+      card.remove();
+      notice(t("delete.done", { name }));
+      if (!cardList().querySelector(".card")) document.getElementById("no-accounts")?.removeAttribute("hidden");
+      afterChange();
+    },
+  });
+  setupTestAlert();
+  afterChange();
+  return { usage, request, account, alert: addAlert, tick: updateSummary };
+}

@@ -1,0 +1,44 @@
+// What a usage payload's windows are. The server classifies them (core/windows.py) and sends a
+// history item whose `windows` maps each label to its values, or null when it was not reported;
+// the display rules (order, which are always shown, the main limit, a bar's level at a used
+// percent) come from the page data (`rules`, built from dashboard/views.py), so none is written
+// here a second time.
+
+/** The windows of a history item in display order, as a card shows them (views.windows_of):
+ * [{label, used, resetsAt, shown}]. The fixed labels come first, each always listed; any
+ * other label only when it has a used percent or a reset time. */
+export function windowsOf(row, rules) {
+  const reported = row.windows;
+  const result = [];
+  for (const label of rules.windows) {
+    const found = reported[label] ?? null;
+    const used = found === null ? null : found.used_percent;
+    const resetsAt = found === null ? null : found.resets_at;
+    const shown = rules.always_shown.includes(label) || used !== null || resetsAt !== null;
+    result.push({ label, used, resetsAt, shown });
+  }
+  for (const [label, found] of Object.entries(reported)) {
+    if (rules.windows.includes(label) || found === null) continue;
+    if (found.used_percent !== null || found.resets_at !== null) {
+      result.push({ label, used: found.used_percent, resetsAt: found.resets_at, shown: true });
+    }
+  }
+  return result;
+}
+
+/** A bar's level for a used percent (views.Thresholds.level), by the page's `rules.levels`:
+ * the first of its `steps` ([from percent, level], highest first) that the percent reaches,
+ * else `below`; `unknown` when there is no finite percent. */
+export function level(used, levels) {
+  if (used === null || !Number.isFinite(used)) return levels.unknown;
+  const step = levels.steps.find(([from]) => used >= from);
+  return step === undefined ? levels.below : step[1];
+}
+
+/** When a hit limit comes back: null when no limit is hit (or it is back by `now`), else
+ * {resetsAt} with resetsAt null when the upstream did not say. */
+export function activeHit(row, now) {
+  const hit = row.limit_hit;
+  if (!hit || (hit.resets_at !== null && hit.resets_at <= now)) return null;
+  return { resetsAt: hit.resets_at };
+}
