@@ -1,18 +1,21 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each creates .venv and installs
 # what it needs; a stamp file skips the install until pyproject.toml changes. `make test` also
 # installs the pinned real Codex CLI (tests/client, needs Node.js 20+ and npm) for tests/e2e, and
-# Debian's chromium (with a CJK font for the Chinese pages) for tests/browser when it is missing:
-# the browser tests drive it with Playwright, which never downloads a browser of its own.
+# Debian's chromium (with a CJK font for the Chinese pages) for tests/browser and openssl when
+# they are missing: the browser tests drive Chromium with Playwright, which never downloads a
+# browser of its own.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 CLIENT := tests/client
-BROWSER_PACKAGES := chromium fonts-wqy-zenhei
+# Debian packages the tests need: the browser and a CJK font (tests/browser), openssl (the
+# self-signed certificate of the SMTP STARTTLS test, tests/helpers/smtp.py).
+TEST_PACKAGES := chromium fonts-wqy-zenhei openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast lint bench clean browser
+.PHONY: run test test-fast lint bench clean browser screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +34,11 @@ $(CLIENT)/node_modules/.stamp: $(CLIENT)/package.json $(CLIENT)/package-lock.jso
 	touch $@
 
 browser:
-	@if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; then :; else \
-		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium not found and no apt-get; install Chromium so that 'chromium' is on PATH" >&2; exit 1; }; \
-		echo "installing Debian's $(BROWSER_PACKAGES) for the browser tests"; \
+	@if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q . && command -v openssl >/dev/null 2>&1; then :; else \
+		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium or openssl not found and no apt-get; install Chromium and openssl so that both are on PATH" >&2; exit 1; }; \
+		echo "installing Debian's $(TEST_PACKAGES) for the tests"; \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
 	fi
 
 run: $(VENV)/.stamp-run
@@ -53,6 +56,12 @@ lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The dashboard screenshots in docs/dashboard.md, taken by a browser test (first screen only).
+screenshots: $(VENV)/.stamp-test browser
+	$(PY) -m pytest -q tests/browser/test_docs_screenshots.py
+	mkdir -p docs/images
+	cp test-artifacts/docs-*.png docs/images/
 
 bench: $(VENV)/.stamp-test
 	$(PY) -m bench

@@ -32,6 +32,7 @@ from codexgate.services import feed as events
 from codexgate.services.accounts import accounts_ctx
 from codexgate.services.forecasts import ForecastCache
 from codexgate.services.recorder import Recorder
+from codexgate.services.refresh import refresh_ctx
 from codexgate.services.retention import retention_ctx
 from codexgate.storage import open_storage
 
@@ -118,6 +119,8 @@ def create_app(config: Config) -> web.Application:
         [_store_ctx, security.auth_ctx, _upstream_ctx, _upstream_ws_ctx, _recorder_ctx]
     )
     app.cleanup_ctx.append(retention_ctx)  # deletes in the store: stops before it closes
+    # Feeds the recorder through the upstream session: after both, and before the accounts service.
+    app.cleanup_ctx.append(refresh_ctx)
     app.cleanup_ctx.append(_forecasts_ctx)
     app.cleanup_ctx.append(alerts.alerts_ctx)  # follows the recorder's commits: after it
     # The feed publishes the alerts too: after the engine.

@@ -10,14 +10,18 @@ import itertools
 import logging
 import os
 import re
+import ssl
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from yarl import URL
+
+from codexgate.core.refresh import DEFAULT_REFRESH_AFTER_MINUTES, MIN_REFRESH_AFTER_MINUTES
 
 WebSocketMode = Literal["relay", "refuse"]
 
@@ -38,8 +42,28 @@ Source = Literal["flag", "env", "file", "default"]
 _CROSS_CHECKED: Final = MappingProxyType(
     {"critical_percent": ("warn_percent", "critical_percent"), "no_auth": ("no_auth", "host")}
 )
-_WEBHOOK_FORMATS: Final = ("json", "slack", "discord")
-_WEBHOOK_KEYS: Final = ("url", "format", "name")
+WebhookFormat = Literal[
+    "json", "slack", "discord", "telegram", "feishu", "dingtalk", "wecom", "ntfy", "email"
+]
+WEBHOOK_FORMATS: Final[tuple[str, ...]] = get_args(WebhookFormat)
+# The keys every webhook may have, then those that only some formats take.
+_WEBHOOK_COMMON: Final = ("url", "format", "name", "ca_file")
+_WEBHOOK_ONLY: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "chat_id": ("telegram",),
+        "secret": ("feishu", "dingtalk"),
+        "token": ("ntfy",),
+        **{key: ("email",) for key in ("to", "from", "smtp", "username", "password", "starttls")},
+    }
+)
+_WEBHOOK_KEYS: Final = (*_WEBHOOK_COMMON, *_WEBHOOK_ONLY)
+# Telegram: a numeric chat id (groups are negative) or a public @channelusername.
+_TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31}")
+_NTFY_TOPIC = re.compile(r"[-_A-Za-z0-9]{1,64}")
+TELEGRAM_CHAT_HELP: Final = (
+    "is required: the chat's number (-1001234567890) or a channel's @username"
+)
+SMTP_PORT: Final = 587  # the submission port, where STARTTLS is the rule
 _ALERT_KEYS: Final = (
     "thresholds",
     "limit_hit",
@@ -51,13 +75,32 @@ _ALERT_KEYS: Final = (
 
 
 @dataclass(frozen=True, slots=True)
+class EmailConfig:
+    """Where and how an `email` webhook sends: one SMTP server, STARTTLS unless turned off."""
+
+    host: str
+    port: int
+    sender: str  # the file's `from`
+    to: tuple[str, ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr or a log line
+    starttls: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookConfig:
     """One alert destination from the config file's `[[alerts.webhooks]]`."""
 
-    # Slack and Discord webhook URLs carry their secret in the path: never printed whole.
+    # Webhook URLs carry their secret in the path or query: never printed whole. An email
+    # webhook's is smtp://host:port, for the logs and the API to name it.
     url: URL = field(repr=False)
-    format: Literal["json", "slack", "discord"] = "json"
+    format: WebhookFormat = "json"
     name: str | None = None
+    chat_id: str | None = None  # telegram
+    secret: str | None = field(default=None, repr=False)  # feishu and dingtalk signing
+    token: str | None = field(default=None, repr=False)  # ntfy access token
+    ca_file: Path | None = None  # extra trusted certificates (PEM), for a private CA
+    email: EmailConfig | None = None
 
     @property
     def display(self) -> str:
@@ -138,6 +181,10 @@ class Config:
     max_connections_per_address: int = 1024  # from one client address; 0 turns the cap off
     max_feed_subscribers: int = 256  # live-feed streams open at once; more answer 503
     max_accounts: int = 1000  # accounts that traffic may create; beyond, new seats are counted
+    # Ask the upstream for the usage of accounts idle longer than refresh_after minutes, with
+    # the token last seen accepted in traffic (kept in memory only); off unless asked for.
+    refresh_idle: bool = False
+    refresh_after: float = DEFAULT_REFRESH_AFTER_MINUTES
     alerts: AlertConfig = field(default_factory=AlertConfig)
     config_file: Path | None = None  # the TOML file that was read, if any
 
@@ -293,6 +340,18 @@ SETTINGS: tuple[_Setting, ...] = (
         "(default 1000)",
         "N",
     ),
+    _Setting(
+        "refresh_idle",
+        "on asks the upstream for the usage of idle accounts with the token last seen in "
+        "their traffic, kept in memory only (default off)",
+        "on|off",
+    ),
+    _Setting(
+        "refresh_after",
+        "minutes without new usage data after which --refresh-idle asks, jittered by 20%, "
+        f"at least {MIN_REFRESH_AFTER_MINUTES:g} (default {DEFAULT_REFRESH_AFTER_MINUTES:g})",
+        "MINUTES",
+    ),
 )
 
 
@@ -306,23 +365,42 @@ def _kind(name: str) -> str:
 _KINDS: Final = MappingProxyType({setting.name: _kind(setting.name) for setting in SETTINGS})
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare --config and one flag per setting; unset flags stay None for the other sources."""
+def flag_of(name: str) -> str:
+    """The command-line flag of a setting: db is --db, admin_token is --admin-token."""
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    names: Collection[str] | None = None,
+    *,
+    dest_prefix: str = "",
+    suppress: bool = False,
+) -> None:
+    """Declare --config and one flag per setting (or per setting in names).
+
+    Unset flags stay None for the other sources, or absent with suppress (so that a subcommand's
+    parser does not overwrite what was given before it); each lands in dest_prefix + its name.
+    """
+    default = argparse.SUPPRESS if suppress else None
     parser.add_argument(
         "--config",
-        dest="config",
-        default=None,
+        dest=dest_prefix + "config",
+        default=default,
         metavar="PATH",
         help=f"TOML settings file (default ./{DEFAULT_CONFIG_FILE} if it exists) "
         f"[env {ENV_PREFIX}CONFIG]",
     )
     for setting in SETTINGS:
+        if names is not None and setting.name not in names:
+            continue
         parser.add_argument(
-            "--" + setting.name.replace("_", "-"),
-            dest=setting.name,
-            default=None,
+            flag_of(setting.name),
+            dest=dest_prefix + setting.name,
+            default=default,
             metavar=setting.metavar,
-            help=f"{setting.help} [env {ENV_PREFIX}{setting.name.upper()}]",
+            # argparse formats help with %: a literal one ("20%") must be doubled.
+            help=f"{setting.help} [env {ENV_PREFIX}{setting.name.upper()}]".replace("%", "%%"),
         )
 
 
@@ -440,7 +518,9 @@ def _convert(name: str, raw: str) -> object:
             return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
         case "history_retention_days" | "request_retention_days":
             return _number(name, raw, minimum=0)
-        case "capture" | "no_auth" | "downsample_history":
+        case "refresh_after":
+            return _number(name, raw, minimum=MIN_REFRESH_AFTER_MINUTES)
+        case "capture" | "no_auth" | "downsample_history" | "refresh_idle":
             return _switch(name, raw)
         case "websocket":
             mode = raw.strip().lower()
@@ -578,14 +658,116 @@ def _percents(key: str, value: object, where: str) -> tuple[float, ...]:
     return tuple(sorted(percents))
 
 
-def _webhook(key: str, value: object, where: str) -> WebhookConfig:
-    """One [[alerts.webhooks]] table; the URL is checked but never repeated in a message."""
-    if not isinstance(value, dict):
-        raise ConfigError(key, f"must be a table, got {_toml_type(value)}", where=where)
-    for item in value:
-        if item not in _WEBHOOK_KEYS:
-            raise _unknown(f"{key}.{item}", _WEBHOOK_KEYS, where, "a webhook setting")
-    raw_url = value.get("url")
+def _webhook_text(key: str, value: object, where: str, *, limit: int = 1000) -> str:
+    """A webhook's string setting: not empty, at most `limit` characters, no control character."""
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, got {_toml_type(value)}", where=where)
+    text = value.strip()
+    if not 1 <= len(text) <= limit or any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise ConfigError(
+            key, f"must be 1 to {limit} characters without control characters", where=where
+        )
+    return text
+
+
+def _address(key: str, value: object, where: str) -> str:
+    """One email address (`ops@example.com` or `Ops <ops@example.com>`); never a header break."""
+    text = _webhook_text(key, value, where, limit=320)
+    _, address = parseaddr(text)
+    local, _, domain = address.rpartition("@")
+    if not local or ("." not in domain and domain != "localhost"):
+        raise ConfigError(key, "must be an email address such as ops@example.com", where=where)
+    return text
+
+
+def _ca_file(key: str, value: object, where: str) -> Path:
+    """A PEM file of certificates to trust besides the system's; read once here to check it."""
+    path = Path(_webhook_text(key, value, where, limit=4096))
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        # SSLError is an OSError too, whose strerror is OpenSSL's jargon.
+        reason = "not PEM" if isinstance(exc, ssl.SSLError) else exc.strerror or "unreadable"
+        message = f"cannot use {str(path)!r} as certificates: {reason}"
+        raise ConfigError(key, message, where=where) from None
+    return path
+
+
+def _email(key: str, value: dict[str, Any], where: str) -> EmailConfig:
+    """The SMTP part of an `email` webhook."""
+    raw_to = value.get("to")
+    targets = raw_to if isinstance(raw_to, list) else [raw_to]
+    if raw_to is None or not 1 <= len(targets) <= 50:
+        raise ConfigError(
+            f"{key}.to", "must be an address or an array of 1 to 50 addresses", where=where
+        )
+    to = tuple(_address(f"{key}.to", item, where) for item in targets)
+    if "from" not in value:
+        raise ConfigError(f"{key}.from", "is required: the sender address", where=where)
+    sender = _address(f"{key}.from", value["from"], where)
+    if "smtp" not in value:
+        raise ConfigError(
+            f"{key}.smtp", "is required: the server as host or host:port", where=where
+        )
+    server = _webhook_text(f"{key}.smtp", value["smtp"], where, limit=300)
+    try:
+        parsed = URL(f"smtp://{server}")
+        port = parsed.explicit_port or SMTP_PORT
+    except ValueError:
+        parsed, port = URL(), 0
+    if not parsed.host or parsed.path not in ("", "/") or parsed.user or parsed.query_string:
+        raise ConfigError(
+            f"{key}.smtp", "must be host or host:port, such as smtp.example.com:587", where=where
+        )
+    starttls = value.get("starttls", True)
+    if not isinstance(starttls, bool):
+        got = _toml_type(starttls)
+        raise ConfigError(f"{key}.starttls", f"must be true or false, got {got}", where=where)
+    username = value.get("username")
+    password = value.get("password")
+    if (username is None) != (password is None):
+        raise ConfigError(
+            f"{key}.{'password' if password is None else 'username'}",
+            "username and password go together",
+            where=where,
+        )
+    if username is not None:
+        username = _webhook_text(f"{key}.username", username, where, limit=320)
+        if not isinstance(password, str) or not password:
+            raise ConfigError(f"{key}.password", "must be a string", where=where)
+        if not starttls:
+            raise ConfigError(
+                f"{key}.starttls",
+                "must be true when a password is set: it would go in clear",
+                where=where,
+            )
+    return EmailConfig(parsed.host, port, sender, to, username, password, starttls)
+
+
+def webhook_url_problem(url: URL, kind: str) -> str | None:
+    """What is wrong with `url` as a `kind` webhook's URL (never quoting it), or None."""
+    if url.scheme not in ("http", "https") or not url.host:
+        return "must be an http:// or https:// URL"
+    if kind == "telegram" and url.name.lower() != "sendmessage":
+        return (
+            "must be the Bot API's sendMessage URL: https://api.telegram.org/bot<token>/sendMessage"
+        )
+    if kind == "ntfy" and not _NTFY_TOPIC.fullmatch(url.name):
+        return "must be the topic's URL, such as https://ntfy.sh/mytopic"
+    return None
+
+
+def telegram_chat(value: object) -> str | None:
+    """A Telegram chat id as sent (`-1001234567890`, `@channel`), or None when it is not one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _TELEGRAM_CHAT.fullmatch(value.strip()):
+        return None
+    return value.strip()
+
+
+def _webhook_url(key: str, raw_url: object, kind: str, where: str) -> URL:
+    """An http(s) URL, shaped as the format needs; its text is never repeated in a message."""
     if not isinstance(raw_url, str):
         got = "nothing" if raw_url is None else _toml_type(raw_url)
         raise ConfigError(f"{key}.url", f"must be a string, got {got}", where=where)
@@ -593,20 +775,67 @@ def _webhook(key: str, value: object, where: str) -> WebhookConfig:
         url = URL(raw_url.strip())
     except ValueError:
         url = URL()
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"{key}.url", "must be an http:// or https:// URL", where=where)
+    problem = webhook_url_problem(url, kind)
+    if problem is not None:
+        raise ConfigError(f"{key}.url", problem, where=where)
+    return url
+
+
+def _webhook(key: str, value: object, where: str) -> WebhookConfig:
+    """One [[alerts.webhooks]] table; URLs and secrets are checked but never repeated."""
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table, got {_toml_type(value)}", where=where)
+    for item in value:
+        if item not in _WEBHOOK_KEYS:
+            raise _unknown(f"{key}.{item}", _WEBHOOK_KEYS, where, "a webhook setting")
     kind = value.get("format", "json")
-    if kind not in _WEBHOOK_FORMATS:
+    if kind not in WEBHOOK_FORMATS:
         shown = repr(kind) if isinstance(kind, str) else _toml_type(kind)
         raise ConfigError(
             f"{key}.format",
-            f"must be one of {', '.join(_WEBHOOK_FORMATS)}, got {shown}",
+            f"must be one of {', '.join(WEBHOOK_FORMATS)}, got {shown}",
             where=where,
         )
+    for item, formats in _WEBHOOK_ONLY.items():
+        if item in value and kind not in formats:
+            raise ConfigError(
+                f"{key}.{item}", f"applies only to format {' or '.join(formats)}", where=where
+            )
     name = value.get("name")
     if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 100):
         raise ConfigError(f"{key}.name", "must be a string of 1 to 100 characters", where=where)
-    return WebhookConfig(url=url, format=kind, name=name)
+    ca_file = None
+    if "ca_file" in value:
+        ca_file = _ca_file(f"{key}.ca_file", value["ca_file"], where)
+    if kind == "email":
+        if "url" in value:
+            raise ConfigError(
+                f"{key}.url", "an email webhook has smtp, from and to instead", where=where
+            )
+        email = _email(key, value, where)
+        url = URL.build(scheme="smtp", host=email.host, port=email.port)
+        return WebhookConfig(url=url, format=kind, name=name, ca_file=ca_file, email=email)
+    url = _webhook_url(key, value.get("url"), kind, where)
+    chat_id = None
+    if kind == "telegram":
+        chat_id = telegram_chat(value.get("chat_id"))
+        if chat_id is None:
+            raise ConfigError(f"{key}.chat_id", TELEGRAM_CHAT_HELP, where=where)
+    secret = None
+    if "secret" in value:
+        secret = _webhook_text(f"{key}.secret", value["secret"], where, limit=200)
+    token = None
+    if "token" in value:
+        token = _webhook_text(f"{key}.token", value["token"], where, limit=200)
+    return WebhookConfig(
+        url=url,
+        format=kind,
+        name=name,
+        chat_id=chat_id,
+        secret=secret,
+        token=token,
+        ca_file=ca_file,
+    )
 
 
 def _alerts(value: object, where: str) -> AlertConfig:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from codexgate.services.metrics import Metrics
     from codexgate.services.notify import Notifier
     from codexgate.services.recorder import Recorder
+    from codexgate.services.refresh import IdleRefresh, RefreshOptions
     from codexgate.services.retention import Retention, RetentionOptions
     from codexgate.storage.interface import Storage
 
@@ -54,6 +55,12 @@ METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")
 NOTIFIER: Final[web.AppKey[Notifier]] = web.AppKey("notifier")
 # Client connections: caps, head deadline, counters (enforced by listener.Listener in serve()).
 CONNECTIONS: Final[web.AppKey[Connections]] = web.AppKey("connections")
+
+# The idle refresh (--refresh-idle), set by its cleanup context only when it is on; it keeps the
+# accepted tokens in memory. REFRESH_OPTIONS, when set before the app starts, overrides its
+# defaults (interval, tick, clock: tests make them small).
+REFRESH: Final[web.AppKey[IdleRefresh]] = web.AppKey("refresh")
+REFRESH_OPTIONS: Final[web.AppKey[RefreshOptions]] = web.AppKey("refresh_options")
 
 # Set by the proxy on the responses it relays; the capture signal reads only those.
 PROXIED: Final[web.ResponseKey[Exchange]] = web.ResponseKey("proxied")

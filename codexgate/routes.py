@@ -10,7 +10,18 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from codexgate import security
-from codexgate.api import accounts, admin, alerts, compat, feed, history, openapi, requests
+from codexgate.api import (
+    accounts,
+    admin,
+    alerts,
+    compat,
+    feed,
+    history,
+    openapi,
+    refresh,
+    requests,
+    use_next,
+)
 from codexgate.api.common import add_resource
 from codexgate.dashboard import handlers as dashboard
 from codexgate.dashboard import pages
@@ -50,6 +61,7 @@ def add_routes(app: web.Application, prefix: str) -> None:
     # The dashboard's pages and the Prometheus scrape.
     router.add_get(f"{base}/", dashboard.overview)
     router.add_get(f"{base}/codex/dashboard", dashboard.overview)
+    router.add_get(f"{base}/accounts/manage", dashboard.manage_page)
     router.add_get(f"{base}/accounts/{{id}}", dashboard.account_page)
     router.add_get(f"{base}/metrics", metrics.scrape)
 
@@ -80,6 +92,8 @@ def add_routes(app: web.Application, prefix: str) -> None:
         },
     )
     add_resource(app, f"{api}/accounts/{{id}}/history", {GET: history.account_history})
+    add_resource(app, f"{api}/accounts/{{id}}/refresh", {POST: refresh.refresh_account})
+    add_resource(app, f"{api}/use-next", {GET: use_next.get_use_next})
     add_resource(app, f"{api}/accounts/{{id}}/requests", {GET: requests.account_requests})
     add_resource(app, f"{api}/requests", {GET: requests.list_requests})
     add_resource(app, f"{api}/openapi.json", {GET: openapi.handler(prefix)})

@@ -21,6 +21,7 @@ from codexgate.api.common import (
     read_object,
 )
 from codexgate.api.errors import invalid, not_found
+from codexgate.api.refresh import refresh_status
 from codexgate.api.schemas import Account, AccountList, account_json
 from codexgate.core.rows import AccountRow, LatestUsageRow
 from codexgate.keys import ACCOUNTS, FORECASTS, STORE
@@ -33,7 +34,9 @@ async def render_account(request: web.Request, account: AccountRow) -> Account:
     """An account with its latest usage and forecasts, read now."""
     latest = await request.app[STORE].latest_usage(account.id)
     forecasts = await request.app[FORECASTS].of_rows(latest, time.time())
-    return account_json(account, latest, forecasts)
+    return account_json(
+        account, latest, forecasts, refresh=refresh_status(request.app, account, latest)
+    )
 
 
 async def list_accounts(request: web.Request) -> web.Response:
@@ -64,7 +67,15 @@ async def list_accounts(request: web.Request) -> web.Response:
     for row in latest:
         by_account.setdefault(row.usage.account_id, []).append(row)
     answer: AccountList = {
-        "accounts": [account_json(a, by_account.get(a.id, ()), forecasts) for a in accounts],
+        "accounts": [
+            account_json(
+                a,
+                by_account.get(a.id, ()),
+                forecasts,
+                refresh=refresh_status(request.app, a, by_account.get(a.id, ())),
+            )
+            for a in accounts
+        ],
         "next_cursor": next_cursor,
     }
     return json_response(answer)
@@ -79,7 +90,7 @@ async def get_account(request: web.Request) -> web.Response:
 async def create_account(request: web.Request) -> web.Response:
     """POST accounts {name?, token}: register a seat by its token; the token is not kept."""
     body = await read_object(request)
-    check_fields(body, ("name", "display_name", "token"))
+    check_fields(body, ("name", "display_name", "token", "account_id"))
     _, name = parse_name(body, "name", "display_name")
     identity = parse_token(body)
     account, created = await request.app[ACCOUNTS].create(identity, name)

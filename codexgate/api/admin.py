@@ -11,7 +11,16 @@ from aiohttp import web
 from codexgate import __version__
 from codexgate.api.errors import error_response
 from codexgate.core.text import iso
-from codexgate.keys import ALERTS, CONFIG, CONNECTIONS, EVENT_BUS, NOTIFIER, RECORDER, RETENTION
+from codexgate.keys import (
+    ALERTS,
+    CONFIG,
+    CONNECTIONS,
+    EVENT_BUS,
+    NOTIFIER,
+    RECORDER,
+    REFRESH,
+    RETENTION,
+)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -42,6 +51,7 @@ async def healthz(request: web.Request) -> web.Response:
         "retention": _retention(request.app),
         "connections": _connections(request.app),
         "feed": _feed(request.app),
+        "refresh": _refresh(request.app),
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
@@ -96,6 +106,23 @@ def _feed(app: web.Application) -> dict[str, object]:
         "refused": bus.refused,
         "published": bus.published,
         "dropped": bus.dropped,
+    }
+
+
+def _refresh(app: web.Application) -> dict[str, object]:
+    """The idle refresh's counters (--refresh-idle); never a token."""
+    refresh = app.get(REFRESH)
+    if refresh is None:
+        return {"enabled": False}
+    stats = refresh.stats()
+    return {
+        "enabled": True,
+        "after_minutes": stats.interval_seconds / 60.0,
+        "tracked_tokens": stats.tracked,
+        "in_flight": stats.in_flight,
+        "ok": stats.ok,
+        "failed": stats.failed,
+        "stopped_accounts": stats.stopped,
     }
 
 

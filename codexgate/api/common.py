@@ -15,7 +15,14 @@ from aiohttp import hdrs, web
 from multidict import MultiMapping
 
 from codexgate.api.errors import invalid, not_found
-from codexgate.core.accounts import MAX_NAME, MAX_TOKEN, UNSAFE_NAME, name_fits, name_is_safe
+from codexgate.core.accounts import (
+    MAX_ACCOUNT_ID,
+    MAX_NAME,
+    MAX_TOKEN,
+    UNSAFE_NAME,
+    name_fits,
+    name_is_safe,
+)
 from codexgate.core.models import Identity
 from codexgate.core.rows import AccountRow
 from codexgate.keys import STORE
@@ -182,13 +189,20 @@ def parse_name(body: Mapping[str, Any], *names: str) -> tuple[bool, str | None]:
 
 
 def parse_token(body: Mapping[str, Any]) -> Identity:
-    """The identity of the body's token, by the same rules as a request's bearer token."""
+    """The identity of the body's token (and account_id: a ChatGPT-Account-ID), as for traffic."""
     token = body.get("token")
     if token is None:
         raise invalid("token", "token is required: the account's ChatGPT access token")
     if not isinstance(token, str) or len(token) > MAX_TOKEN:
         raise invalid("token", f"token must be a string of at most {MAX_TOKEN} characters")
-    identity = seat_identity(token)
+    account_id = body.get("account_id")
+    if account_id is not None and (
+        not isinstance(account_id, str) or not 1 <= len(account_id) <= MAX_ACCOUNT_ID
+    ):
+        raise invalid(
+            "account_id", f"account_id must be a string of 1 to {MAX_ACCOUNT_ID} characters"
+        )
+    identity = seat_identity(token, account_id)
     if identity is None:
         raise invalid("token", "token must not be empty")
     return identity

@@ -26,7 +26,7 @@ from codexgate.api.common import MAX_PAGE, Handler
 from codexgate.api.history import DEFAULT_HISTORY_PAGE
 from codexgate.api.requests import DEFAULT_REQUESTS_PAGE
 from codexgate.api.schemas import Doc
-from codexgate.core.accounts import MAX_NAME, MAX_TOKEN
+from codexgate.core.accounts import MAX_ACCOUNT_ID, MAX_NAME, MAX_TOKEN
 from codexgate.security import SESSION_COOKIE
 
 Schema = dict[str, Any]
@@ -167,6 +167,8 @@ def generated_components() -> dict[str, Schema]:
 SHAPES: Final[tuple[type, ...]] = (
     schemas.AccountList,
     schemas.Account,
+    schemas.RefreshResult,
+    schemas.UseNext,
     schemas.HistoryPage,
     schemas.RequestPage,
     schemas.AlertPage,
@@ -190,7 +192,8 @@ def _schemas() -> dict[str, Schema]:
                 "type": "string",
                 "description": "invalid_request, unauthorized, csrf_rejected, not_found, "
                 "method_not_allowed, request_too_large, unsupported_media_type, "
-                "misdirected_request, too_many_failures, too_many_subscribers, internal_error",
+                "misdirected_request, too_many_failures, too_many_subscribers, refresh_off, "
+                "no_token, too_soon, internal_error",
             },
             "message": _STR,
             "field": {"type": "string", "description": "the input a 400 is about"},
@@ -219,6 +222,13 @@ def _schemas() -> dict[str, Schema]:
                     "minLength": 1,
                     "maxLength": MAX_TOKEN,
                     "description": "the seat's bearer token; identifies it, is never stored",
+                },
+                "account_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_ACCOUNT_ID,
+                    "description": "the ChatGPT-Account-ID clients send with this token "
+                    "(tokens.account_id in the Codex CLI's auth.json); optional",
                 },
             },
             "additionalProperties": False,
@@ -249,8 +259,24 @@ def _schemas() -> dict[str, Schema]:
             "required": ["url"],
             "properties": {
                 "url": {"type": "string", "minLength": 1, "maxLength": 2048},
-                "format": {"type": "string", "enum": ["json", "slack", "discord"]},
+                "format": {
+                    "type": "string",
+                    "enum": [
+                        "json",
+                        "slack",
+                        "discord",
+                        "telegram",
+                        "feishu",
+                        "dingtalk",
+                        "wecom",
+                        "ntfy",
+                    ],
+                },
                 "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
+                "chat_id": {
+                    "type": ["string", "integer"],
+                    "description": "telegram only: the chat's number or a channel's @username",
+                },
             },
             "additionalProperties": False,
         },
@@ -301,6 +327,15 @@ _ERRORS: Final = {
         "429",
         "too many refused credentials from this address lately; Retry-After says how long",
     ),
+    "RefreshConflict": (
+        "409",
+        "refresh_off: --refresh-idle is off; no_token: no unexpired token of the account is at "
+        "hand",
+    ),
+    "RefreshTooSoon": (
+        "429",
+        "the account was refreshed by hand moments ago; Retry-After says when to try again",
+    ),
     "InternalError": ("500", "an unexpected error; the server log has the details"),
     "TooManySubscribers": (
         "503",
@@ -321,7 +356,7 @@ def _responses() -> dict[str, Schema]:
         "Allow": {"schema": _STR, "description": "the methods the path answers"}
     }
     retry_after = {"schema": _STR, "description": "seconds to wait before trying again"}
-    for name in ("TooManyFailures", "TooManySubscribers"):
+    for name in ("TooManyFailures", "TooManySubscribers", "RefreshTooSoon"):
         responses[name]["headers"] = {"Retry-After": retry_after}
     for name, (_, text) in _COMPAT_ERRORS.items():
         responses[name] = _error_response(text, "CompatError")
@@ -480,6 +515,16 @@ def document(prefix: str) -> dict[str, Any]:
                 operation_id="deleteAccount",
             ),
         },
+        f"{api}/accounts/{{id}}/refresh": {
+            "parameters": [account_id],
+            "post": _op(
+                "Refresh now: ask the upstream for the account's usage with the token kept from "
+                "its traffic (--refresh-idle); the usage is recorded like any report",
+                {"200": _ok("RefreshResult")},
+                ("Forbidden", "NotFound", "RefreshConflict", "RefreshTooSoon"),
+                operation_id="refreshAccount",
+            ),
+        },
         f"{api}/accounts/{{id}}/history": {
             "parameters": [account_id],
             "get": _op(
@@ -498,6 +543,15 @@ def document(prefix: str) -> dict[str, Any]:
                     *_page_parameters(DEFAULT_HISTORY_PAGE),
                 ],
                 operation_id="getAccountHistory",
+            ),
+        },
+        f"{api}/use-next": {
+            "get": _op(
+                "The account to use now: the most room left across its windows, never one at "
+                "its limit (nulls when none may be used)",
+                {"200": _ok("UseNext")},
+                (),
+                operation_id="getUseNext",
             ),
         },
         f"{api}/accounts/{{id}}/requests": {

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Final, Literal, TypedDict, cast
 
-from codexgate.config import AlertConfig
+from codexgate.config import AlertConfig, WebhookFormat
+from codexgate.core.accounts import account_title
+from codexgate.core.alerts import Severity, severity
 from codexgate.core.forecast import Forecast as ForecastResult
 from codexgate.core.models import FIVE_HOUR, MONTHLY, SEVEN_DAY, TOKEN_KEY_PREFIX
+from codexgate.core.refresh import REFRESH_OFF, RefreshState, RefreshStatus, StopReason
 from codexgate.core.rows import (
     AccountEventKind,
     AccountRow,
@@ -24,7 +27,8 @@ from codexgate.core.rows import (
     UsageRow,
 )
 from codexgate.core.text import STALE_AFTER_SECONDS, is_stale, iso
-from codexgate.core.windows import FIXED_WINDOWS
+from codexgate.core.use_next import AccountRoom
+from codexgate.core.windows import FIXED_WINDOWS, as_of
 from codexgate.services.notify import redact_url
 
 # How many hex digits of a token's SHA-256 are ever shown.
@@ -83,7 +87,20 @@ class Window(TypedDict):
     """A window's newest values, with the seconds left until it resets."""
 
     used_percent: Annotated[
-        float | None, Doc("null when the upstream did not report it (never 0 for unknown)")
+        float | None,
+        Doc(
+            "null when the upstream did not report it (never 0 for unknown); 0 once reset_inferred"
+        ),
+    ]
+    reported_used_percent: Annotated[
+        float | None, Doc("the last report's figure (equal to used_percent unless reset_inferred)")
+    ]
+    reset_inferred: Annotated[
+        bool,
+        Doc(
+            "resets_at has passed with no newer report: the window has reset (used_percent 0),"
+            " inferred rather than reported"
+        ),
     ]
     window_minutes: int | None
     resets_at: MaybeUnixSeconds
@@ -171,6 +188,8 @@ class Account(TypedDict):
 
     id: RowId
     account_key: AccountKey
+    # What to call it: the display name, else the email, else "Account 3" (core/accounts.py).
+    title: str
     display_name: str | None
     email: str | None
     plan_type: str | None
@@ -180,6 +199,48 @@ class Account(TypedDict):
     last_seen_at: UnixSeconds
     last_seen_at_iso: Iso
     limits: list[Limit]
+    refresh: AccountRefresh
+
+
+class AccountRefresh(TypedDict):
+    """Whether codexgate refreshes the account while it is idle (--refresh-idle); never a token."""
+
+    available: Annotated[
+        bool, Doc("an unexpired access token of the account is at hand: Refresh now can work")
+    ]
+    state: Annotated[
+        RefreshState,
+        Doc(
+            "off (--refresh-idle is off), idle (nothing scheduled: no usable token), scheduled "
+            "(asked at next_at unless traffic brings data first), stopped (see stopped_reason)"
+        ),
+    ]
+    stopped_reason: Annotated[
+        StopReason | None,
+        Doc(
+            "why the upstream stopped it: unauthorized (401), forbidden (403), rate_limited "
+            "(429), rejected (another 4xx); a new token from traffic starts it again"
+        ),
+    ]
+    last_at: Annotated[float | None, Doc("unix seconds of the last refresh that brought usage")]
+    next_at: Annotated[
+        float | None, Doc("unix seconds when the next refresh is due, while scheduled")
+    ]
+
+
+class RefreshResult(TypedDict):
+    """What POST accounts/{id}/refresh came to."""
+
+    result: Annotated[
+        Literal["ok", "stopped", "failed", "no_token"],
+        Doc(
+            "ok: usage recorded (it reaches the feed and the alerts like any report); stopped: "
+            "the upstream refused (refresh.stopped_reason); failed: no usable answer, tried "
+            "again later; no_token: the token went away meanwhile"
+        ),
+    ]
+    upstream_status: Annotated[int | None, Doc("the usage endpoint's HTTP status, if it answered")]
+    refresh: AccountRefresh
 
 
 class AccountList(TypedDict):
@@ -189,11 +250,23 @@ class AccountList(TypedDict):
     next_cursor: str | None
 
 
+class UseNext(TypedDict):
+    """The account to use next (the most room left, docs/dashboard.md); nulls when none may be."""
+
+    account_id: RowId | None
+    title: Annotated[str | None, Doc("display name, else email; null: unnamed or none chosen")]
+    room_percent: Annotated[
+        float | None,
+        Doc("its tightest window's room, 0 to 100, a window resetting soon counted as nearly free"),
+    ]
+
+
 class AccountRecord(TypedDict):
     """An account's own fields, without its usage (the feed's `account` events)."""
 
     id: RowId
     account_key: AccountKey
+    title: str  # as in Account
     chatgpt_account_id: str | None
     chatgpt_user_id: str | None
     display_name: str | None
@@ -321,7 +394,14 @@ class Alert(TypedDict):
     id: RowId
     at: UnixSeconds
     kind: AlertKind
-    account_id: int | None
+    severity: Annotated[
+        Severity,
+        Doc(
+            "how urgent its kind is: critical (limit_hit), warning (threshold, forecast), "
+            "info (limit_reset, stale), test (test)"
+        ),
+    ]
+    account_id: Annotated[int | None, Doc("null once the account is deleted, and for a test")]
     account: Annotated[str | None, Doc("its name when it fired")]
     limit_id: str | None
     window: str | None
@@ -351,9 +431,6 @@ class AlertRules(TypedDict):
     forecast: bool
     stale_minutes: float
     source: Literal["config", "api"]
-
-
-WebhookFormat = Literal["json", "slack", "discord"]
 
 
 class Webhook(TypedDict):
@@ -462,6 +539,7 @@ def account_row_json(account: AccountRow) -> AccountRecord:
     return {
         "id": account.id,
         "account_key": shown_key(account.account_key),
+        "title": account_title(account.id, account.display_name, account.email),
         "chatgpt_account_id": account.chatgpt_account_id,
         "chatgpt_user_id": account.chatgpt_user_id,
         "display_name": account.display_name,
@@ -499,12 +577,17 @@ def window_json(
     window_minutes: int | None,
     resets_at: int | None,
     reset_in_seconds: float | None,
+    now: float,
 ) -> Window | None:
-    """A latest window, or None when the upstream reported none of its fields."""
+    """A latest window as it stands at `now` (reset once resets_at has passed), or None when the
+    upstream reported none of its fields."""
     if used_percent is None and window_minutes is None and resets_at is None:
         return None
+    current = as_of(used_percent, resets_at, now)
     return {
-        "used_percent": used_percent,
+        "used_percent": current.used_percent,
+        "reported_used_percent": current.reported_used_percent,
+        "reset_inferred": current.reset_inferred,
         "window_minutes": window_minutes,
         "resets_at": resets_at,
         "resets_at_iso": iso(resets_at),
@@ -522,6 +605,7 @@ def latest_windows(latest: LatestUsageRow) -> dict[str, Window]:
                 window.window_minutes,
                 window.resets_at,
                 latest.reset_in_seconds(window.label),
+                latest.read_at,
             )
             if shown is not None:
                 windows[window.label] = shown
@@ -619,16 +703,44 @@ def limit_json(latest: LatestUsageRow, forecasts: Mapping[str, ForecastResult]) 
     }
 
 
+def use_next_json(chosen: AccountRoom | None) -> UseNext:
+    """The account to use next, or nulls when no account may be used now."""
+    if chosen is None:
+        return {"account_id": None, "title": None, "room_percent": None}
+    room = chosen.room
+    return {
+        "account_id": chosen.account_id,
+        "title": chosen.title,
+        "room_percent": None if room is None else round(room, 2),
+    }
+
+
 ForecastTable = Mapping[tuple[int, str], Mapping[str, ForecastResult]]
 
 
+def refresh_json(status: RefreshStatus) -> AccountRefresh:
+    """An account's idle-refresh state (core/refresh.py)."""
+    return {
+        "available": status.available,
+        "state": status.state,
+        "stopped_reason": status.stopped_reason,
+        "last_at": status.last_at,
+        "next_at": status.next_at,
+    }
+
+
 def account_json(
-    account: AccountRow, latest: Iterable[LatestUsageRow], forecasts: ForecastTable
+    account: AccountRow,
+    latest: Iterable[LatestUsageRow],
+    forecasts: ForecastTable,
+    *,
+    refresh: RefreshStatus = REFRESH_OFF,
 ) -> Account:
     """An account with the newest values of each of its limit families (never its token)."""
     return {
         "id": account.id,
         "account_key": shown_key(account.account_key),
+        "title": account_title(account.id, account.display_name, account.email),
         "display_name": account.display_name,
         "email": account.email,
         "plan_type": account.plan_type,
@@ -641,6 +753,7 @@ def account_json(
             limit_json(row, forecasts.get((row.usage.account_id, row.usage.limit_id), {}))
             for row in latest
         ],
+        "refresh": refresh_json(refresh),
     }
 
 
@@ -754,6 +867,7 @@ def alert_json(row: AlertRow) -> Alert:
         "id": row.id,
         "at": row.at,
         "kind": row.kind,
+        "severity": severity(row.kind),
         "account_id": row.account_id,
         "account": row.account,
         "limit_id": row.limit_id,

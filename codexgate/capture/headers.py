@@ -36,6 +36,7 @@ __all__ = [
     "header_text",
     "identity_from_token",
     "parse_rate_limit_headers",
+    "token_expiry",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +310,18 @@ def _sub_claims(claims: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """A nested claims object, or an empty one."""
     value = claims.get(name)
     return value if isinstance(value, dict) else {}
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT access token (unix seconds, unverified); None when it has none."""
+    claims = _jwt_payload(token)
+    if claims is None:
+        return None
+    exp = claims.get("exp")
+    # bool is an int: true is not a time. Only a finite positive number is one.
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 < exp < 1e11:
+        return None
+    return float(exp)
 
 
 def identity_from_token(

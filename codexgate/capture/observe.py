@@ -54,6 +54,18 @@ UPSTREAM_REQUEST_ID_HEADERS: Final = ("x-oai-request-id", "x-request-id")
 REFUSED_STATUSES: Final = frozenset({401, 403})
 
 
+class TokenKeeper(Protocol):
+    """Who keeps the credentials the upstream accepted (the idle refresh); O(1), never raises."""
+
+    def offer(self, identity: Identity, authorization: str, account_id_header: str | None) -> None:
+        """Take the credential of an exchange the upstream accepted."""
+        ...
+
+    def refused(self, identity: Identity) -> None:
+        """Hear that the upstream refused this credential."""
+        ...
+
+
 class _Watcher(Protocol):
     _sink: _Sink
 
@@ -88,17 +100,34 @@ class _Sink:
     the backend's paths (proxy_paths), where the upstream authenticates every call.
     """
 
-    def __init__(self, recorder: Recorder, identity: Identity | None) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        identity: Identity | None,
+        request: web.BaseRequest,
+        keeper: TokenKeeper | None,
+    ) -> None:
         self.recorder = recorder
         self.identity = identity
         self.proven = False
+        self._request = request
+        self._keeper = keeper
 
     def answered(self, status: int, *, accepted: bool) -> None:
         """Weigh the upstream's status: a refusal forgets the seat, an acceptance proves it."""
+        keeper = self._keeper
         if status in REFUSED_STATUSES:
+            if keeper is not None and self.identity is not None:
+                keeper.refused(self.identity)
             self.identity = None
         elif accepted:
             self.proven = True
+            if keeper is not None and self.identity is not None:
+                # The accepted credential, as sent: the idle refresh may ask with it later.
+                headers = self._request.headers
+                authorization = headers.get(hdrs.AUTHORIZATION)
+                if authorization is not None:
+                    keeper.offer(self.identity, authorization, headers.get(ACCOUNT_ID_HEADER))
 
     def snapshot(self, report: UsageReport | None, source: Source, status: int | None) -> None:
         if report is None:
@@ -135,9 +164,15 @@ def _upstream_request_id(headers: CIMultiDictProxy[str]) -> str | None:
 class HttpExchange:
     """One relayed HTTP request: its headers, stream events or JSON body, and its log row."""
 
-    def __init__(self, request: web.Request, recorder: Recorder, identities: IdentityCache) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        recorder: Recorder,
+        identities: IdentityCache,
+        keeper: TokenKeeper | None = None,
+    ) -> None:
         self._request = request
-        self._sink = _Sink(recorder, _identity(request, identities))
+        self._sink = _Sink(recorder, _identity(request, identities), request, keeper)
         self._started_at = time.time()
         self._started = time.monotonic()
         self._status: int | None = None
@@ -287,9 +322,15 @@ class _Turn:
 class WebSocketExchange:
     """One relayed WebSocket: the handshake's headers, then a log row per turn."""
 
-    def __init__(self, request: web.Request, recorder: Recorder, identities: IdentityCache) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        recorder: Recorder,
+        identities: IdentityCache,
+        keeper: TokenKeeper | None = None,
+    ) -> None:
         self._request = request
-        self._sink = _Sink(recorder, _identity(request, identities))
+        self._sink = _Sink(recorder, _identity(request, identities), request, keeper)
         self._upstream_request_id: str | None = None
         self._turn: _Turn | None = None
 

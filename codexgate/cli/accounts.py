@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 
 from codexgate.cli.backend import Backend, pick_account
+from codexgate.cli.codex_auth import CodexLogin
 from codexgate.cli.common import USAGE, CommandError
-from codexgate.cli.output import json_text, table
-from codexgate.core.accounts import MAX_NAME, UNSAFE_NAME, name_fits, name_is_safe
+from codexgate.cli.output import account_label, json_text, table
+from codexgate.core.accounts import MAX_NAME, UNSAFE_NAME, bearer_value, name_fits, name_is_safe
 from codexgate.core.sanitize import escape_unsafe
 
 HEADERS: Final = ("id", "name", "email", "plan", "first seen", "last seen", "token")
@@ -68,15 +69,15 @@ def check_name(name: str) -> str:
 
 
 async def add(
-    backend: Backend, token: str, name: str | None, admin_token: str | None, out: TextIO
+    backend: Backend, login: CodexLogin, name: str | None, admin_token: str | None, out: TextIO
 ) -> None:
     """Register a seat by its token; the token itself is never printed or stored."""
-    if admin_token is not None and token.strip() == admin_token:
+    if admin_token is not None and bearer_value(login.access_token) == admin_token:
         # --token means the seat's token here, not the admin token of the other commands.
         raise CommandError(
             "that is the admin token; give the seat's ChatGPT access token with --token", USAGE
         )
-    account, created = await backend.create_account(token, name)
+    account, created = await backend.create_account(login.access_token, name, login.account_id)
     verb = "added" if created else "updated existing"
     out.write(f"{verb} account {account['id']} ({_label(account)})\n")
 
@@ -108,4 +109,4 @@ async def remove(backend: Backend, query: str, *, yes: bool, stdin: TextIO, out:
 
 
 def _label(account: Mapping[str, Any]) -> str:
-    return escape_unsafe(str(account.get("display_name") or account.get("email") or "no name"))
+    return escape_unsafe(account_label(account))

@@ -9,7 +9,19 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, Protocol
 
 import orjson
-from aiohttp import ClientError, ClientSession, ClientTimeout
+from aiohttp import (
+    ClientConnectorCertificateError,
+    ClientConnectorDNSError,
+    ClientConnectorError,
+    ClientError,
+    ClientOSError,
+    ClientSession,
+    ClientSSLError,
+    ClientTimeout,
+    ConnectionTimeoutError,
+    ServerDisconnectedError,
+    ServerTimeoutError,
+)
 from yarl import URL
 
 from codexgate.api.common import MAX_PAGE, parse_token
@@ -19,6 +31,7 @@ from codexgate.cli.common import USAGE, CommandError
 from codexgate.config import Config
 from codexgate.core.models import Identity
 from codexgate.core.rows import AccountRow, LatestUsageRow
+from codexgate.proxy.relay import ERROR_HEADER
 from codexgate.services.accounts import Accounts
 from codexgate.services.forecasts import ForecastCache
 from codexgate.storage import open_storage
@@ -43,8 +56,13 @@ class Backend(Protocol):
         """An account's history rows, oldest first, every page."""
         ...
 
-    async def create_account(self, token: str, name: str | None) -> tuple[Account, bool]:
-        """Register the seat of token (or update it): (account, created)."""
+    async def create_account(
+        self, token: str, name: str | None, account_id: str | None
+    ) -> tuple[Account, bool]:
+        """Register the seat of token (or update it): (account, created).
+
+        account_id is what a client sends as ChatGPT-Account-ID with the token, if known.
+        """
         ...
 
     async def rename_account(self, account_id: int, name: str | None) -> Account:
@@ -56,10 +74,11 @@ class Backend(Protocol):
         ...
 
 
-def seat_identity(token: str) -> Identity:
+def seat_identity(token: str, account_id: str | None = None) -> Identity:
     """The identity of a seat's token, by the API's rules (a pasted "Bearer " is dropped)."""
+    body = {"token": token} if account_id is None else {"token": token, "account_id": account_id}
     try:
-        return parse_token({"token": token})
+        return parse_token(body)
     except ApiError as exc:
         raise CommandError(exc.message, USAGE) from None
 
@@ -102,9 +121,11 @@ class LocalBackend:
                 return items
             after = (rows[-1].captured_at, rows[-1].id)
 
-    async def create_account(self, token: str, name: str | None) -> tuple[Account, bool]:
+    async def create_account(
+        self, token: str, name: str | None, account_id: str | None
+    ) -> tuple[Account, bool]:
         """Register the seat in the file."""
-        row, created = await self._accounts.create(seat_identity(token), name)
+        row, created = await self._accounts.create(seat_identity(token, account_id), name)
         return (await self._render([row]))[0], created
 
     async def rename_account(self, account_id: int, name: str | None) -> Account:
@@ -123,11 +144,21 @@ class LocalBackend:
 class RemoteBackend:
     """A running instance's REST API under /<prefix>/api/v1, with the admin token."""
 
-    def __init__(self, session: ClientSession, base: URL, prefix: str, token: str | None) -> None:
+    def __init__(
+        self,
+        session: ClientSession,
+        base: URL,
+        prefix: str,
+        token: str | None,
+        admin_flag: str = "--token",
+    ) -> None:
         self._session = session
         self._origin = str(base.origin())
+        self._host = base.host or ""
+        self._prefix = prefix
         self._api = base.with_path(f"{base.path.rstrip('/')}/{prefix}/api/v1")
         self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self._admin_flag = admin_flag
 
     async def _call(
         self,
@@ -148,24 +179,40 @@ class RemoteBackend:
                 method, url, params=query, data=data, headers=headers
             ) as response:
                 status, raw = response.status, await response.read()
+                # The gateway's own proxy answered: the path is not its API (another prefix).
+                relayed = ERROR_HEADER in response.headers
         except (ClientError, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
+            reason = unreachable_reason(exc, self._host)
             raise CommandError(f"cannot reach codexgate at {self._origin}: {reason}") from None
         try:
             decoded = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             decoded = None
+        message = _error_message(decoded)
+        if relayed:
+            raise CommandError(self._not_codexgate(f"answered {status}"))
         if status < 400:
+            if status != 204 and not isinstance(decoded, dict):
+                raise CommandError(self._not_codexgate(f"answered {status} without JSON"))
             return status, decoded
-        message = _error_message(decoded) or f"HTTP {status}"
         if status == 401:
-            message = (
-                f"{self._origin} refused the admin token ({message}); "
-                "give it with --token or CODEXGATE_ADMIN_TOKEN"
+            raise CommandError(
+                f"{self._origin} refused the admin token ({message or 'HTTP 401'}); "
+                f"give it with {self._admin_flag} or CODEXGATE_ADMIN_TOKEN"
             )
-        elif status != 404:
+        if message is None:
+            # Not codexgate's error envelope: another server, or another --admin-prefix.
+            raise CommandError(self._not_codexgate(f"answered {status}"))
+        if status != 404:
             message = f"{self._origin} answered {status}: {message}"
         raise CommandError(message, USAGE if status == 400 else 1)
+
+    def _not_codexgate(self, what: str) -> str:
+        """The message for an answer that did not come from codexgate's API."""
+        return (
+            f"{self._origin} {what} at /{self._prefix}/api/v1: is codexgate there, "
+            "with this --admin-prefix?"
+        )
 
     async def accounts(self) -> list[Account]:
         """GET accounts."""
@@ -192,11 +239,15 @@ class RemoteBackend:
                 return items
             query["cursor"] = page["next_cursor"]
 
-    async def create_account(self, token: str, name: str | None) -> tuple[Account, bool]:
+    async def create_account(
+        self, token: str, name: str | None, account_id: str | None
+    ) -> tuple[Account, bool]:
         """POST accounts."""
         body: dict[str, Any] = {"token": token}
         if name is not None:
             body["name"] = name
+        if account_id is not None:
+            body["account_id"] = account_id
         status, account = await self._call("POST", "accounts", body=body)
         return account, status == 201
 
@@ -211,6 +262,28 @@ class RemoteBackend:
     async def delete_account(self, account_id: int) -> None:
         """DELETE accounts/{id}."""
         await self._call("DELETE", f"accounts/{account_id}")
+
+
+def unreachable_reason(exc: BaseException, host: str) -> str:
+    """Why a running instance could not be asked, in a few words and without library detail."""
+    match exc:
+        case ClientConnectorDNSError():
+            return f"cannot resolve the host name {host!r}"
+        case ClientConnectorCertificateError() | ClientSSLError():
+            return "the TLS handshake failed (certificate or protocol)"
+        case ClientConnectorError() if isinstance(exc.os_error, ConnectionRefusedError):
+            return "connection refused (is it running, on this port?)"
+        case ClientConnectorError():
+            return exc.os_error.strerror or "cannot connect"
+        case ServerDisconnectedError():
+            return "the connection closed before an answer"
+        case ConnectionTimeoutError():
+            return f"no connection within {_TIMEOUT.connect:g} s"
+        case ServerTimeoutError() | TimeoutError():
+            return f"no answer within {_TIMEOUT.total:g} s"
+        case ClientOSError() if exc.strerror:
+            return exc.strerror
+    return type(exc).__name__
 
 
 def _error_message(body: Any) -> str | None:
@@ -235,16 +308,24 @@ def instance_url(raw: str) -> URL:
 
 @asynccontextmanager
 async def open_backend(
-    config: Config, url: str | None, token: str | None, *, create: bool = False
+    config: Config,
+    url: str | None,
+    token: str | None,
+    *,
+    create: bool = False,
+    admin_flag: str = "--token",
 ) -> AsyncIterator[Backend]:
     """The running instance at url (with token, else the admin_token setting), or the --db file.
 
     Without create, a database file that does not exist is an error rather than a new file.
+    admin_flag is the flag that gives the admin token, named when the instance refuses it.
     """
     if url:
         base = instance_url(url)
         async with ClientSession(timeout=_TIMEOUT) as session:
-            yield RemoteBackend(session, base, config.admin_prefix, token or config.admin_token)
+            yield RemoteBackend(
+                session, base, config.admin_prefix, token or config.admin_token, admin_flag
+            )
         return
     if not create and not await asyncio.to_thread(config.db.exists):
         raise CommandError(

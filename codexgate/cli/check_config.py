@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Final, TextIO
 
 from yarl import URL
 
 from codexgate.cli.output import table
-from codexgate.config import SETTINGS, AlertConfig, Loaded, mask_credentials, mask_url
+from codexgate.config import SETTINGS, AlertConfig, Config, Loaded, mask_credentials, mask_url
+from codexgate.security import TOKEN_SETTING
+from codexgate.storage import open_storage, schema_status
+from codexgate.storage.interface import StorageSetupError, StorageUnavailable
 
 HEADERS: Final = ("setting", "value", "source")
 SECRETS: Final = frozenset({"admin_token", "metrics_token"})
 MASK: Final = "***set***"
+# An unset admin_token: the one the server generated (and logged once) on its first start.
+GENERATED: Final = "generated on the first start (the database keeps only its hash)"
+NOT_GENERATED: Final = "none yet: the first start generates one and logs it once"
 
 
 def shown(value: object) -> str:
@@ -50,13 +57,46 @@ def _alert_rows(alerts: AlertConfig, source: str) -> list[list[str]]:
     return rows
 
 
-def render(loaded: Loaded, out: TextIO) -> None:
-    """Every setting, its value (secrets as ***set***) and flag, env, file or default."""
+async def stored_admin_token(config: Config) -> str:
+    """Without an admin_token setting: whether the database holds a generated token's hash.
+
+    Reads only a database at the newest schema, and changes nothing.
+    """
+    if not await asyncio.to_thread(config.db.exists):
+        return NOT_GENERATED
+    try:
+        version, latest = await schema_status(config.db)
+        if version != latest:
+            return "unknown until `codexgate migrate` (older database)"
+        store = await open_storage(config.db, heartbeat_seconds=config.history_heartbeat)
+        try:
+            digest = await store.get_setting(TOKEN_SETTING)
+        finally:
+            await store.close()
+    except (StorageSetupError, StorageUnavailable) as exc:
+        return f"unknown: {exc}"
+    return NOT_GENERATED if digest is None else GENERATED
+
+
+def render(loaded: Loaded, out: TextIO, admin_token: str | None = None) -> None:
+    """Every setting, its value (secrets as ***set***) and flag, env, file or default.
+
+    admin_token says what stands in for an unset admin_token (stored_admin_token).
+    """
     config, sources = loaded.config, loaded.sources
     rows = [["config", shown(config.config_file), sources["config_file"]]]
     for setting in SETTINGS:
         value = getattr(config, setting.name)
         text = MASK if setting.name in SECRETS and value is not None else shown(value)
-        rows.append([setting.name, text, sources[setting.name]])
+        source: str = sources[setting.name]
+        if setting.name == "admin_token" and value is None and admin_token is not None:
+            text, source = admin_token, "database"
+        rows.append([setting.name, text, source])
     rows += _alert_rows(config.alerts, sources["alerts"])
     out.write(table(HEADERS, rows, colour=False))
+
+
+async def run(loaded: Loaded, out: TextIO) -> None:
+    """`codexgate check-config`: the table, with where the admin token comes from."""
+    state = None if loaded.config.admin_token else await stored_admin_token(loaded.config)
+    render(loaded, out, state)

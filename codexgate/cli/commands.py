@@ -7,24 +7,39 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
-from codexgate.cli import accounts, check_config, history, migrate, status
+from codexgate.cli import accounts, check_config, codex_auth, history, migrate, status
 from codexgate.cli.backend import open_backend, pick_account
 from codexgate.cli.common import FAILURE, OK, USAGE, CommandError
 from codexgate.cli.output import colour_enabled
-from codexgate.config import Config, Loaded, add_arguments
+from codexgate.config import SETTINGS, Config, Loaded, add_arguments
 from codexgate.core.sanitize import escape_unsafe
 from codexgate.storage.interface import StorageUnavailable
 
 NAMES: Final = ("status", "history", "accounts", "migrate", "check-config")
 URL_ENV: Final = "CODEXGATE_URL"
+# The settings each command reads, besides --config (the file may hold any of them): its --help
+# lists these and no others, and they may come before the command too (codexgate --db x status).
+_REMOTE: Final = ("db", "admin_prefix", "admin_token")
+SETTINGS_USED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "status": (*_REMOTE, "warn_percent", "critical_percent"),
+        "history": (*_REMOTE, "warn_percent", "critical_percent"),
+        "accounts": _REMOTE,
+        "migrate": ("db",),
+        # It shows what serve would run with: every setting applies.
+        "check-config": tuple(setting.name for setting in SETTINGS),
+    }
+)
 
 
-def _settings_parent() -> argparse.ArgumentParser:
-    """--config and every setting, as serve takes them (--db, --admin-prefix, ...)."""
+def _settings_parent(command: str) -> argparse.ArgumentParser:
+    """--config and the settings command reads (--db, --admin-prefix, ...), as serve takes them."""
     parent = argparse.ArgumentParser(add_help=False)
-    add_arguments(parent)
+    add_arguments(parent, SETTINGS_USED[command])
     return parent
 
 
@@ -49,15 +64,21 @@ def _remote_parent(*, token: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Declare the offline commands next to serve and codex-config."""
-    settings = _settings_parent()
+def add_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], *, early_prefix: str
+) -> None:
+    """Declare the offline commands next to serve and codex-config.
+
+    `accounts` itself also takes its settings (under early_prefix, as before any command), so
+    that `codexgate accounts --db x list` works as well.
+    """
     remote = _remote_parent(token=True)
-    both = [settings, remote]
+    both = [_settings_parent("status"), remote]
 
     parser = commands.add_parser("status", parents=both, help="every account's usage windows")
     parser.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
 
+    both = [_settings_parent("history"), remote]
     parser = commands.add_parser("history", parents=both, help="an account's usage history")
     parser.add_argument("account", metavar="ACCOUNT", help="id, display name or email")
     parser.add_argument("--window", choices=history.WINDOWS, help="only this window")
@@ -67,21 +88,35 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     shape.add_argument("--csv", action="store_true", help="CSV with a header row")
     shape.add_argument("--json", action="store_true", help="the API's JSON items")
 
+    settings = _settings_parent("accounts")
+    both = [settings, remote]
     parser = commands.add_parser("accounts", help="list, add, rename or remove accounts")
+    add_arguments(parser, SETTINGS_USED["accounts"], dest_prefix=early_prefix, suppress=True)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", parents=both, help="every account")
     listing.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
     adding = actions.add_parser(
-        "add", parents=[settings, _remote_parent(token=False)], help="register a seat by its token"
+        "add",
+        parents=[settings, _remote_parent(token=False)],
+        help="register a seat by its token, or by the Codex CLI's login",
     )
     adding.add_argument("--name", help="display name")
-    adding.add_argument(
+    source = adding.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--token",
         dest="seat_token",
-        required=True,
         metavar="TOKEN",
         help="the seat's ChatGPT access token, or - to read it from stdin "
         "(with --url the admin token comes from --admin-token or CODEXGATE_ADMIN_TOKEN)",
+    )
+    source.add_argument(
+        "--from-codex-auth",
+        dest="codex_auth",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="take the token from the Codex CLI's login file "
+        "(default $CODEX_HOME/auth.json, else ~/.codex/auth.json)",
     )
     renaming = actions.add_parser("rename", parents=both, help="set or --clear a display name")
     renaming.add_argument("account", metavar="ACCOUNT", help="id, display name or email")
@@ -92,15 +127,20 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     removing.add_argument("--yes", action="store_true", help="do not ask")
 
     parser = commands.add_parser(
-        "migrate", parents=[settings], help="create the database or apply pending migrations"
+        "migrate",
+        parents=[_settings_parent("migrate")],
+        help="create the database or apply pending migrations",
     )
     parser.add_argument(
-        "--check", action="store_true", help="apply nothing; exit 1 if migrations are pending"
+        "--check",
+        action="store_true",
+        help="apply nothing; exit 0 when up to date, 1 when migrations are pending or there is "
+        "no database file yet",
     )
 
     commands.add_parser(
         "check-config",
-        parents=[settings],
+        parents=[_settings_parent("check-config")],
         help="print the effective settings and where each came from",
     )
 
@@ -109,13 +149,13 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
     """Run one offline command; errors are one line on stderr and exit 1 or 2."""
     try:
         if args.command == "check-config":
-            check_config.render(loaded, sys.stdout)
+            asyncio.run(check_config.run(loaded, sys.stdout))
             return OK
-        seat_token = None
+        login = None
         if args.command == "accounts" and args.action == "add":
             # Before the loop starts: reading stdin blocks.
-            seat_token = accounts.read_token(args.seat_token, sys.stdin)
-        return asyncio.run(_run(args, loaded.config, seat_token))
+            login = _seat_login(args)
+        return asyncio.run(_run(args, loaded.config, login))
     except CommandError as exc:
         # Messages may quote names and emails from traffic, or a running instance's words.
         sys.stderr.write(f"codexgate: {escape_unsafe(str(exc))}\n")
@@ -132,16 +172,27 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
         return 130
 
 
-async def _run(args: argparse.Namespace, config: Config, seat_token: str | None) -> int:
+def _seat_login(args: argparse.Namespace) -> codex_auth.CodexLogin:
+    """The token accounts add registers: --token's (or stdin's), or the Codex CLI's login."""
+    if args.codex_auth is not None:
+        return codex_auth.read_login(codex_auth.auth_path(args.codex_auth))
+    return codex_auth.CodexLogin(accounts.read_token(args.seat_token, sys.stdin))
+
+
+async def _run(
+    args: argparse.Namespace, config: Config, login: codex_auth.CodexLogin | None
+) -> int:
     """Dispatch to the command."""
     out = sys.stdout
     if args.command == "migrate":
         return await migrate.run(config, check=args.check, out=out)
     url = args.url if args.url is not None else os.environ.get(URL_ENV)
-    if seat_token is not None:
+    if login is not None:
         name = None if args.name is None else accounts.check_name(args.name)
-        async with open_backend(config, url, None, create=True) as backend:
-            await accounts.add(backend, seat_token, name, config.admin_token, out)
+        async with open_backend(
+            config, url, None, create=True, admin_flag="--admin-token"
+        ) as backend:
+            await accounts.add(backend, login, name, config.admin_token, out)
         return OK
     token = args.api_token
     if args.command == "status":

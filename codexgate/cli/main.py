@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from codexgate import __version__, listener, logs
 from codexgate.app import SERVER_OPTIONS, create_app
 from codexgate.cli import codex_config, commands
 from codexgate.config import (
+    SETTINGS,
     Config,
     ConfigError,
     add_arguments,
@@ -85,35 +87,74 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+# Settings given before the command (`codexgate --db x status`) land under this prefix, so that
+# the command's own (`codexgate status --db x`) can win and the rest can be checked.
+_EARLY: Final = "early_"
+# What codex-config reads: the address it points the Codex CLI at.
+_CODEX_CONFIG_SETTINGS: Final = ("host", "port")
+
+
+def _settings_used(command: str) -> tuple[str, ...]:
+    """The settings a command reads; serve reads them all."""
+    if command == "serve":
+        return tuple(setting.name for setting in SETTINGS)
+    if command == "codex-config":
+        return _CODEX_CONFIG_SETTINGS
+    return commands.SETTINGS_USED[command]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codexgate",
-        description="A streaming gateway for Codex clients that records usage windows.",
+        description="A streaming gateway for Codex clients that records usage windows. "
+        "Without a command it runs the gateway (serve) with the settings below; "
+        "`codexgate COMMAND --help` lists each command's own.",
     )
     parser.add_argument("--version", action="version", version=f"codexgate {__version__}")
-    subcommands = parser.add_subparsers(dest="command")
+    add_arguments(parser, dest_prefix=_EARLY, suppress=True)
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve_parser = subcommands.add_parser("serve", help="run the gateway (the default)")
     add_arguments(serve_parser)
     codex_parser = subcommands.add_parser(
         "codex-config",
         help="print the Codex CLI config.toml settings for this instance, or --write them",
     )
-    add_arguments(codex_parser)
+    add_arguments(codex_parser, _CODEX_CONFIG_SETTINGS)
     codex_config.add_arguments(codex_parser)
-    commands.add_parsers(subcommands)
+    commands.add_parsers(subcommands, early_prefix=_EARLY)
     return parser
+
+
+def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The settings flags, wherever they were given (after the command wins).
+
+    Raises ConfigError for a setting the command does not read given before it (after it,
+    argparse refuses it already).
+    """
+    given = vars(namespace)
+    used = {"config", *_settings_used(namespace.command)}
+    flags: dict[str, Any] = {}
+    for name in ("config", *(setting.name for setting in SETTINGS)):
+        early = given.get(_EARLY + name)
+        if early is not None and name not in used:
+            raise ConfigError(
+                name,
+                f"`codexgate {namespace.command}` does not use it "
+                f"(see codexgate {namespace.command} --help)",
+            )
+        late = given.get(name)
+        flags[name] = late if late is not None else early
+    return flags
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `codexgate` and `python -m codexgate`; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
-        args.insert(0, "serve")
     namespace = _parser().parse_args(args)
     if namespace.command is None:
         namespace.command = "serve"
     try:
-        loaded = resolve(vars(namespace))
+        loaded = resolve(_flags(namespace))
     except ConfigError as exc:
         print(f"codexgate: {exc}", file=sys.stderr)  # noqa: T201 - logging is not set up yet
         return 2

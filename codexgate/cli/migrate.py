@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TextIO
 
 from codexgate.cli.common import FAILURE, OK, CommandError
@@ -12,6 +13,12 @@ from codexgate.storage.interface import StorageSetupError
 
 async def run(config: Config, *, check: bool, out: TextIO) -> int:
     """Apply the pending migrations (creating the file), or with check only report them."""
+    if check and not await asyncio.to_thread(config.db.exists):
+        # schema_status counts a missing file as version 0: say what it is instead.
+        raise CommandError(
+            f"no database file at {config.db}: `codexgate migrate` (or the first start) "
+            "creates it; check --db"
+        )
     try:
         before, latest = await schema_status(config.db)
         if check:

@@ -10,6 +10,7 @@ from typing import Any, Final, TextIO
 import orjson
 
 from codexgate.config import Config
+from codexgate.core.accounts import account_title
 from codexgate.core.sanitize import escape_unsafe, escape_unsafe_json
 from codexgate.core.text import percent
 
@@ -83,13 +84,9 @@ def used_cell(used: float | None, config: Config) -> Cell:
     return Cell(percent_text(used), colour)
 
 
-def account_label(account: Mapping[str, object]) -> str:
-    """How an account is called in a table: its name, else its email, else its key."""
-    for field in ("display_name", "email", "account_key"):
-        value = account.get(field)
-        if isinstance(value, str) and value:
-            return value
-    return f"#{account.get('id')}"
+def account_label(account: Mapping[str, Any]) -> str:
+    """How an account is called: its name, else its email, else "Account 3" (account_title)."""
+    return account_title(int(account["id"]), account.get("display_name"), account.get("email"))
 
 
 def json_text(value: Any) -> str:

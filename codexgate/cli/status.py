@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 
 from codexgate.cli.output import AMBER, UNKNOWN, Cell, account_label, json_text, table, used_cell
 from codexgate.config import Config
-from codexgate.core.text import duration
+from codexgate.core.text import clock, duration
 
 HEADERS: Final = (
     "id",
@@ -30,8 +31,23 @@ def _resets_in(window: Mapping[str, Any]) -> str:
     return "passed" if seconds < 0 else duration(seconds)
 
 
-def rows(accounts: Sequence[Mapping[str, Any]], config: Config) -> list[list[Cell | str]]:
-    """One row per reported window of each limit; an account or limit without any gets one."""
+def _used(window: Mapping[str, Any], config: Config, now: float) -> Cell:
+    """The used percent; a reset the gateway inferred says so: "0% (reset 14:05, inferred)"."""
+    cell = used_cell(window["used_percent"], config)
+    resets_at = window.get("resets_at")
+    if not window.get("reset_inferred") or resets_at is None:
+        return cell
+    return Cell(f"{cell.text} (reset {clock(resets_at, now, None)}, inferred)", cell.colour)
+
+
+def rows(
+    accounts: Sequence[Mapping[str, Any]], config: Config, now: float | None = None
+) -> list[list[Cell | str]]:
+    """One row per reported window of each limit; an account or limit without any gets one.
+
+    Clock times are this machine's local time, written as seen at `now` (default: the clock's).
+    """
+    at = time.time() if now is None else now
     lines: list[list[Cell | str]] = []
     for account in accounts:
         head: list[Cell | str] = [str(account["id"]), account_label(account)]
@@ -52,7 +68,7 @@ def rows(accounts: Sequence[Mapping[str, Any]], config: Config) -> list[list[Cel
                         *head,
                         limit["limit_id"],
                         label,
-                        used_cell(window["used_percent"], config),
+                        _used(window, config, at),
                         _resets_in(window),
                         *tail,
                     ]

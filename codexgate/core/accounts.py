@@ -1,4 +1,4 @@
-"""What a person may give an account: its display name and its token's size. Pure rules."""
+"""An account's display name, token and title: what a person may give it, how it is called."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ UNSAFE_NAME: Final = (
 )
 # A bearer token longer than this is not one (ChatGPT access tokens are a few kB).
 MAX_TOKEN: Final = 16384
+# A ChatGPT account id (ChatGPT-Account-ID) is a UUID or "user-..."; far longer is not one.
+MAX_ACCOUNT_ID: Final = 200
 _BEARER: Final = re.compile(r"bearer\s+", re.IGNORECASE)
 
 
@@ -34,3 +36,24 @@ def bearer_value(token: str) -> str:
     token = token.strip()
     scheme = _BEARER.match(token)
     return token if scheme is None else token[scheme.end() :]
+
+
+# How an account nobody named is called, in English (the REST API, the command line, alerts and
+# metrics); the page's languages have theirs in dashboard/i18n.py ("card.default_title").
+DEFAULT_TITLE: Final = "Account {id}"
+
+
+def default_title(account_id: int, template: str = DEFAULT_TITLE) -> str:
+    """The readable, distinct name of an account without a display name or email: "Account 3".
+
+    Only the id: it is distinct, never changes (a token's fingerprint does, with every refresh)
+    and is known wherever an account is named, so the card, the alert and the CLI agree.
+    """
+    return template.format(id=account_id)
+
+
+def account_title(
+    account_id: int, display_name: str | None, email: str | None, template: str = DEFAULT_TITLE
+) -> str:
+    """How an account is called everywhere: its display name, else its email, else "Account 3"."""
+    return display_name or email or default_title(account_id, template)

@@ -11,6 +11,12 @@ states, so a restart does not fire it again):
 - forecast: the forecast says the window runs out before its reset (once per period).
 - stale: a limit family's newest report is older than `stale_minutes` (once, until fresh data).
 
+One event, one alert: a report that says the limit is reached (a 429 `usage_limit_reached`)
+fires limit_hit only; the thresholds and forecasts it crosses count as told by it (their states
+are set, nothing more fires for them in this period). With the limit_hit rule off they fire.
+
+Each kind has a severity (`SEVERITIES`): critical, warning, info, or test.
+
 Rules changed through the API are validated here (`rules_from`, `stored_rules`); a bad field
 raises `RuleError`, which the API answers as a 400.
 """
@@ -20,13 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
 from codexgate.config import AlertConfig
+from codexgate.core.accounts import default_title
 from codexgate.core.forecast import Forecast
-from codexgate.core.rows import AlertState, LatestUsageRow, NewAlert, UsageRow
+from codexgate.core.rows import AlertKind, AlertState, LatestUsageRow, NewAlert, UsageRow
 from codexgate.core.text import duration, percent
 from codexgate.core.windows import SAME_PERIOD_SECONDS
 
@@ -34,6 +41,26 @@ WHOLE_FAMILY: Final = "*"
 RULE_FIELDS: Final = ("thresholds", "limit_hit", "limit_reset", "forecast", "stale_minutes")
 
 StateKey = tuple[int, str, str, str]
+
+Severity = Literal["critical", "warning", "info", "test"]
+# How urgent each kind is: the limit is reached (nothing works until it is back); it is coming
+# (a threshold crossed, a forecast that runs out before the reset); for the record (a limit back,
+# data gone quiet); and the test alert, which says nothing about any account.
+SEVERITIES: Final[Mapping[AlertKind, Severity]] = {
+    "limit_hit": "critical",
+    "threshold": "warning",
+    "forecast": "warning",
+    "limit_reset": "info",
+    "stale": "info",
+    "test": "test",
+}
+# The kind of the "send a test alert" action's alert: kept apart from the recent alerts.
+TEST_KIND: Final[AlertKind] = "test"
+
+
+def severity(kind: AlertKind) -> Severity:
+    """How urgent an alert of this kind is."""
+    return SEVERITIES[kind]
 
 
 @dataclass(slots=True)
@@ -83,6 +110,8 @@ def evaluate_row(
     """The threshold, limit-hit, limit-reset and forecast rules on one new usage row."""
     decision = Decision()
     who = account
+    # The limit_hit alert speaks for this report: what it crosses is marked, not fired again.
+    quiet = rules.limit_hit and limit_hit_active(row, now)
     for value in row.windows():
         used = value.used_percent
         if used is None or not math.isfinite(used):
@@ -97,7 +126,7 @@ def evaluate_row(
                     decision.set(AlertState(*key, value.resets_at, now))
             elif state is not None:
                 decision.clear(key)
-        if crossed:
+        if crossed and not quiet:
             top = crossed[-1]
             decision.fired.append(
                 NewAlert(
@@ -131,6 +160,8 @@ def evaluate_row(
             and state is None
         ):
             decision.set(AlertState(*key, value.resets_at, now))
+            if quiet:
+                continue
             ahead = forecast.runs_out_before_reset_seconds or 0.0
             decision.fired.append(
                 NewAlert(
@@ -152,6 +183,13 @@ def evaluate_row(
     return decision
 
 
+def limit_hit_active(row: UsageRow, now: float) -> bool:
+    """Whether row reports its limit reached and not yet back at `now`."""
+    return row.limit_hit_type is not None and (
+        row.limit_hit_resets_at is None or row.limit_hit_resets_at > now
+    )
+
+
 def _limit_hit(
     row: UsageRow,
     who: str,
@@ -162,9 +200,7 @@ def _limit_hit(
     """limit_hit when a quota error arrives; limit_reset when a report says it is gone."""
     decision = Decision()
     key = (row.account_id, row.limit_id, WHOLE_FAMILY, "limit_hit")
-    hit = row.limit_hit_type is not None and (
-        row.limit_hit_resets_at is None or row.limit_hit_resets_at > now
-    )
+    hit = limit_hit_active(row, now)
     state = states.get(key)
     if hit and state is None:
         decision.set(AlertState(*key, row.limit_hit_resets_at, now))
@@ -228,7 +264,7 @@ def limits_back(
     decision = Decision()
     for hit in states:
         if hit.rule == "limit_hit" and hit.period is not None and hit.period <= now:
-            who = names.get(hit.account_id, f"account {hit.account_id}")
+            who = names.get(hit.account_id, default_title(hit.account_id))
             decision.extend(_limit_back(hit, who, rules, now))
     return decision
 
@@ -249,7 +285,7 @@ def evaluate_stale(
         stale = rules.stale_minutes > 0 and age > rules.stale_minutes * 60
         if stale and state is None:
             decision.set(AlertState(*key, int(row.confirmed_at), now))
-            who = names.get(row.account_id, f"account {row.account_id}")
+            who = names.get(row.account_id, default_title(row.account_id))
             decision.fired.append(
                 NewAlert(
                     at=now,
@@ -275,7 +311,7 @@ def test_alert(now: float) -> NewAlert:
     """The alert the "send test alert" action sends."""
     return NewAlert(
         at=now,
-        kind="test",
+        kind=TEST_KIND,
         message="codexgate test alert: this webhook receives codexgate's alerts",
     )
 

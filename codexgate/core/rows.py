@@ -155,6 +155,11 @@ class LatestUsageRow:
     limit_hit_reset_in_seconds: float | None
     spend_reset_in_seconds: float | None
 
+    @property
+    def read_at(self) -> float:
+        """The store's clock when it read this row (unix seconds): what its ages count from."""
+        return self.usage.confirmed_at + self.age_seconds
+
     def reset_in_seconds(self, label: str) -> float | None:
         """Seconds until a fixed window (5h, 7d, monthly) resets; None for other labels."""
         if label == FIVE_HOUR:
@@ -294,3 +299,27 @@ class SessionRow:
     created_at: float
     expires_at: float
     last_used_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LimitWindows:
+    """The windows and limit hit of an account's newest row of one limit family."""
+
+    limit_id: str
+    windows: tuple[WindowValue, ...]
+    limit_hit_type: str | None
+    limit_hit_resets_at: int | None
+
+    @classmethod
+    def of(cls, row: UsageRow) -> LimitWindows:
+        """The windows and limit hit of a usage row."""
+        return cls(row.limit_id, row.windows(), row.limit_hit_type, row.limit_hit_resets_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountWindows:
+    """An account's title and the newest windows of each of its limit families (none: no data)."""
+
+    account_id: int
+    title: str | None  # display name, else email
+    limits: tuple[LimitWindows, ...]

@@ -7,11 +7,18 @@ tests/unit/test_js.py checks that both write the same.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Final
+from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Final, Literal
 
 # Latest values older than this (since last confirmed) are flagged stale.
 STALE_AFTER_SECONDS: Final = 900.0
+# A moment this close to now (either way) is written as its clock time alone ("14:05"), within
+# CLOCK_WEEKDAY_SECONDS with its weekday ("Tue 09:32"), further off with its date.
+CLOCK_TIME_SECONDS: Final = 86400.0
+CLOCK_WEEKDAY_SECONDS: Final = 6 * 86400.0
+ClockStyle = Literal["time", "weekday", "date"]
+WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # A span's units, largest first: (suffix, seconds).
 _UNITS: Final = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -63,3 +70,32 @@ def duration(seconds: float) -> str:
 def is_stale(age_seconds: float) -> bool:
     """Whether values last confirmed this long ago are flagged stale."""
     return age_seconds > STALE_AFTER_SECONDS
+
+
+def clock_style(at: float, now: float) -> ClockStyle:
+    """How a moment is written at `now`: its time alone, with its weekday, or with its date."""
+    distance = abs(at - now)
+    if distance < CLOCK_TIME_SECONDS:
+        return "time"
+    return "weekday" if distance < CLOCK_WEEKDAY_SECONDS else "date"
+
+
+def clock(
+    at: float, now: float, zone: tzinfo | None = UTC, weekdays: Sequence[str] = WEEKDAYS
+) -> str:
+    """A moment as a clock reads it: `14:05`, `Tue 09:32`, `2026-03-03 09:32` (zone None: local)."""
+    try:
+        moment = datetime.fromtimestamp(at, zone)  # zone None: this machine's local time
+    except (OverflowError, OSError, ValueError):
+        return iso(at) or ""
+    style = clock_style(at, now)
+    if style == "time":
+        return moment.strftime("%H:%M")
+    if style == "weekday":
+        return f"{weekdays[moment.weekday()]} {moment.strftime('%H:%M')}"
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def clock_rules() -> dict[str, float]:
+    """The clock-style rule as the page script applies it (web/static/js/text.js clockStyle)."""
+    return {"time_within": CLOCK_TIME_SECONDS, "weekday_within": CLOCK_WEEKDAY_SECONDS}

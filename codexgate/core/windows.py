@@ -2,6 +2,10 @@
 
 Pure: no I/O. `UsageRow.windows()` (core/rows.py) reads a row's columns through `reported()`; every
 reader (API, pages, charts, forecasts, alerts, metrics) takes a row's windows from there.
+
+A window whose reset time has passed with no newer report has reset: `as_of` says so (0 % used,
+the reset inferred), for the API, metrics, the command line and the pages alike; the page script
+applies the same rule live (web/static/js/windows.js `asOf`, checked against this one).
 """
 
 from __future__ import annotations
@@ -67,3 +71,24 @@ def reported(
             found.append(WindowValue(slot_label, used, minutes, resets_at))
             other = slot_label
     return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowNow:
+    """A window's used percent as it stands at a moment, and what the last report said."""
+
+    used_percent: float | None  # 0.0 once the reset is inferred; None: unknown
+    reported_used_percent: float | None  # the last report's figure
+    reset_inferred: bool  # the reset time passed with no newer report
+
+
+def reset_passed(resets_at: float | None, now: float) -> bool:
+    """Whether a window's reported reset time has come by `now`."""
+    return resets_at is not None and resets_at <= now
+
+
+def as_of(used_percent: float | None, resets_at: float | None, now: float) -> WindowNow:
+    """A reported window at `now`: reset (0 % used, inferred) once its reset time has passed."""
+    if reset_passed(resets_at, now):
+        return WindowNow(0.0, used_percent, True)
+    return WindowNow(used_percent, used_percent, False)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC
 from types import MappingProxyType
 from typing import Final, get_args
 
 from codexgate.core.rows import AlertKind
-from codexgate.core.text import duration_parts
+from codexgate.core.text import clock, duration_parts
 
 ENGLISH: Final = "en"
 CHINESE: Final = "zh-CN"
@@ -87,6 +88,8 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
             "还没有账号。通过 codexgate 发送一个请求，或在下方添加。",
         ),
         "card.unnamed": ("unnamed", "未命名"),
+        # An account without a display name or email (core/accounts.py default_title).
+        "card.default_title": ("Account {id}", "账号 {id}"),
         "card.plan": ("Plan", "套餐"),
         "card.no_data": ("No usage reported yet", "尚无用量数据"),
         "card.history": ("History and requests", "历史与请求"),
@@ -105,22 +108,36 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "window.resets_in": ("resets in {duration}", "{duration}后重置"),
         "window.resetting": ("resetting", "正在重置"),
         "window.reset_unknown": ("reset time unknown", "重置时间未知"),
+        "window.resets_at": ("resets {time}, in {duration}", "{time} 重置（{duration}后）"),
+        "window.reset_inferred": (
+            "reset at {time} · no request since",
+            "已于 {time} 重置 · 此后没有请求",
+        ),
+        "limit.back_at": (
+            "Limit reached, back at {time} (in {duration})",
+            "已达上限，{time} 恢复（{duration}后）",
+        ),
+        "limit.back_now": ("Limit reached, coming back now", "已达上限，即将恢复"),
+        "limit.back_unknown": ("Limit reached, back time unknown", "已达上限，恢复时间未知"),
+        "forecast.line": (
+            "At this pace the {window} window runs out at {time}, {duration} before it resets",
+            "按当前速度，{window}窗口将在 {time} 用完，比重置早 {duration}",
+        ),
+        "fresh.last_report": ("last report {age} ago", "最近一次报告在 {age}前"),
+        "fresh.idle_hint": (
+            "No request through codexgate for a while: the numbers are the last ones reported.",
+            "一段时间内没有经过 codexgate 的请求：这些数字是最后一次报告的值。",
+        ),
+        "clock.utc": ("{time} UTC", "{time}（UTC）"),
+        "clock.weekdays": ("Mon Tue Wed Thu Fri Sat Sun", "周一 周二 周三 周四 周五 周六 周日"),
         "level.ok": ("ok", "正常"),
         "level.warn": ("high", "偏高"),
         "level.critical": ("near limit", "接近上限"),
         "level.full": ("limit reached", "已达上限"),
         "level.unknown": ("unknown", "未知"),
         "limit.extra": ("Extra limit: {name}", "附加限额：{name}"),
-        "limit.hit": ("Limit reached", "已达上限"),
-        "limit.back_in": ("back in {duration}", "{duration}后恢复"),
-        "limit.back_soon": ("coming back now", "即将恢复"),
         "fresh.updated": ("updated {age} ago", "{age}前更新"),
         "fresh.just_now": ("updated just now", "刚刚更新"),
-        "fresh.stale": ("stale", "已过时"),
-        "fresh.stale_hint": (
-            "No new report for over 15 minutes: these numbers may be out of date.",
-            "超过 15 分钟没有新数据：这些数字可能已过时。",
-        ),
         "fresh.via": ("from {source}", "来源：{source}"),
         "source.headers": ("response headers", "响应头"),
         "source.event": ("stream event", "流事件"),
@@ -153,6 +170,65 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "delete.confirm": ("Delete account and history", "删除账号及历史"),
         "delete.done": ("Deleted {name}.", "已删除 {name}。"),
         "renamed": ("Renamed to {name}.", "已重命名为 {name}。"),
+        "add.where": (
+            "Where to find it: the Codex CLI keeps its sign-in in ~/.codex/auth.json; copy the "
+            'value of "access_token" (under "tokens") from that file. Or run: codexgate '
+            "accounts add --from-codex-auth",
+            "在哪里找到：Codex CLI 把登录信息保存在 ~/.codex/auth.json；复制该文件中 "
+            '"tokens" 下 "access_token" 的值。也可以运行：codexgate accounts add '
+            "--from-codex-auth",
+        ),
+        "summary.use_next": ("Use next", "建议下一个使用"),
+        "summary.use_next_none": ("no account has room now", "目前没有有余量的账号"),
+        "summary.use_next_hint": (
+            "The account with the most room left across its windows (docs/dashboard.md)",
+            "各窗口剩余余量最多的账号（见 docs/dashboard.md）",
+        ),
+        "summary.activity": ("Activity", "活动"),
+        "controls.sort_left": ("Most left", "剩余最多"),
+        "card.use_next": ("Use next", "建议使用"),
+        "card.menu": ("Actions", "操作"),
+        "card.refresh": ("Refresh now", "立即刷新"),
+        "card.refresh_done": (
+            "Asked the upstream for {name}'s usage.",
+            "已向上游请求 {name} 的用量。",
+        ),
+        "card.refresh_failed": (
+            "The upstream gave no usable answer for {name}; it will be asked again later.",
+            "上游没有给出 {name} 的可用回答，稍后会再次请求。",
+        ),
+        "card.refresh_no_token": (
+            "No usable token for {name} at hand: send a request through codexgate with it first.",
+            "手头没有 {name} 的可用令牌：请先用它通过 codexgate 发送一次请求。",
+        ),
+        "refresh.stopped.unauthorized": (
+            "Idle refresh stopped: the upstream refused the token (401). The next request from"
+            " this account starts it again.",
+            "空闲刷新已停止：上游拒绝了令牌（401）。此账号的下一次请求会重新开始。",
+        ),
+        "refresh.stopped.forbidden": (
+            "Idle refresh stopped: the upstream refused the token (403). The next request from"
+            " this account starts it again.",
+            "空闲刷新已停止：上游拒绝了令牌（403）。此账号的下一次请求会重新开始。",
+        ),
+        "refresh.stopped.rate_limited": (
+            "Idle refresh stopped: the upstream asked to slow down (429). The next request from"
+            " this account starts it again.",
+            "空闲刷新已停止：上游要求放慢（429）。此账号的下一次请求会重新开始。",
+        ),
+        "refresh.stopped.rejected": (
+            "Idle refresh stopped: the upstream refused the request. The next request from this"
+            " account starts it again.",
+            "空闲刷新已停止：上游拒绝了请求。此账号的下一次请求会重新开始。",
+        ),
+        "manage.heading": ("Manage accounts", "管理账号"),
+        "manage.link": ("Manage accounts", "管理账号"),
+        "manage.list": ("Accounts", "账号"),
+        "manage.empty": ("No accounts yet.", "还没有账号。"),
+        "manage.next": ("Next accounts", "下一页账号"),
+        "manage.first": ("First accounts", "第一页账号"),
+        "manage.last_seen": ("Last seen", "最后出现"),
+        "manage.back": ("Back to the overview", "返回概览"),
         "error.api": ("codexgate answered: {message}", "codexgate 返回：{message}"),
         "error.network": (
             "codexgate could not be reached. Try again.",
@@ -170,6 +246,23 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
             "{window}窗口在{range}的用量百分比",
         ),
         "history.drops": ("Drops to near 0% are resets.", "降到接近 0% 的位置是重置。"),
+        "period.window_long": ("current window", "当前窗口"),
+        "history.chart_desc": (
+            "From {start} to {end}. Dashed lines: {warn}% (high) and {critical}% (near limit).",
+            "从 {start} 到 {end}。虚线：{warn}%（偏高）和 {critical}%（接近上限）。",
+        ),
+        "history.marker_reset": ("reset", "重置"),
+        "history.marker_now": ("now", "现在"),
+        "history.times_utc": ("Times in UTC.", "时间为 UTC。"),
+        "history.times_local": ("Times in your time zone ({zone}).", "时间为本地时区（{zone}）。"),
+        "history.show_table": ("Show as table", "以表格显示"),
+        "history.table_caption": (
+            "{window} window: used percent at each change",
+            "{window}窗口：每次变化时的用量百分比",
+        ),
+        "history.table_time": ("Time", "时间"),
+        "history.table_used": ("Used", "已用"),
+        "history.table_empty": ("No values in this range.", "此范围内没有数值。"),
         "requests.heading": ("Requests", "请求"),
         "requests.empty": ("No requests in the log.", "请求记录为空。"),
         "requests.time": ("Time", "时间"),
@@ -194,18 +287,6 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
             "codexgate 首次启动时在日志中输出了带令牌的登录链接。要设置新令牌，请使用 "
             "--admin-token TOKEN 启动。",
         ),
-        "forecast.runs_out": ("runs out in {duration}", "{duration}后用完"),
-        "forecast.exhausted": ("used up at this pace", "按此速度已用完"),
-        "forecast.before_reset": (", {duration} before the reset", "，比重置早 {duration}"),
-        "forecast.lasts": ("lasts until the reset", "可用到重置"),
-        "forecast.idle": ("no use since the reset", "重置后尚未使用"),
-        "forecast.insufficient": (
-            "not enough data for a forecast yet",
-            "数据不足，暂无预测",
-        ),
-        "forecast.separator": (" · ", " · "),
-        "forecast.pace": ("pace {rate}%/h", "速度 {rate}%/小时"),
-        "forecast.sustainable": ("sustainable {rate}%/h", "可持续 {rate}%/小时"),
         "alerts.heading": ("Recent alerts", "最近告警"),
         "alerts.empty": ("No alerts yet.", "暂无告警。"),
         "alerts.test": ("Send a test alert", "发送测试告警"),
@@ -218,21 +299,27 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
             "测试告警已发送：{total} 个 webhook 中 {ok} 个成功。",
         ),
         "alerts.test_failed": ("{webhook}: {error}", "{webhook}：{error}"),
+        # An alert reads "<account><separator><its kind's message>[, back at / resets at ...]":
+        # the account is a link of its own, so the messages leave it out.
+        "alert.separator": (": ", "："),
         "alert.threshold": (
-            "{account}: {window} window at {percent}% (crossed {threshold}%)",
-            "{account}：{window}窗口已用 {percent}%（超过 {threshold}%）",
+            "{window} window at {percent}% (crossed {threshold}%)",
+            "{window}窗口已用 {percent}%（超过 {threshold}%）",
         ),
         "alert.forecast": (
-            "{account}: {window} window at {percent}% will run out before its reset",
-            "{account}：{window}窗口已用 {percent}%，将在重置前用完",
+            "{window} window at {percent}% will run out before its reset",
+            "{window}窗口已用 {percent}%，将在重置前用完",
         ),
-        "alert.limit_hit": ("{account}: limit reached", "{account}：已达上限"),
-        "alert.limit_reset": (
-            "{account}: limit reset, usable again",
-            "{account}：限额已重置，可以再次使用",
-        ),
-        "alert.stale": ("{account}: no new usage data", "{account}：没有新的用量数据"),
+        "alert.limit_hit": ("limit reached", "已达上限"),
+        "alert.limit_reset": ("limit reset, usable again", "限额已重置，可以再次使用"),
+        "alert.stale": ("no new usage data", "没有新的用量数据"),
         "alert.test": ("Test alert", "测试告警"),
+        "alert.back_at": (", back at {time}", "，{time} 恢复"),
+        "alert.resets_at": (", resets at {time}", "，{time} 重置"),
+        "severity.critical": ("Critical", "严重"),
+        "severity.warning": ("Warning", "警告"),
+        "severity.info": ("Info", "提示"),
+        "severity.test": ("Test", "测试"),
         "missing.title": ("No such account", "没有这个账号"),
         "missing.body": (
             "This account does not exist, or it was deleted.",
@@ -282,6 +369,11 @@ def _language_of(tag: str) -> str | None:
 ALERT_MESSAGES: Final[Mapping[str, str]] = MappingProxyType(
     {kind: f"alert.{kind}" for kind in get_args(AlertKind)}
 )
+# What an alert's `resets_at` means, by kind: when a reached limit is back, when the window an
+# alert is about resets. The other kinds do not say when.
+ALERT_WHEN: Final[Mapping[str, str]] = MappingProxyType(
+    {"limit_hit": "alert.back_at", "threshold": "alert.resets_at", "forecast": "alert.resets_at"}
+)
 
 
 def keys() -> frozenset[str]:
@@ -307,6 +399,11 @@ class Translator:
     def __call__(self, key: str, /, **fields: object) -> str:
         text = _CATALOG[key][self._column]
         return text.format(**fields) if fields else text
+
+    def clock(self, at: float, now: float) -> str:
+        """A moment as UTC clock time, marked so ("14:05 UTC", "Tue 09:32 UTC"); the page
+        script writes it in the reader's time zone."""
+        return self("clock.utc", time=clock(at, now, UTC, self("clock.weekdays").split()))
 
     def duration(self, seconds: float) -> str:
         """A countdown's text: the two largest units ("2h 30m", "3d 12h"), or seconds."""

@@ -24,6 +24,7 @@ from yarl import URL
 from codexgate import __version__
 from codexgate.core.text import iso, percent_number
 from codexgate.dashboard import i18n
+from codexgate.dashboard.charts import tick_lines
 from codexgate.keys import CONFIG, STATIC_VERSION
 from codexgate.paths import web_dir
 
@@ -48,6 +49,7 @@ def setup(app: web.Application) -> None:
     env.filters["percent"] = percent_number
     env.filters["remaining"] = remaining
     env.filters["bar_width"] = bar_width
+    env.filters["tick_lines"] = tick_lines
     app[STATIC_VERSION] = static_version(static_folder())
 
 

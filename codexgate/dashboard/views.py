@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+from codexgate.core.accounts import DEFAULT_TITLE, account_title
 from codexgate.core.forecast import Forecast
 from codexgate.core.models import FIVE_HOUR, SEVEN_DAY
+from codexgate.core.outlook import (
+    FULL_PERCENT,
+    Back,
+    ForecastCandidate,
+    comes_back,
+    urgent_forecast,
+)
 from codexgate.core.rows import AccountRow, LatestUsageRow, UsageRow
 from codexgate.core.text import is_stale
-from codexgate.core.windows import FIXED_WINDOWS
+from codexgate.core.windows import FIXED_WINDOWS, WindowNow, as_of
 
 MAIN_LIMIT: Final = "codex"
 # Shown on every card even when not reported, so that "unknown" is visible rather than absent.
 ALWAYS_SHOWN: Final = (FIVE_HOUR, SEVEN_DAY)
 SORTS: Final = ("name", "used", "reset")
 Level = Literal["ok", "warn", "critical", "full", "unknown"]
-# A window used this much (or more) is used up, whatever the thresholds.
-FULL_PERCENT: Final = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +64,13 @@ class WindowView:
     """One window's row on a card."""
 
     key: str  # "5h", "7d", "monthly", or another label the upstream's slot was classified as
-    used_percent: float | None  # None: unknown
+    used_percent: float | None  # None: unknown; 0 once the reset is inferred
     resets_at: int | None
     level: Level
     shown: bool  # False: not reported and not one of ALWAYS_SHOWN (rendered hidden)
     forecast: Forecast | None = None
+    reported_used_percent: float | None = None  # the last report's figure
+    reset_inferred: bool = False  # resets_at passed with no newer report (core/windows.as_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,8 @@ class LimitView:
     stale: bool
     windows: tuple[WindowView, ...]
     limit_hit: LimitHit | None
+    back: Back | None = None  # reached (hit, or a window at 100 %): when it is back
+    forecast_line: WindowView | None = None  # the card's one forecast, when it is this limit's
 
     @property
     def is_main(self) -> bool:
@@ -100,11 +110,10 @@ class CardView:
     email: str | None
     plan_type: str | None
     limits: tuple[LimitView, ...]
-
-    @property
-    def title(self) -> str | None:
-        """Display name, else email; None means "unnamed" (the template translates it)."""
-        return self.display_name or self.email
+    # Display name, else email, else "Account 3" in the page's language (core/accounts.py).
+    title: str
+    # Why the idle refresh stopped for this account (core/refresh.py StopReason), if it did.
+    refresh_stopped: str | None = None
 
     @property
     def max_used(self) -> float | None:
@@ -142,33 +151,74 @@ class Summary:
 
 
 def windows_of(
-    row: UsageRow, thresholds: Thresholds, forecasts: Mapping[str, Forecast] | None = None
+    row: UsageRow,
+    thresholds: Thresholds,
+    forecasts: Mapping[str, Forecast] | None = None,
+    now: float | None = None,
 ) -> tuple[WindowView, ...]:
-    """A usage row's windows in display order: 5h, 7d, monthly, then other reported labels."""
+    """A usage row's windows in display order: 5h, 7d, monthly, then other reported labels;
+    at `now` (when given) a window whose reset time has passed shows as reset (inferred)."""
     found = forecasts or {}
     reported = {window.label: window for window in row.windows()}
     views = []
+
+    def view(key: str, used: float | None, resets_at: int | None, shown: bool) -> WindowView:
+        current = as_of(used, resets_at, now) if now is not None else WindowNow(used, used, False)
+        known = current.used_percent is not None and not current.reset_inferred
+        return WindowView(
+            key=key,
+            used_percent=current.used_percent,
+            resets_at=resets_at,
+            level=thresholds.level(current.used_percent),
+            shown=shown,
+            forecast=found.get(key) if known else None,
+            reported_used_percent=current.reported_used_percent,
+            reset_inferred=current.reset_inferred,
+        )
+
     for key in FIXED_WINDOWS:
         fixed = reported.pop(key, None)
         used = None if fixed is None else fixed.used_percent
         resets_at = None if fixed is None else fixed.resets_at
-        views.append(
-            WindowView(
-                key=key,
-                used_percent=used,
-                resets_at=resets_at,
-                level=thresholds.level(used),
-                shown=key in ALWAYS_SHOWN or used is not None or resets_at is not None,
-                forecast=found.get(key) if used is not None else None,
-            )
-        )
+        shown = key in ALWAYS_SHOWN or used is not None or resets_at is not None
+        views.append(view(key, used, resets_at, shown))
     for label, other in reported.items():  # the other labels, in slot order
         used, resets_at = other.used_percent, other.resets_at
         if used is not None or resets_at is not None:
-            views.append(
-                WindowView(label, used, resets_at, thresholds.level(used), True, found.get(label))
-            )
+            views.append(view(label, used, resets_at, True))
     return tuple(views)
+
+
+def _back(hit: LimitHit | None, windows: Sequence[WindowView], now: float) -> Back | None:
+    """Whether the limit is reached and when it is back (core/outlook.comes_back)."""
+    active = hit is not None and (hit.resets_at is None or hit.resets_at > now)
+    hit_resets_at = None if hit is None else hit.resets_at
+    return comes_back(active, hit_resets_at, [(w.used_percent, w.resets_at) for w in windows])
+
+
+def with_forecast_line(limits: Sequence[LimitView], now: float) -> tuple[LimitView, ...]:
+    """A card's limits with its one forecast line set on the limit it belongs to, if any."""
+    found = [(index, w) for index, lv in enumerate(limits) for w in lv.windows if w.shown]
+    candidates = [
+        ForecastCandidate(
+            window=w.key,
+            used_percent=w.used_percent,
+            status=None if w.forecast is None else w.forecast.status,
+            exhausts_at=None if w.forecast is None else w.forecast.exhausts_at,
+            runs_out_before_reset_seconds=(
+                None if w.forecast is None else w.forecast.runs_out_before_reset_seconds
+            ),
+            blocked=limits[index].back is not None,
+        )
+        for index, w in found
+    ]
+    chosen = urgent_forecast(candidates, now)
+    if chosen is None:
+        return tuple(limits)
+    index, window = found[chosen]
+    return tuple(
+        replace(lv, forecast_line=window) if i == index else lv for i, lv in enumerate(limits)
+    )
 
 
 def limit_view(
@@ -181,6 +231,7 @@ def limit_view(
     hit = None
     if row.limit_hit_type is not None:
         hit = LimitHit(row.limit_hit_type, row.limit_hit_resets_at)
+    windows = windows_of(row, thresholds, forecasts, now)
     return LimitView(
         limit_id=row.limit_id,
         limit_name=row.limit_name,
@@ -188,8 +239,9 @@ def limit_view(
         captured_at=row.captured_at,
         confirmed_at=row.confirmed_at,
         stale=is_stale(now - row.confirmed_at),
-        windows=windows_of(row, thresholds, forecasts),
+        windows=windows,
         limit_hit=hit,
+        back=_back(hit, windows, now),
     )
 
 
@@ -199,8 +251,12 @@ def cards(
     now: float,
     thresholds: Thresholds,
     forecasts: Mapping[tuple[int, str], Mapping[str, Forecast]] | None = None,
+    title_template: str = DEFAULT_TITLE,
 ) -> list[CardView]:
-    """A card per account, each with its limit families (the main one first)."""
+    """A card per account, each with its limit families (the main one first).
+
+    An account nobody named gets title_template ("Account {id}") in the page's language.
+    """
     by_account: dict[int, list[LimitView]] = {}
     for row in latest:
         key = (row.usage.account_id, row.usage.limit_id)
@@ -219,7 +275,10 @@ def cards(
                 display_name=account.display_name,
                 email=account.email,
                 plan_type=account.plan_type,
-                limits=tuple(limits),
+                limits=with_forecast_line(limits, now),
+                title=account_title(
+                    account.id, account.display_name, account.email, title_template
+                ),
             )
         )
     return result
@@ -229,8 +288,9 @@ def sort_cards(views: Sequence[CardView], sort: str, now: float) -> list[CardVie
     """Cards by name, by most used (unknown last) or by soonest reset (unknown last)."""
 
     def name_key(card: CardView) -> tuple[bool, str, int]:
-        title = card.title
-        return (title is None, (title or "").casefold(), card.account_id)
+        # Accounts nobody named ("Account 4") after the named ones, in id order.
+        unnamed = card.display_name is None and card.email is None
+        return (unnamed, "" if unnamed else card.title.casefold(), card.account_id)
 
     if sort == "used":
         return sorted(

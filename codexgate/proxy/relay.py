@@ -40,6 +40,7 @@ from codexgate.keys import (
     IDENTITIES,
     PROXIED,
     RECORDER,
+    REFRESH,
     UPSTREAM_SESSION,
     UPSTREAM_WS_SESSION,
 )
@@ -305,7 +306,8 @@ def _new_exchange(request: web.Request, kind: type[_E]) -> _E | None:
     app = request.app
     if not app[CONFIG].capture:
         return None
-    return kind(request, app[RECORDER], app[IDENTITIES])
+    # The idle refresh keeps accepted tokens only when --refresh-idle is on (else no key).
+    return kind(request, app[RECORDER], app[IDENTITIES], app.get(REFRESH))
 
 
 def _refusal(request: web.Request) -> web.Response | None:

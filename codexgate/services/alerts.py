@@ -27,6 +27,7 @@ from typing import Final, cast
 from aiohttp import web
 
 from codexgate.config import AlertConfig
+from codexgate.core.accounts import account_title, default_title
 from codexgate.core.alerts import (
     WHOLE_FAMILY,
     Decision,
@@ -114,11 +115,15 @@ class AlertEngine:
         self._cursor = 0
         self._confirmed: set[int] = set()  # usage row ids confirmed since the last evaluation
         self._states: dict[StateKey, AlertState] = {}
-        self._names: dict[int, str] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.listeners: list[AlertListener] = []  # told of alerts after they are written
         self.stats = EngineStats()
+
+    @property
+    def cursor(self) -> int:
+        """The newest usage row id evaluated."""
+        return self._cursor
 
     async def start(self) -> None:
         """Start after the newest row: history is not alerted on again."""
@@ -138,7 +143,6 @@ class AlertEngine:
     def forget(self, account_id: int) -> None:
         """Drop what is kept about a deleted account (its states went with it in the store)."""
         self._states = {k: v for k, v in self._states.items() if k[0] != account_id}
-        self._names.pop(account_id, None)
         self._forecasts.forget(account_id)
 
     async def record(self, decision: Decision) -> list[AlertRow]:
@@ -175,10 +179,10 @@ class AlertEngine:
         touched: dict[tuple[int, str], UsageRow] = {}
         while True:
             rows = await self._store.usage_after(self._cursor, _PAGE)
-            await self._learn_names({row.account_id for row in rows})
+            names = await self._names_of({row.account_id for row in rows})
             for row in rows:
                 self._cursor = max(self._cursor, row.id)
-                decision.extend(await self._evaluate(row, decision, rules, moment))
+                decision.extend(await self._evaluate(row, names, decision, rules, moment))
                 _keep_newest(touched, row)
             if len(rows) < _PAGE:
                 break
@@ -187,9 +191,9 @@ class AlertEngine:
             for row in await self._store.usage_rows(sorted(confirmed)):
                 _keep_newest(touched, row)
         if touched:
-            await self._learn_names({account_id for account_id, _ in touched})
+            names = await self._names_of({account_id for account_id, _ in touched})
             states = _Pending(self._states, decision)
-            decision.extend(evaluate_stale(touched.values(), self._names, states, rules, moment))
+            decision.extend(evaluate_stale(touched.values(), names, states, rules, moment))
         return await self.record(decision)
 
     async def sweep(self, now: float | None = None) -> list[AlertRow]:
@@ -202,8 +206,13 @@ class AlertEngine:
             for state in self._states.values()
             if state.rule == "limit_hit" and state.period is not None and state.period <= moment
         ]
-        await self._learn_names({state.account_id for state in hits})
-        written = await self.record(limits_back(hits, self._names, rules, moment))
+        names = await self._names_of({state.account_id for state in hits})
+        # An account deleted behind the engine's back (the command line writing the file while
+        # the server runs) took its states with it: drop them here, fire nothing for it.
+        for gone in {state.account_id for state in hits} - names.keys():
+            self.forget(gone)
+        hits = [state for state in hits if state.account_id in names]
+        written = await self.record(limits_back(hits, names, rules, moment))
         # With the rule off every stale state clears: no row is older than minus infinity.
         stale_seconds = rules.stale_minutes * 60
         cutoff = moment - stale_seconds if stale_seconds > 0 else -math.inf
@@ -214,35 +223,41 @@ class AlertEngine:
             )
             if rows:
                 self.stats.swept_rows += len(rows)
-                await self._learn_names({row.usage.account_id for row in rows})
+                names = await self._names_of({row.usage.account_id for row in rows})
                 usage = (row.usage for row in rows)
-                decision = evaluate_stale(usage, self._names, self._states, rules, moment)
+                decision = evaluate_stale(usage, names, self._states, rules, moment)
                 written.extend(await self.record(decision))
         return written
 
     async def _evaluate(
-        self, row: UsageRow, pending: Decision, rules: AlertConfig, now: float
+        self,
+        row: UsageRow,
+        names: Mapping[int, str],
+        pending: Decision,
+        rules: AlertConfig,
+        now: float,
     ) -> Decision:
         self.stats.evaluated_rows += 1
         await self._forecasts.ensure(row.account_id, row.limit_id, now)
         self._forecasts.add(row)
         forecasts = self._forecasts.forecasts(row.account_id, row.limit_id, now)
-        name = self._names.get(row.account_id, f"account {row.account_id}")
+        name = names.get(row.account_id, default_title(row.account_id))
         states = _Pending(self._states, pending)
         return evaluate_row(row, name, states, rules, forecasts, now)
 
-    async def _learn_names(self, account_ids: set[int]) -> None:
-        unknown = account_ids - self._names.keys()
-        if not unknown:
-            return
-        for account in await self._store.accounts_of(sorted(unknown)):
-            self._names[account.id] = (
-                account.display_name or account.email or f"account {account.id}"
-            )
+    async def _names_of(self, account_ids: set[int]) -> dict[int, str]:
+        """The accounts' names as the store has them now.
 
-    def names_changed(self) -> None:
-        """Accounts were renamed, added or deleted: read their names again when needed."""
-        self._names.clear()
+        Read for each evaluation, never kept: a name kept between evaluations went stale when
+        a rename landed while it was being read, or came from the command line's own write to
+        the database file, and the next alert named the account by its old name.
+        """
+        if not account_ids:
+            return {}
+        return {
+            account.id: account_title(account.id, account.display_name, account.email)
+            for account in await self._store.accounts_of(sorted(account_ids))
+        }
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -292,10 +307,7 @@ class AlertSettings:
 
     def webhooks(self) -> list[notify.Webhook]:
         """Every destination: the config file's, then those added through the API."""
-        return [
-            notify.Webhook(str(hook.url), hook.format, hook.name)
-            for hook in self.from_file.webhooks
-        ] + [
+        return [notify.from_config(hook) for hook in self.from_file.webhooks] + [
             notify.Webhook(row.url, cast(notify.WebhookFormat, row.format), row.name)
             for row in self.stored
         ]

@@ -33,8 +33,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from codexgate.core.accounts import account_title
 from codexgate.core.models import RequestRecord, Transport
 from codexgate.core.rows import LatestUsageRow
+from codexgate.core.windows import as_of
 from codexgate.keys import FORECASTS, METRICS, RECORDER, STORE
 from codexgate.services.recorder import RecorderStats
 from codexgate.storage.interface import UsageStore
@@ -45,6 +47,8 @@ TRANSPORTS: Final[tuple[Transport, ...]] = ("http", "sse", "websocket")
 TOKEN_KINDS: Final = ("input", "cached_input", "output", "reasoning")
 WINDOW_LABELS: Final = ("account_id", "account", "limit", "window")
 
+# The window gauge families (_window_families): used, reset, age, forecast, reset inferred.
+WINDOW_FAMILIES: Final = 5
 WindowKey = tuple[int, str, str]  # account id, limit id, window label
 # Accounts read, forecast and formatted per slice of a scrape, and windows per formatted slice
 # (prometheus_client takes ~25 µs a line: ~15 ms a slice).
@@ -60,10 +64,11 @@ class WindowState:
     account: str  # display name, else email, else ""
     limit_id: str
     window: str  # "5h", "7d", "monthly", or another window's label ("daily", "<minutes>m")
-    used_percent: float | None
+    used_percent: float | None  # as it stands now: 0 once the reset is inferred
     window_minutes: int | None
     resets_at: int | None  # unix seconds
     confirmed_at: float  # unix seconds, when these values were last reported
+    reset_inferred: bool = False  # resets_at passed with no newer report (core/windows.as_of)
 
     @property
     def key(self) -> WindowKey:
@@ -83,20 +88,22 @@ def window_states(latest: Iterable[LatestUsageRow]) -> list[WindowState]:
     states: list[WindowState] = []
     for row in latest:
         usage = row.usage
-        account = row.display_name or row.email or ""
+        account = account_title(usage.account_id, row.display_name, row.email)
         for window in usage.windows():
             if window.used_percent is None and window.resets_at is None:
                 continue  # only a length: no value to export
+            current = as_of(window.used_percent, window.resets_at, row.read_at)
             states.append(
                 WindowState(
                     account_id=usage.account_id,
                     account=account,
                     limit_id=usage.limit_id,
                     window=window.label,
-                    used_percent=window.used_percent,
+                    used_percent=current.used_percent,
                     window_minutes=window.window_minutes,
                     resets_at=window.resets_at,
                     confirmed_at=usage.confirmed_at,
+                    reset_inferred=current.reset_inferred,
                 )
             )
     return states
@@ -194,7 +201,7 @@ class Metrics:
             await asyncio.sleep(0)
         # The window families have series per account: formatted a slice at a time, each
         # family's slices joined under one HELP and TYPE (10,000 accounts: ~0.8 s in all).
-        texts: list[list[bytes]] = [[], [], [], []]
+        texts: list[list[bytes]] = [[] for _ in range(WINDOW_FAMILIES)]
         async for chunk, exhausts_at in windows:
             for index, family in enumerate(_window_families(chunk, now, exhausts_at)):
                 text = generate_latest(_Family(family))
@@ -237,7 +244,8 @@ def _window_families(
 ) -> Iterator[Metric]:
     used = GaugeMetricFamily(
         "codexgate_window_used_percent",
-        "Used percent of a rate-limit window, as last reported.",
+        "Used percent of a rate-limit window, as last reported; 0 once its reset time has "
+        "passed with no newer report (codexgate_window_reset_inferred is then 1).",
         labels=WINDOW_LABELS,
     )
     reset = GaugeMetricFamily(
@@ -256,8 +264,15 @@ def _window_families(
         "Seconds until the window reaches 100 % at the current pace; absent without a forecast.",
         labels=WINDOW_LABELS,
     )
+    inferred = GaugeMetricFamily(
+        "codexgate_window_reset_inferred",
+        "1 when the window's reset time has passed with no newer report, so its used percent "
+        "is taken as 0; else 0.",
+        labels=WINDOW_LABELS,
+    )
     for window in windows:
         labels = [str(window.account_id), window.account, window.limit_id, window.window]
+        inferred.add_metric(labels, 1 if window.reset_inferred else 0)
         if window.used_percent is not None:
             used.add_metric(labels, window.used_percent)
         if window.resets_at is not None:
@@ -266,7 +281,7 @@ def _window_families(
         exhausts = exhausts_at.get(window.key)
         if exhausts is not None:
             forecast.add_metric(labels, max(0.0, exhausts - now))
-    yield from (used, reset, age, forecast)
+    yield from (used, reset, age, forecast, inferred)
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:

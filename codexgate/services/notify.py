@@ -1,17 +1,26 @@
-"""Alert delivery to webhooks (plain JSON, Slack, Discord), with retries, off the request path."""
+"""Alert delivery to webhooks (JSON, Slack, Discord, Telegram, Feishu, DingTalk, WeCom, ntfy) and
+by email (SMTP with STARTTLS), with retries and one ordered lane per destination, off the
+request path."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
+import hashlib
+import hmac
 import logging
 import math
 import random
+import smtplib
+import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -19,13 +28,21 @@ import orjson
 from yarl import URL
 
 from codexgate import __version__
-from codexgate.config import mask_url
-from codexgate.core.text import iso, percent
+from codexgate.config import EmailConfig, WebhookConfig, mask_url
+from codexgate.config import WebhookFormat as WebhookFormat  # re-exported: services and tests
+from codexgate.core.alerts import Severity
+from codexgate.core.alerts import severity as kind_severity
+from codexgate.core.text import duration, iso, percent
 
 log = logging.getLogger(__name__)
 
 AlertKind = Literal["threshold", "limit_hit", "limit_reset", "forecast", "stale", "test"]
-WebhookFormat = Literal["json", "slack", "discord"]
+_SEVERITIES: Final[dict[str, Severity]] = {
+    "critical": "critical",
+    "warning": "warning",
+    "info": "info",
+    "test": "test",
+}
 
 _TITLES: Final[dict[str, str]] = {
     "threshold": "Usage threshold crossed",
@@ -43,14 +60,68 @@ _DISCORD_COLORS: Final[dict[str, int]] = {
     "stale": 0x8B8D98,
     "test": 0x3E63DD,
 }
+_MARKS: Final[dict[Severity, str]] = {
+    "critical": "🔴",
+    "warning": "🟠",
+    "info": "🔵",
+    "test": "🧪",
+}
+# ntfy priorities: 5 max/urgent, 4 high, 3 default, 2 low (a test alert makes no noise).
+_NTFY_PRIORITY: Final[dict[Severity, int]] = {"critical": 5, "warning": 4, "info": 3, "test": 2}
+_NTFY_TAGS: Final[dict[str, str]] = {
+    "threshold": "warning",
+    "limit_hit": "no_entry",
+    "limit_reset": "white_check_mark",
+    "forecast": "hourglass_flowing_sand",
+    "stale": "zzz",
+    "test": "test_tube",
+}
+# Feishu card header templates; a reset is good news whatever its severity.
+_FEISHU_TEMPLATES: Final[dict[Severity, str]] = {
+    "critical": "red",
+    "warning": "orange",
+    "info": "blue",
+    "test": "grey",
+}
+# WeCom markdown knows three font colours: info (green), comment (grey), warning (orange-red).
+_WECOM_COLORS: Final[dict[Severity, str]] = {
+    "critical": "warning",
+    "warning": "warning",
+    "info": "comment",
+    "test": "comment",
+}
+# RFC 1327 / common mail clients: 1 highest, 3 normal, 5 lowest.
+_MAIL_PRIORITY: Final[dict[Severity, str]] = {
+    "critical": "1 (Highest)",
+    "warning": "3 (Normal)",
+    "info": "5 (Lowest)",
+    "test": "5 (Lowest)",
+}
 # Documented limits: Discord content 2000, embed title 256, description 4096, field value 1024,
-# 6000 characters per embed in all; Slack section and context texts 3000.
+# 6000 characters per embed in all; Slack section and context texts 3000; Telegram text 4096
+# characters after entity parsing; WeCom markdown content 4096 bytes; ntfy's default message
+# size limit 4096 bytes (beyond it a message becomes an attachment); Feishu request body 20 KB.
 _DISCORD_CONTENT: Final = 2000
 _DISCORD_FIELD: Final = 1024
 _SLACK_TEXT: Final = 3000
+_TELEGRAM_MESSAGE: Final = 3000  # leaves room for the title and details within 4096
+_CHAT_MESSAGE: Final = 3000  # Feishu, DingTalk: the sentence, well within their body limits
+_WECOM_BYTES: Final = 4096
+_NTFY_BYTES: Final = 4096
+_MAIL_MESSAGE: Final = 10_000
 _NAME: Final = 200  # an account name longer than this says nothing more in a notification
+_ANSWER_BYTES: Final = 64 * 1024  # read this much of a chat service's answer, no more
 _DROP_WARNING_INTERVAL: Final = 60.0
-_HEADERS: Final = {"Content-Type": "application/json", "User-Agent": f"codexgate/{__version__}"}
+_USER_AGENT: Final = f"codexgate/{__version__}"
+_HEADERS: Final = {"Content-Type": "application/json", "User-Agent": _USER_AGENT}
+# Chat services that answer 200 with an error code in the body; their codes that mean "too many
+# requests, try later": Feishu 11232, DingTalk 130101, WeCom 45009 (and -1, system busy).
+_ANSWERS_IN_BODY: Final = frozenset({"telegram", "feishu", "dingtalk", "wecom"})
+_BUSY_CODES: Final[dict[str, frozenset[int]]] = {
+    "feishu": frozenset({11232}),
+    "dingtalk": frozenset({130101}),
+    "wecom": frozenset({45009, -1}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +140,21 @@ class Alert:
     exhausts_at: float | None  # for kind "forecast"
     message: str  # one English sentence
     id: int | None = None  # the stored alert's id, when stored
+    severity: str | None = None  # "critical", "warning", "info" or "test"; None: by kind
 
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """One destination; its URL is a secret (never logged or shown whole: use `redact_url`)."""
+    """One destination; its URL and secrets are never logged or shown whole (`redact_url`)."""
 
     url: str = field(repr=False)
     format: WebhookFormat = "json"
     name: str | None = None
+    chat_id: str | None = None  # telegram; else the URL's chat_id query parameter
+    secret: str | None = field(default=None, repr=False)  # feishu and dingtalk signing
+    token: str | None = field(default=None, repr=False)  # ntfy access token
+    ca_file: str | None = None  # the certificates to trust instead of the system's (PEM)
+    email: EmailConfig | None = None  # format "email": the SMTP server and addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +169,29 @@ class NotifierStats:
     last_error: str | None  # "https://hooks.slack.com/…: 500 Internal Server Error"
     last_error_at: float | None
     last_sent_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """What one delivery POSTs: the URL (a secret), the body and its headers."""
+
+    url: str = field(repr=False)
+    body: bytes
+    headers: Mapping[str, str] = field(repr=False)
+
+
+def from_config(hook: WebhookConfig) -> Webhook:
+    """A destination from the settings file's `[[alerts.webhooks]]`."""
+    return Webhook(
+        url=str(hook.url),
+        format=hook.format,
+        name=hook.name,
+        chat_id=hook.chat_id,
+        secret=hook.secret,
+        token=hook.token,
+        ca_file=None if hook.ca_file is None else str(hook.ca_file),
+        email=hook.email,
+    )
 
 
 def redact_url(url: str) -> str:
@@ -115,19 +215,70 @@ def new_session() -> aiohttp.ClientSession:
     )
 
 
-def webhook_body(alert: Alert, format: str) -> dict[str, Any]:
-    """The JSON body that `format` ("json", "slack" or "discord") expects for `alert`."""
-    if format == "json":
-        return _json_body(alert)
-    if format == "slack":
-        return _slack_body(alert)
-    if format == "discord":
-        return _discord_body(alert)
-    raise ValueError(f"unknown webhook format {format!r}")
+def severity_of(alert: Alert) -> Severity:
+    """The alert's severity: the one it carries when known, else its kind's (core.alerts)."""
+    given = None if alert.severity is None else _SEVERITIES.get(alert.severity)
+    return given or kind_severity(alert.kind)
+
+
+def webhook_body(alert: Alert, format: str, *, chat_id: str | None = None) -> dict[str, Any]:
+    """The JSON body `format` expects for `alert` (unsigned; Telegram needs the `chat_id`)."""
+    match format:
+        case "json":
+            return _json_body(alert)
+        case "slack":
+            return _slack_body(alert)
+        case "discord":
+            return _discord_body(alert)
+        case "telegram":
+            if chat_id is None:
+                raise ValueError("a telegram body needs a chat_id")
+            return _telegram_body(alert, chat_id)
+        case "feishu":
+            return _feishu_body(alert)
+        case "dingtalk":
+            return _dingtalk_body(alert)
+        case "wecom":
+            return _wecom_body(alert)
+    raise ValueError(f"no JSON body for webhook format {format!r}")
+
+
+def webhook_request(alert: Alert, hook: Webhook, now: float) -> HttpRequest:
+    """The request that delivers `alert` to an HTTP webhook, signed at `now` where it has to be."""
+    if hook.format == "ntfy":
+        return _ntfy_request(alert, hook)
+    url = URL(hook.url)
+    chat_id = None
+    if hook.format == "telegram":
+        # Added through the API, the chat travels in the stored URL; the body says it instead.
+        chat_id = hook.chat_id or url.query.get("chat_id")
+        url = url.without_query_params("chat_id")
+    body = webhook_body(alert, hook.format, chat_id=chat_id)
+    if hook.secret is not None and hook.format == "feishu":
+        seconds = str(int(now))
+        body = {"timestamp": seconds, "sign": feishu_sign(hook.secret, seconds), **body}
+    elif hook.secret is not None and hook.format == "dingtalk":
+        millis = str(int(now * 1000))
+        url = url.update_query(timestamp=millis, sign=dingtalk_sign(hook.secret, millis))
+    return HttpRequest(str(url), orjson.dumps(body), _HEADERS)
+
+
+def feishu_sign(secret: str, timestamp: str) -> str:
+    """Feishu/Lark's signature: base64 of HMAC-SHA256 keyed with "timestamp\\nsecret" over b""."""
+    key = f"{timestamp}\n{secret}".encode()
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+def dingtalk_sign(secret: str, timestamp: str) -> str:
+    """DingTalk's signature: base64 of HMAC-SHA256 keyed with the secret over "timestamp\\nsecret"
+    (the URL's query encoding adds the percent-escapes DingTalk asks for)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256)
+    return base64.b64encode(digest.digest()).decode()
 
 
 def _json_body(alert: Alert) -> dict[str, Any]:
     fields = asdict(alert)
+    fields["severity"] = severity_of(alert)
     fields["at_iso"] = iso(alert.at)
     fields["resets_at_iso"] = iso(alert.resets_at)
     fields["exhausts_at_iso"] = iso(alert.exhausts_at)
@@ -138,10 +289,57 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _clip_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, at a character boundary, ending in "…"."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: max(0, limit - 3)].decode(errors="ignore") + "…"
+
+
 def _window(alert: Alert) -> str | None:
     if alert.window is None:
         return None
     return alert.window if alert.limit_id is None else f"{alert.window} ({alert.limit_id})"
+
+
+def _footer(alert: Alert) -> str:
+    return "codexgate" if alert.id is None else f"codexgate alert #{alert.id}"
+
+
+def _plain_time(at: float, since: float) -> str | None:
+    """A moment for readers whose app shows no local time: `2026-03-01 14:10 UTC (in 2h 10m)`."""
+    if iso(at) is None:
+        return None
+    text = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{text} (in {duration(at - since)})" if at > since else text
+
+
+def _one_line(text: str) -> str:
+    """Control characters (line breaks above all) as spaces: a name cannot add a line."""
+    return "".join(" " if ord(char) < 32 or ord(char) == 127 else char for char in text)
+
+
+def _details(alert: Alert) -> list[tuple[str, str]]:
+    """The alert's facts as (label, plain text) for the text channels: nothing escaped yet."""
+    details: list[tuple[str, str]] = []
+    if alert.account is not None:
+        details.append(("Account", _one_line(_clip(alert.account, _NAME))))
+    window = _window(alert)
+    if window is not None:
+        details.append(("Window", _one_line(_clip(window, _NAME))))
+    if alert.used_percent is not None:
+        details.append(("Used", percent(alert.used_percent)))
+    if alert.threshold is not None:
+        details.append(("Threshold", percent(alert.threshold)))
+    resets = None if alert.resets_at is None else _plain_time(alert.resets_at, alert.at)
+    if resets is not None:
+        details.append(("Resets", resets))
+    runs_out = None if alert.exhausts_at is None else _plain_time(alert.exhausts_at, alert.at)
+    if runs_out is not None:
+        details.append(("Runs out", runs_out))
+    details.append(("Severity", severity_of(alert)))
+    return details
 
 
 def _slack_escape(text: str) -> str:
@@ -170,7 +368,7 @@ def _slack_body(alert: Alert) -> dict[str, Any]:
         details.append(f"*Resets:* {_slack_time(alert.resets_at)}")
     if alert.exhausts_at is not None and iso(alert.exhausts_at) is not None:
         details.append(f"*Runs out:* {_slack_time(alert.exhausts_at)}")
-    details.append("codexgate" if alert.id is None else f"codexgate alert #{alert.id}")
+    details.append(_footer(alert))
     return {
         "text": message,
         "blocks": [
@@ -224,7 +422,7 @@ def _discord_body(alert: Alert) -> dict[str, Any]:
         "description": _clip(_discord_escape(alert.message), _DISCORD_CONTENT),
         "color": _DISCORD_COLORS[alert.kind],
         "fields": fields,
-        "footer": {"text": "codexgate" if alert.id is None else f"codexgate alert #{alert.id}"},
+        "footer": {"text": _footer(alert)},
     }
     at = iso(alert.at)
     if at is not None:
@@ -234,6 +432,156 @@ def _discord_body(alert: Alert) -> dict[str, Any]:
         "embeds": [embed],
         "allowed_mentions": {"parse": []},  # an "@everyone" in an account name pings nobody
     }
+
+
+def _telegram_escape(text: str) -> str:
+    # parse_mode HTML: every <, > and & that is not markup must be an entity.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _telegram_body(alert: Alert, chat_id: str) -> dict[str, Any]:
+    severity = severity_of(alert)
+    lines = [
+        f"{_MARKS[severity]} <b>{_TITLES[alert.kind]}</b>",
+        _telegram_escape(_clip(alert.message, _TELEGRAM_MESSAGE)),
+        "",
+    ]
+    lines += [f"<b>{label}:</b> {_telegram_escape(value)}" for label, value in _details(alert)]
+    lines.append(f"<i>{_footer(alert)}</i>")
+    return {
+        "chat_id": chat_id,
+        "text": "\n".join(lines),
+        "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": True},
+        # Good news and test alerts arrive without a sound.
+        "disable_notification": severity in ("info", "test"),
+    }
+
+
+def _feishu_text(text: str) -> dict[str, str]:
+    # plain_text shows what it gets as it is: no markdown, no <at> mentions to escape.
+    return {"tag": "plain_text", "content": text}
+
+
+def _feishu_body(alert: Alert) -> dict[str, Any]:
+    severity = severity_of(alert)
+    template = "green" if alert.kind == "limit_reset" else _FEISHU_TEMPLATES[severity]
+    fields = [
+        {"is_short": True, "text": _feishu_text(f"{label}: {value}")}
+        for label, value in _details(alert)
+    ]
+    return {
+        "msg_type": "interactive",
+        "card": {
+            "config": {"wide_screen_mode": True},
+            "header": {"template": template, "title": _feishu_text(_TITLES[alert.kind])},
+            "elements": [
+                {"tag": "div", "text": _feishu_text(_clip(alert.message, _CHAT_MESSAGE))},
+                {"tag": "div", "fields": fields},
+                {"tag": "note", "elements": [_feishu_text(_footer(alert))]},
+            ],
+        },
+    }
+
+
+def _markdown_escape(text: str) -> str:
+    """An account name or sentence as typed in DingTalk's and WeCom's markdown."""
+    for char in "\\`*_~[]()#|!":
+        text = text.replace(char, "\\" + char)
+    # Neither knows an entity for < and >, which would start a <font> tag or a <@user> mention:
+    # the full-width forms read the same and mean nothing.
+    return text.replace("<", "\uff1c").replace(">", "\uff1e").replace("\n", " ")
+
+
+def _dingtalk_body(alert: Alert) -> dict[str, Any]:
+    severity = severity_of(alert)
+    title = _TITLES[alert.kind]
+    lines = [
+        f"#### {_MARKS[severity]} {title}",
+        "",
+        _markdown_escape(_clip(alert.message, _CHAT_MESSAGE)),
+        "",
+    ]
+    lines += [f"- **{label}:** {_markdown_escape(value)}" for label, value in _details(alert)]
+    lines += ["", f"###### {_footer(alert)}"]
+    return {
+        "msgtype": "markdown",
+        # The title is what the chat list and the notification show.
+        "markdown": {"title": f"codexgate: {title}", "text": "\n".join(lines)},
+        "at": {"isAtAll": False},
+    }
+
+
+def _wecom_body(alert: Alert) -> dict[str, Any]:
+    severity = severity_of(alert)
+    color = "info" if alert.kind == "limit_reset" else _WECOM_COLORS[severity]
+    head = f'**<font color="{color}">{_TITLES[alert.kind]}</font>**'
+    details = [f"> {label}: {_markdown_escape(value)}" for label, value in _details(alert)]
+    tail = "\n".join([*details, f'<font color="comment">{_footer(alert)}</font>'])
+    room = _WECOM_BYTES - len(f"{head}\n\n{tail}".encode()) - 2
+    message = _clip_bytes(_markdown_escape(alert.message), max(0, room))
+    if message.endswith("\\…"):  # never leave an escape without the character it escaped
+        message = message[:-2] + "…"
+    return {"msgtype": "markdown", "markdown": {"content": f"{head}\n{message}\n\n{tail}"}}
+
+
+def _ntfy_request(alert: Alert, hook: Webhook) -> HttpRequest:
+    """ntfy: the message as the body of a POST to the topic URL, the rest in headers."""
+    severity = severity_of(alert)
+    lines = [alert.message, ""]
+    lines += [f"{label}: {value}" for label, value in _details(alert)]
+    lines.append(_footer(alert))
+    priority = _NTFY_PRIORITY[severity]
+    headers = {
+        "Content-Type": "text/plain; charset=utf-8",
+        "User-Agent": _USER_AGENT,
+        # Plain text needs no escaping; the title is one of ours, in ASCII.
+        "Title": _TITLES[alert.kind],
+        "Priority": str(priority),
+        "Tags": f"{_NTFY_TAGS[alert.kind]},codexgate",
+    }
+    if hook.token is not None:
+        headers["Authorization"] = f"Bearer {hook.token}"
+    body = _clip_bytes("\n".join(lines), _NTFY_BYTES)
+    return HttpRequest(hook.url, body.encode(), headers)
+
+
+def email_message(alert: Alert, settings: EmailConfig) -> EmailMessage:
+    """The mail an `email` webhook sends for `alert`: plain text, the details one per line."""
+    severity = severity_of(alert)
+    message = EmailMessage()
+    subject = _TITLES[alert.kind]
+    if alert.account is not None:
+        subject = f"{subject}: {_clip(alert.account, _NAME)}"
+    message["Subject"] = _one_line(f"[codexgate] {subject}")
+    message["From"] = settings.sender
+    message["To"] = ", ".join(settings.to)
+    message["Date"] = email.utils.formatdate(alert.at, usegmt=True)
+    # A domain of our own: make_msgid would otherwise ask DNS for this machine's name.
+    message["Message-ID"] = email.utils.make_msgid("alert", domain="codexgate.invalid")
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
+    message["X-Priority"] = _MAIL_PRIORITY[severity]
+    message["X-Codexgate-Severity"] = severity
+    lines = [_clip(alert.message, _MAIL_MESSAGE), ""]
+    lines += [f"{label}: {value}" for label, value in _details(alert)]
+    lines += ["", f"-- {_footer(alert)}"]
+    message.set_content("\n".join(lines) + "\n")
+    return message
+
+
+def _send_mail(
+    settings: EmailConfig, message: EmailMessage, context: ssl.SSLContext | None, timeout: float
+) -> dict[str, tuple[int, bytes]]:
+    """Send one mail, blocking (run it in a thread); the recipients refused, when some were."""
+    with smtplib.SMTP(settings.host, settings.port, timeout=timeout) as smtp:
+        smtp.ehlo()
+        if context is not None:
+            # Never falls back to plain text: a server without STARTTLS raises here.
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if settings.username is not None and settings.password is not None:
+            smtp.login(settings.username, settings.password)
+        return smtp.send_message(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +612,103 @@ def _retry_after(value: str | None, now: float) -> float | None:
 
 def _describe(exc: aiohttp.ClientError) -> str:
     """An error without the URL: aiohttp's own messages may quote it whole."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "certificate not trusted (see ca_file)"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect ({exc.os_error.strerror or exc.os_error.__class__.__name__})"
     return exc.__class__.__name__
+
+
+def _said(value: object) -> str:
+    """What a service said, as one short line."""
+    text = value if isinstance(value, str) else ""
+    return _clip(" ".join(text.split()), 120)
+
+
+def _answer(
+    format: str, status: int, reason: str | None, retry_after: str | None, payload: bytes
+) -> _Outcome:
+    """How one HTTP answer went for `format`: chat services say success in the body too."""
+    try:
+        answer = orjson.loads(payload) if format in _ANSWERS_IN_BODY and payload else None
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        answer = None
+    if not 200 <= status < 300:
+        error = f"{status} {reason or ''}".rstrip()
+        if format == "telegram" and answer is not None and answer.get("description"):
+            error = f"{status} {_said(answer['description'])}"
+        if status == 429 or status >= 500:
+            wait = _retry_after(retry_after, time.time())
+            parameters = answer.get("parameters") if answer is not None else None
+            if wait is None and isinstance(parameters, dict):  # Telegram's own retry_after
+                wait = _retry_after(str(parameters.get("retry_after")), time.time())
+            return _Outcome(error, retry=True, retry_after=wait)
+        return _Outcome(error)
+    if format not in _ANSWERS_IN_BODY:
+        return _Outcome(None)
+    if answer is None:
+        return _Outcome(f"{status}, but not the JSON answer {format} gives")
+    if format == "telegram":
+        ok = answer.get("ok") is True
+        return _Outcome(None if ok else f"telegram: {_said(answer.get('description'))}")
+    # Feishu answers {"code": 0, "msg": "success"} (older hooks {"StatusCode": 0, ...});
+    # DingTalk and WeCom {"errcode": 0, "errmsg": "ok"}.
+    code = answer.get("code", answer.get("StatusCode", answer.get("errcode")))
+    if code == 0:
+        return _Outcome(None)
+    said = answer.get("msg", answer.get("StatusMessage", answer.get("errmsg")))
+    error = f"{format} code {code}: {_said(said)}"
+    return _Outcome(error, retry=isinstance(code, int) and code in _BUSY_CODES.get(format, ()))
+
+
+async def _read_some(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most `limit` bytes of an answer's body: a receiver cannot make us hold more."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await response.content.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def _smtp_said(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
+    return f"{exc.smtp_code} {_said(text.splitlines()[0] if text else '')}".rstrip()
+
+
+def _mail_outcome(exc: Exception) -> _Outcome:
+    """How a failed mail went: 4xx answers and lost connections are worth another attempt."""
+    match exc:
+        case smtplib.SMTPNotSupportedError():
+            return _Outcome("the server does not offer STARTTLS")
+        case smtplib.SMTPAuthenticationError():
+            return _Outcome(f"login refused: {_smtp_said(exc)}")
+        case smtplib.SMTPRecipientsRefused():
+            codes = [code for code, _ in exc.recipients.values()]
+            return _Outcome(
+                f"every recipient refused ({', '.join(map(str, sorted(set(codes))))})",
+                retry=all(400 <= code < 500 for code in codes),
+            )
+        case smtplib.SMTPResponseException():
+            return _Outcome(_smtp_said(exc), retry=400 <= exc.smtp_code < 500)
+        case ssl.SSLCertVerificationError():
+            return _Outcome(f"certificate not trusted ({exc.verify_message}; see ca_file)")
+        case ssl.SSLError():
+            return _Outcome(f"TLS failed ({exc.reason or exc.__class__.__name__})", retry=True)
+        case smtplib.SMTPServerDisconnected():
+            return _Outcome("the server closed the connection", retry=True)
+        case smtplib.SMTPException():
+            return _Outcome(f"SMTP failed: {_said(str(exc))}")
+        case TimeoutError():
+            return _Outcome("no answer in time", retry=True)
+        case OSError():
+            return _Outcome(
+                f"cannot connect ({exc.strerror or exc.__class__.__name__})", retry=True
+            )
+    return _Outcome(f"cannot send ({exc.__class__.__name__})")
 
 
 @dataclass(slots=True)
@@ -300,6 +742,7 @@ class Notifier:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._seconds = timeout
         self._queue_size = queue_size
         self._grace = grace
         self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=queue_size)
@@ -318,6 +761,8 @@ class Notifier:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._last_sent_at: float | None = None
+        # TLS contexts by ca_file (None: the system's), built once off the loop.
+        self._contexts: dict[str | None, ssl.SSLContext] = {}
 
     def submit(self, alert: Alert) -> None:
         """Queue an alert for every webhook; when the queue is full (or stopped), count a drop."""
@@ -463,31 +908,74 @@ class Notifier:
             await asyncio.sleep(delay)
 
     async def _attempt(self, hook: Webhook, alert: Alert) -> _Outcome:
-        """POST the alert once; errors become an outcome, never an exception."""
+        """Deliver the alert once; errors become an outcome, never an exception."""
+        if hook.format == "email":
+            return await self._attempt_mail(hook, alert)
         try:
-            body = orjson.dumps(webhook_body(alert, hook.format))
+            request = webhook_request(alert, hook, time.time())
+            context: ssl.SSLContext | bool = True
+            if hook.ca_file is not None:
+                context = await self._context(hook.ca_file)
             async with self._session.post(
-                hook.url,
-                data=body,
-                headers=_HEADERS,
+                request.url,
+                data=request.body,
+                headers=request.headers,
                 timeout=self._timeout,
+                ssl=context,
                 allow_redirects=False,  # a redirect would resend the alert somewhere unchecked
             ) as response:
-                if 200 <= response.status < 300:
-                    return _Outcome(None)
-                error = f"{response.status} {response.reason or ''}".rstrip()
-                if response.status == 429 or response.status >= 500:
-                    wait = _retry_after(response.headers.get("Retry-After"), time.time())
-                    return _Outcome(error, retry=True, retry_after=wait)
-                return _Outcome(error)
+                payload = b""
+                if hook.format in _ANSWERS_IN_BODY:
+                    payload = await _read_some(response, _ANSWER_BYTES)
+                return _answer(
+                    hook.format,
+                    response.status,
+                    response.reason,
+                    response.headers.get("Retry-After"),
+                    payload,
+                )
         except TimeoutError:
-            return _Outcome(f"no answer within {self._timeout.total:g}s", retry=True)
+            return _Outcome(f"no answer within {self._seconds:g}s", retry=True)
         except aiohttp.InvalidURL:
             return _Outcome("invalid URL")
         except aiohttp.ClientError as exc:
             return _Outcome(_describe(exc), retry=True)
+        except (OSError, ssl.SSLError):  # the ca_file went away or broke since start
+            return _Outcome("cannot read ca_file")
         except ValueError as exc:  # an unknown format, or a URL yarl cannot parse
             return _Outcome(f"cannot send ({exc.__class__.__name__})")
+
+    async def _attempt_mail(self, hook: Webhook, alert: Alert) -> _Outcome:
+        """Send the alert once by SMTP, in a thread (smtplib blocks)."""
+        settings = hook.email
+        if settings is None:
+            return _Outcome("no SMTP settings")
+        try:
+            message = email_message(alert, settings)
+            context = await self._context(hook.ca_file) if settings.starttls else None
+            # Each socket operation has the timeout; this bounds a server that drips.
+            async with asyncio.timeout(self._seconds * 3):
+                refused = await asyncio.to_thread(
+                    _send_mail, settings, message, context, self._seconds
+                )
+        except TimeoutError:
+            return _Outcome(f"no answer within {self._seconds * 3:g}s", retry=True)
+        except (smtplib.SMTPException, OSError, ValueError) as exc:
+            return _mail_outcome(exc)
+        if refused:
+            # Some got it: trying again would send them a second copy.
+            codes = sorted({code for code, _ in refused.values()})
+            return _Outcome(f"{len(refused)} recipient(s) refused ({', '.join(map(str, codes))})")
+        return _Outcome(None)
+
+    async def _context(self, ca_file: str | None) -> ssl.SSLContext:
+        """The TLS context that trusts `ca_file` (None: the system's certificates)."""
+        context = self._contexts.get(ca_file)
+        if context is None:
+            # Reading certificate files blocks: do it once per file, off the loop.
+            context = await asyncio.to_thread(ssl.create_default_context, cafile=ca_file)
+            self._contexts[ca_file] = context
+        return context
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -14,6 +14,7 @@ from codexgate.core.models import Identity, RequestRecord, Snapshot
 from codexgate.core.rows import (
     AccountEvent,
     AccountRow,
+    AccountWindows,
     ActivityBucket,
     AlertRow,
     AlertState,
@@ -169,6 +170,10 @@ class UsageStore(Protocol):
         """Counts over every account, one page of account ids in `sort` order, upcoming resets."""
         ...
 
+    async def latest_windows(self) -> list[AccountWindows]:
+        """Every account by id with its title and the windows of each limit family's newest row."""
+        ...
+
     async def history(
         self,
         account_id: int,
@@ -251,9 +256,15 @@ class AlertStore(Protocol):
     """Fired alerts, the rules' state, and the webhooks added through the API."""
 
     async def alerts(
-        self, *, account_id: int | None = None, before_id: int | None = None, limit: int = 50
+        self,
+        *,
+        account_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+        exclude_kinds: Sequence[str] = (),
     ) -> list[AlertRow]:
-        """Alerts newest first (by id), optionally one account's, before an id, at most limit."""
+        """Alerts newest first (by id), optionally one account's, before an id, at most limit,
+        without those of the kinds in exclude_kinds."""
         ...
 
     async def alert_states(self) -> list[AlertState]:

@@ -160,6 +160,7 @@ async def test_account_shape_with_windows_countdowns_and_unknowns(
     assert set(account) == {
         "id",
         "account_key",
+        "title",
         "display_name",
         "email",
         "plan_type",
@@ -169,6 +170,14 @@ async def test_account_shape_with_windows_countdowns_and_unknowns(
         "last_seen_at",
         "last_seen_at_iso",
         "limits",
+        "refresh",
+    }
+    assert account["refresh"] == {
+        "available": False,
+        "state": "off",
+        "stopped_reason": None,
+        "last_at": None,
+        "next_at": None,
     }
     assert before - 1 <= account["first_seen_at"] <= time.time() + 1
     [limit] = account["limits"]

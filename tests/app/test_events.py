@@ -458,7 +458,11 @@ async def test_account_changes_by_other_writers_are_sent_after_notify(
     assert block.json() == {
         "id": row.id,
         "kind": "created",
-        "account": {**orjson.loads(orjson.dumps(row)), "token_fingerprint": "f" * 8},
+        "account": {
+            **orjson.loads(orjson.dumps(row)),
+            "token_fingerprint": "f" * 8,
+            "title": "Alice",
+        },
     }
     await store.update_account(row.id, display_name="Bob")
     bus.notify()

@@ -27,6 +27,7 @@ from codexgate.services.notify import (
     redact_url,
     webhook_body,
 )
+from tests.helpers.builders import make_alert
 from tests.helpers.gateway import StartGateway, app_of
 from tests.helpers.waiting import eventually
 
@@ -129,26 +130,6 @@ async def notifiers() -> AsyncIterator[MakeNotifier]:
         await session.close()
 
 
-def make_alert(**changes: Any) -> Alert:
-    """A threshold alert; keyword arguments replace its fields."""
-    fields: dict[str, Any] = {
-        "kind": "threshold",
-        "at": 1_772_366_400.0,
-        "account_id": 3,
-        "account": "alice@example.com",
-        "limit_id": "codex",
-        "window": "5h",
-        "used_percent": 91.0,
-        "threshold": 90.0,
-        "resets_at": 1_772_374_200,
-        "exhausts_at": None,
-        "message": "alice@example.com: 5h window at 91% (crossed 90%), resets in 2h 10m",
-        "id": 17,
-    }
-    fields.update(changes)
-    return Alert(**fields)
-
-
 # -- bodies ------------------------------------------------------------------------------------
 
 
@@ -212,6 +193,7 @@ def test_json_body_has_every_field_and_iso_times() -> None:
             "exhausts_at": 1_772_370_000.5,
             "message": "alice@example.com: 5h window at 91% (crossed 90%), resets in 2h 10m",
             "id": 17,
+            "severity": "warning",  # the alert carries none: its kind's
             "at_iso": "2026-03-01T12:00:00Z",
             "resets_at_iso": "2026-03-01T14:10:00Z",
             "exhausts_at_iso": "2026-03-01T13:00:00.500Z",

@@ -19,7 +19,7 @@ from codexgate.core.models import (
     UsageReport,
     Window,
 )
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage import open_storage
 from tests.helpers.builders import seat_identity
 from tests.helpers.paths import REPO
 from tests.helpers.processes import GatewayProcess
@@ -127,7 +127,7 @@ async def seed_history(db: Path, hours: int = 30) -> None:
                 tokens=TokenUsage(total_tokens=1000 + index * 10),
             )
         )
-    store = await Store.open(db)
+    store = await open_storage(db)
     try:
         await store.record(items)
     finally:

@@ -21,6 +21,7 @@ from codexgate.core.models import (
     Window,
 )
 from codexgate.core.rows import UsageRow
+from codexgate.services.notify import Alert
 from tests.helpers.admin_client import JWTS
 
 T0: Final = 1_890_000_000.0  # a capture time; reset times below are a few hours/days after it
@@ -167,3 +168,23 @@ def usage_row(
         limit_hit_resets_at=hit_until,
     )
     return UsageRow(**fields)
+
+
+def make_alert(**changes: Any) -> Alert:
+    """A threshold alert as the notifier gets it; keyword arguments replace its fields."""
+    fields: dict[str, Any] = {
+        "kind": "threshold",
+        "at": 1_772_366_400.0,
+        "account_id": 3,
+        "account": "alice@example.com",
+        "limit_id": "codex",
+        "window": "5h",
+        "used_percent": 91.0,
+        "threshold": 90.0,
+        "resets_at": 1_772_374_200,
+        "exhausts_at": None,
+        "message": "alice@example.com: 5h window at 91% (crossed 90%), resets in 2h 10m",
+        "id": 17,
+    }
+    fields.update(changes)
+    return Alert(**fields)

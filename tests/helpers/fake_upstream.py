@@ -58,6 +58,8 @@ class FakeUpstream:
     # When set, POST responses answer this JSON body (e.g. a 429 usage_limit_reached) instead.
     error_body: bytes | None = None
     usage_body: bytes = field(default_factory=lambda: (DATA / "wham-usage-plus.json").read_bytes())
+    # GET wham/usage answers this status; anything but 200 with a JSON error body.
+    usage_status: int = 200
     received: list[Received] = field(default_factory=list)
     ws_received: list[tuple[str, Any]] = field(default_factory=list)
     ws_closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -120,6 +122,9 @@ class FakeUpstream:
 
     async def _usage(self, request: web.Request) -> web.Response:
         await self._record(request)
+        if self.usage_status != 200:
+            error = {"detail": f"usage answered {self.usage_status}"}
+            return web.json_response(error, status=self.usage_status)
         body = self.usage_body
         headers = {"Content-Type": "application/json"}
         if "gzip" in request.headers.get("Accept-Encoding", ""):

@@ -366,11 +366,11 @@ def test_accounts_add_rename_and_rm(db: Path, capsys: pytest.CaptureFixture[str]
     code, out, _ = run(capsys, "accounts", "rename", "ci", "builds", "--db", str(db))
     assert (code, out) == (0, "renamed account 5 to builds\n")
     code, out, _ = run(capsys, "accounts", "rename", "5", "--clear", "--db", str(db))
-    assert (code, out) == (0, "cleared the name of account 5 (no name)\n")
+    assert (code, out) == (0, "cleared the name of account 5 (Account 5)\n")
     code, _, err = run(capsys, "accounts", "rename", "5", "--db", str(db))
     assert (code, err) == (2, "codexgate: give either NAME or --clear\n")
     code, out, _ = run(capsys, "accounts", "rm", "5", "--yes", "--db", str(db))
-    assert (code, out) == (0, "deleted account 5 (no name)\n")
+    assert (code, out) == (0, "deleted account 5 (Account 5)\n")
     code, out, _ = run(capsys, "accounts", "list", "--db", str(db), "--json")
     assert [a["id"] for a in orjson.loads(out)["accounts"]] == [1, 2, 3, 4]
     code, _, err = run(capsys, "accounts", "rm", "5", "--yes", "--db", str(db))
@@ -467,10 +467,12 @@ def test_add_creates_the_database_when_needed(
 
 def test_migrate_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "data" / "m.db"
-    code, out, _ = run(capsys, "migrate", "--check", "--db", str(path))
-    assert code == 1
-    assert "schema version 0, " in out
-    assert "pending" in out
+    code, out, err = run(capsys, "migrate", "--check", "--db", str(path))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"codexgate: no database file at {path}: `codexgate migrate` (or the first start) "
+        "creates it; check --db\n"
+    )
     assert not path.exists()  # --check changes nothing
     code, out, _ = run(capsys, "migrate", "--db", str(path))
     assert code == 0

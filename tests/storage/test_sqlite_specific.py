@@ -31,7 +31,7 @@ from tests.helpers.builders import FIVE_H_RESET, OTHER, T0, identity, request_re
 from tests.helpers.paths import REPO
 from tests.helpers.rows import kinds, query
 
-LATEST = 5  # the number of the newest file in migrations/
+LATEST = 6  # the number of the newest file in migrations/
 
 # The columns of latest_usage as migration 0001 created it, in order.
 V1_LATEST_USAGE_COLUMNS = (
@@ -548,7 +548,7 @@ async def test_version_2_database_migrates_and_keeps_its_data(tmp_path: Path) ->
     ]
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 5
+        assert await store.schema_version() == LATEST
         after = [
             query(path, f"SELECT * FROM {table} ORDER BY id")
             for table in ("accounts", "usage_snapshots", "requests")
@@ -610,7 +610,7 @@ async def test_version_4_database_loses_the_cookie_key_and_gains_sessions(
         await old.close()
     store = await Store.open(path)
     try:
-        assert await store.schema_version() == 5
+        assert await store.schema_version() == LATEST
         assert await store.get_setting("cookie_key") is None  # the old cookies end with it
         assert await store.get_setting("admin_token_sha256") == "f" * 64
         assert await store.session("a" * 64) is None

@@ -44,10 +44,8 @@ def test_a_new_period_above_the_threshold_fires_again() -> None:
 def test_limit_hit_fires_once_and_reset_when_it_is_back() -> None:
     states: dict[StateKey, AlertState] = {}
     until = int(NOW + 600)
-    assert apply(states, 100.0, limit_hit="usage_limit_reached", hit_until=until) == [
-        "threshold:95",
-        "limit_hit",
-    ]
+    # One event, one alert: the crossing of 95 % is told by limit_hit (and marked as told).
+    assert apply(states, 100.0, limit_hit="usage_limit_reached", hit_until=until) == ["limit_hit"]
     assert apply(states, 100.0, limit_hit="usage_limit_reached", hit_until=until) == []
     assert apply(states, 100.0, now=NOW + 60) == ["limit_reset"]  # a report without the hit
     assert apply(states, 100.0, now=NOW + 61) == []

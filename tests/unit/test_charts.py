@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codexgate.dashboard.charts import SeriesPath, Sparkline, sparkline, step_path, time_ticks
+from codexgate.dashboard.charts import SeriesPath, Sparkline, sparkline, step_path
 
 
 def draw(
@@ -203,16 +203,3 @@ def test_any_path_parses_and_stays_in_the_box(
         ys = numbers[1:] if command == "M" else numbers if command == "V" else []
         assert all(0 <= x <= width for x in xs), path.d
         assert all(0 <= y <= height for y in ys), path.d
-
-
-# -- time_ticks -------------------------------------------------------------------------------
-
-
-def test_time_ticks_span_the_range_inclusive() -> None:
-    assert time_ticks(100, 200) == [(0, 100), (0.25, 125), (0.5, 150), (0.75, 175), (1, 200)]
-    assert time_ticks(0.1, 0.3, count=2) == [(0, 0.1), (0.5, 0.2), (1, 0.3)]
-
-
-def test_time_ticks_need_one_interval() -> None:
-    with pytest.raises(ValueError, match="count"):
-        time_ticks(0, 1, count=0)

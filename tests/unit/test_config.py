@@ -79,6 +79,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "max_connections_per_address": "0",
         "max_feed_subscribers": "3",
         "max_accounts": "20",
+        "refresh_idle": "on",
+        "refresh_after": "7.5",
     }
     assert {s.name for s in SETTINGS} == set(values)
     config = from_argv([], environ={f"CODEXGATE_{k.upper()}": v for k, v in values.items()})
@@ -101,6 +103,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert config.keepalive_timeout == 30.0
     assert (config.max_connections, config.max_connections_per_address) == (100, 0)
     assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
+    assert (config.refresh_idle, config.refresh_after) == (True, 7.5)
     assert config.public_base == "http://[::1]:1234"
 
 
@@ -205,6 +208,8 @@ FILE_VALUES: dict[str, str] = {
     "max_connections_per_address": "0",
     "max_feed_subscribers": "3",
     "max_accounts": "20",
+    "refresh_idle": "true",
+    "refresh_after": "7.5",
 }
 
 
@@ -235,6 +240,7 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
     assert config.keepalive_timeout == 30.0
     assert (config.max_connections, config.max_connections_per_address) == (100, 0)
     assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
+    assert (config.refresh_idle, config.refresh_after) == (True, 7.5)
     assert {loaded.sources[s.name] for s in SETTINGS} == {"file"}
     assert (loaded.sources["config_file"], loaded.sources["alerts"]) == ("flag", "default")
     # The same values through the environment give the same config.
@@ -323,6 +329,8 @@ BAD_FILE_VALUES: list[tuple[str, str, str]] = [
     ("max_connections_per_address", "-1", "invalid max_connections_per_address in {file}"),
     ("max_feed_subscribers", "1.5", "invalid max_feed_subscribers in {file}: must be a TOML"),
     ("max_accounts", "0", "invalid max_accounts in {file}: must be at least 1"),
+    ("refresh_idle", '"on"', "invalid refresh_idle in {file}: must be true or false"),
+    ("refresh_after", "4", "invalid refresh_after in {file}: must be at least 5"),
 ]
 
 
@@ -515,7 +523,8 @@ def test_the_example_files_commented_keys_are_valid_too(tmp_path: Path) -> None:
     assert config.admin_token is not None
     assert config.metrics_token is not None
     assert config.upstream_proxy == URL("http://proxy.internal:3128")
-    assert [hook.format for hook in config.alerts.webhooks] == ["slack", "json"]
+    formats = [hook.format for hook in config.alerts.webhooks]
+    assert formats == ["slack", "json", "telegram", "email"]
 
 
 def test_the_docs_document_the_settings_file() -> None:

@@ -4,6 +4,7 @@ feed's usage events, the dashboard's cards and the metrics."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -134,10 +135,11 @@ async def test_accounts_feed_dashboard_and_metrics_carry_the_forecast(
     assert payload["forecasts"]["5h"]["status"] == "runs_out"
 
     page = (await admin.get("")).body.decode()
-    assert "runs out in " in page
-    assert "before the reset" in page
-    assert "pace " in page
-    assert "sustainable " in page
+    # The card's one forecast line, in plain words (no pace or sustainable-rate jargon).
+    assert re.search(r"At this pace the 5-hour window runs out at \d\d:\d\d UTC, ", page)
+    assert "before it resets" in page
+    assert "%/h" not in page
+    assert "sustainable" not in page
 
     answer = await admin.get("metrics")
     families = {f.name: f for f in text_string_to_metric_families(answer.body.decode())}

@@ -3,22 +3,14 @@ as core/text.py and dashboard/charts.py for the same inputs."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 from typing import Final
 
-import pytest
-
 from codexgate.core.text import duration, iso, percent_number
-from codexgate.dashboard.charts import sparkline
+from codexgate.dashboard.charts import sparkline, time_ticks, x_at
 from codexgate.dashboard.views import Thresholds
+from tests.helpers.node import node, run_module
 from tests.helpers.paths import REPO
-
-NODE: Final = shutil.which("node")
-needs_node = pytest.mark.skipif(
-    NODE is None, reason="node is not installed (make test installs Node.js 20+ for the Codex CLI)"
-)
 
 PERCENTS: Final = [
     0.0,
@@ -84,30 +76,17 @@ console.log(JSON.stringify({
 """
 
 
-@needs_node
 def test_the_node_suite_passes() -> None:
-    assert NODE is not None
     done = subprocess.run(
-        [NODE, "--test", "tests/js"], cwd=REPO, capture_output=True, text=True, timeout=120
+        [node(), "--test", "tests/js"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "# fail 0" in done.stdout
 
 
-@needs_node
 def test_the_script_writes_what_python_writes() -> None:
-    assert NODE is not None
     inputs = {"percents": PERCENTS, "times": TIMES, "spans": SPANS, "series": SERIES}
-    done = subprocess.run(
-        [NODE, "--input-type=module", "--eval", COMPUTE],
-        cwd=REPO,
-        input=json.dumps(inputs),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    written = json.loads(done.stdout)
+    written = run_module(COMPUTE, inputs)
     assert written["percents"] == [percent_number(value) for value in PERCENTS]
     assert written["times"] == [iso(at) for at in TIMES]
     assert written["spans"] == [duration(seconds) for seconds in SPANS]
@@ -124,18 +103,44 @@ console.log(JSON.stringify(levelled));
 """
 
 
-@needs_node
 def test_the_script_levels_a_bar_as_python_does() -> None:
-    assert NODE is not None
     cases = [Thresholds(warn, critical) for warn, critical in THRESHOLDS]
-    done = subprocess.run(
-        [NODE, "--input-type=module", "--eval", LEVELS],
-        cwd=REPO,
-        input=json.dumps([[thresholds.script_levels(), USED] for thresholds in cases]),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    written = json.loads(done.stdout)
+    written = run_module(LEVELS, [[thresholds.script_levels(), USED] for thresholds in cases])
     assert written == [[thresholds.level(value) for value in USED] for thresholds in cases]
+
+
+# Lays out each chart's axis and "now" marker as the account page's script does.
+AXES: Final = """
+import { readFileSync } from "node:fs";
+import { timeTicks, xAt } from "./web/static/js/charts.js";
+const cases = JSON.parse(readFileSync(0, "utf8"));
+console.log(JSON.stringify(cases.map(([start, end, width, offset, now]) => ({
+  ticks: timeTicks(start, end, width, offset).map((tick) => [tick.x, tick.at, tick.kind]),
+  now: xAt(now, start, end, width),
+}))));
+"""
+# (start, end, width, UTC offset, now): a 5-hour window, a day, a week, a month, odd zones.
+AXIS_CASES: Final = [
+    (1_772_357_520.0, 1_772_375_520.0, 600, 0, 1_772_360_000.0),
+    (1_772_357_520.5, 1_772_375_520.5, 600, 19_800, 1_772_375_600.0),
+    (1_772_300_000.0, 1_772_386_400.0, 600, -25_200, 1_772_386_400.0),
+    (1_772_300_000.0, 1_772_904_800.0, 600, 28_800, 1_772_600_000.0),
+    (1_772_300_000.0, 1_774_892_000.0, 600, 45_900, 1_772_200_000.0),
+    (1_772_323_200.0, 1_772_341_200.0, 333, -34_200, 1_772_330_000.123),
+    (0.0, 900.0, 100, 3_600, 450.0),
+]
+
+
+def test_the_script_lays_out_a_chart_axis_as_python_does() -> None:
+    written = run_module(AXES, AXIS_CASES)
+    expected = [
+        {
+            "ticks": [
+                [tick.x, tick.at, tick.kind] for tick in time_ticks(start, end, width, offset)
+            ],
+            "now": x_at(now, start, end, width),
+        }
+        for start, end, width, offset, now in AXIS_CASES
+    ]
+    assert written == expected
+    assert all(len(case["ticks"]) >= 2 for case in expected)

@@ -15,9 +15,15 @@ class AlertsMixin(SQLiteBase):
 
     @guarded
     async def alerts(
-        self, *, account_id: int | None = None, before_id: int | None = None, limit: int = 50
+        self,
+        *,
+        account_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+        exclude_kinds: Sequence[str] = (),
     ) -> list[AlertRow]:
-        """Alerts newest first (by id), optionally one account's, before an id, at most limit."""
+        """Alerts newest first (by id), optionally one account's, before an id, at most limit,
+        without those of the kinds in exclude_kinds."""
         sql = f"SELECT {ALERT_COLUMNS} FROM alerts"  # noqa: S608 - column names are constants
         conditions: list[str] = []
         params: list[Any] = []
@@ -27,6 +33,9 @@ class AlertsMixin(SQLiteBase):
         if before_id is not None:
             conditions.append("id < ?")
             params.append(before_id)
+        if exclude_kinds:
+            conditions.append(f"kind NOT IN ({', '.join(['?'] * len(exclude_kinds))})")
+            params.extend(exclude_kinds)
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY id DESC LIMIT ?"

@@ -16,8 +16,16 @@ from codexgate.core.recording import (
     split_batch,
     unproven_keys,
 )
-from codexgate.core.rows import LatestUsageRow, OverviewPage, RecordResult, UpcomingReset, UsageRow
-from codexgate.core.windows import COLUMN_PREFIXES, FIXED_WINDOWS
+from codexgate.core.rows import (
+    AccountWindows,
+    LatestUsageRow,
+    LimitWindows,
+    OverviewPage,
+    RecordResult,
+    UpcomingReset,
+    UsageRow,
+)
+from codexgate.core.windows import COLUMN_PREFIXES, FIXED_WINDOWS, reported
 from codexgate.storage.sqlite.accounts import AccountsMixin
 from codexgate.storage.sqlite.columns import (
     ACCOUNT_ID,
@@ -119,7 +127,7 @@ _STALE_CHANGES: Final = (
 # there are: the summary counts over every account, one page of account ids in the chosen order,
 # and the soonest upcoming resets. The rules are views.py's (CardView.max_used, soonest_reset,
 # at_limit, sort_cards), written again in SQL so that no page builds a card per account;
-# tests/test_dashboard.py checks that both agree. Slots count only under a label that is not
+# tests/app/test_dashboard.py checks that both agree. Slots count only under a label that is not
 # one of the fixed windows (those are already in their own columns); used percents are never
 # negative (capture refuses them), so -1 stands for "unknown" inside max().
 _SLOT: Final = (
@@ -129,6 +137,10 @@ _SLOT: Final = (
 )
 
 _AHEAD: Final = "CASE WHEN {value} > :now THEN {value} ELSE 9e18 END"
+
+# A window's used percent as of :now: 0 once its reset time has passed with no newer report
+# (core/windows.py as_of: reset, inferred), else as reported (NULL stays unknown).
+_AS_OF: Final = "CASE WHEN ({reset}) <= :now AND ({used}) IS NOT NULL THEN 0 ELSE ({used}) END"
 
 _TITLE: Final = "coalesce(nullif(a.display_name, ''), nullif(a.email, ''))"
 
@@ -146,8 +158,7 @@ _OVERVIEW: Final = (
     + """,
     latest AS MATERIALIZED (
         SELECT account_id,
-            five_hour_used_percent AS u1, seven_day_used_percent AS u2,
-            monthly_used_percent AS u3, {u4} AS u4, {u5} AS u5,
+            {n1} AS u1, {n2} AS u2, {n3} AS u3, {n4} AS u4, {n5} AS u5,
             five_hour_resets_at AS r1, seven_day_resets_at AS r2, monthly_resets_at AS r3,
             {r4} AS r4, {r5} AS r5,
             limit_hit_type IS NOT NULL
@@ -199,8 +210,17 @@ ORDER BY 1, 3, 2
 
 _OVERVIEW_SQL: Final = {
     sort: _OVERVIEW.format(
-        u4=_SLOT.format(slot="primary", field="used_percent"),
-        u5=_SLOT.format(slot="secondary", field="used_percent"),
+        n1=_AS_OF.format(used="five_hour_used_percent", reset="five_hour_resets_at"),
+        n2=_AS_OF.format(used="seven_day_used_percent", reset="seven_day_resets_at"),
+        n3=_AS_OF.format(used="monthly_used_percent", reset="monthly_resets_at"),
+        n4=_AS_OF.format(
+            used=_SLOT.format(slot="primary", field="used_percent"),
+            reset=_SLOT.format(slot="primary", field="resets_at"),
+        ),
+        n5=_AS_OF.format(
+            used=_SLOT.format(slot="secondary", field="used_percent"),
+            reset=_SLOT.format(slot="secondary", field="resets_at"),
+        ),
         r4=_SLOT.format(slot="primary", field="resets_at"),
         r5=_SLOT.format(slot="secondary", field="resets_at"),
         **{f"a{i}": _AHEAD.format(value=f"r{i}") for i in range(1, 6)},
@@ -209,6 +229,32 @@ _OVERVIEW_SQL: Final = {
     )
     for sort, order in OVERVIEW_ORDERS.items()
 }
+
+
+# The windows of every account's newest row of each limit family, only the columns the "use next"
+# rule reads (core/use_next.py), and every account's title: one walk, no card built.
+_LATEST_WINDOWS: Final = (
+    "\nWITH RECURSIVE\n    "  # noqa: S608 - the parts are this module's constants
+    + _account_limits("accounts")
+    + """
+SELECT s.account_id, s.limit_id,
+    s.five_hour_used_percent, s.five_hour_window_minutes, s.five_hour_resets_at,
+    s.seven_day_used_percent, s.seven_day_window_minutes, s.seven_day_resets_at,
+    s.monthly_used_percent, s.monthly_window_minutes, s.monthly_resets_at,
+    s.primary_window, s.primary_used_percent, s.primary_window_minutes, s.primary_resets_at,
+    s.secondary_window, s.secondary_used_percent, s.secondary_window_minutes,
+    s.secondary_resets_at, s.limit_hit_type, s.limit_hit_resets_at
+FROM account_limits AS al
+JOIN usage_snapshots AS s
+    ON s.id = (SELECT x.id FROM usage_snapshots AS x
+               WHERE x.account_id = al.account_id AND x.limit_id = al.limit_id
+               ORDER BY x.captured_at DESC, x.id DESC
+               LIMIT 1)
+ORDER BY s.account_id, s.limit_id
+"""
+)
+
+_TITLES: Final = f"SELECT a.id, {_TITLE} FROM accounts AS a ORDER BY a.id"  # noqa: S608
 
 
 class UsageMixin(AccountsMixin, RequestsMixin):
@@ -449,6 +495,28 @@ class UsageMixin(AccountsMixin, RequestsMixin):
                 UpcomingReset(int(row[2]), int(row[1]), row[4]) for row in rows if row[0] == "reset"
             ],
         )
+
+    @guarded
+    async def latest_windows(self) -> list[AccountWindows]:
+        """Every account by id with its title and the windows of each limit family's newest row."""
+        async with self._lock:
+            titles = await self._db.execute_fetchall(_TITLES)
+            rows = await self._db.execute_fetchall(_LATEST_WINDOWS)
+        limits: dict[int, list[LimitWindows]] = {}
+        for row in rows:
+            windows = reported(
+                (row[2], row[3], row[4]),
+                (row[5], row[6], row[7]),
+                (row[8], row[9], row[10]),
+                (row[11], row[12], row[13], row[14]),
+                (row[15], row[16], row[17], row[18]),
+            )
+            found = LimitWindows(str(row[1]), windows, row[19], row[20])
+            limits.setdefault(int(row[0]), []).append(found)
+        return [
+            AccountWindows(int(account_id), title, tuple(limits.get(int(account_id), ())))
+            for account_id, title in titles
+        ]
 
     @guarded
     async def history(

@@ -1,7 +1,69 @@
-// One account's page: its card kept live, and its newest requests added to the table.
+// One account's page: its card kept live, its charts' time axes in the reader's time zone with a
+// moving "now" marker, and its newest requests added to the table.
 
 import { applyUsageToCard, cardList, drawAllWindows, fillMeta, findCard, setupCardActions } from "./cards.js";
+import { markerAnchor, tickLines, timeTicks, utcOffsetAt, xAt } from "./charts.js";
 import { localTime } from "./page.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** Each chart's ticks again on whole steps of local time, written in the page's language. */
+function layOutAxes(ctx) {
+  const width = ctx.page.chart_width;
+  const charts = document.querySelectorAll(".chart svg[data-start]");
+  for (const svg of charts) {
+    const start = Number(svg.dataset.start);
+    const end = Number(svg.dataset.end);
+    const group = svg.querySelector(".ticks");
+    const y = group.firstElementChild?.getAttribute("y");
+    if (!(end > start) || y === null || y === undefined) continue;
+    // One offset per chart: a daylight-saving change inside a month's range moves later ticks by
+    // an hour rather than spacing them unevenly.
+    const ticks = timeTicks(start, end, width, utcOffsetAt((start + end) / 2));
+    group.replaceChildren(
+      ...ticks.map((tick) => {
+        const text = document.createElementNS(SVG, "text");
+        text.setAttribute("x", tick.x);
+        text.setAttribute("y", y);
+        text.setAttribute("text-anchor", "middle");
+        text.dataset.kind = tick.kind;
+        tickLines(tick.at, tick.kind, ctx.page.lang).forEach((line, index) => {
+          const span = document.createElementNS(SVG, "tspan");
+          span.setAttribute("x", tick.x);
+          if (index) span.setAttribute("dy", "1.2em");
+          span.textContent = line;
+          text.append(span);
+        });
+        return text;
+      }),
+    );
+  }
+  const zone = document.getElementById("chart-zone");
+  if (zone && charts.length) {
+    const name = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    zone.textContent = ctx.t("history.times_local", { zone: name });
+  }
+}
+
+/** Move each "now" marker to the current time (held at the right edge of a range that ended at
+ * the page's load); hide it once a window that was still running has reset. */
+function moveNowMarkers(ctx, current) {
+  const width = ctx.page.chart_width;
+  for (const marker of document.querySelectorAll('.chart [data-marker="now"]')) {
+    const svg = marker.closest("svg");
+    const start = Number(svg.dataset.start);
+    const end = Number(svg.dataset.end);
+    marker.toggleAttribute("hidden", "endsLater" in svg.dataset && current > end);
+    const x = xAt(current, start, end, width);
+    for (const line of marker.querySelectorAll("line")) {
+      line.setAttribute("x1", x);
+      line.setAttribute("x2", x);
+    }
+    const label = marker.querySelector("text");
+    label.setAttribute("x", x);
+    label.setAttribute("text-anchor", markerAnchor(x, width));
+  }
+}
 
 export function start(ctx) {
   const { page, t } = ctx;
@@ -59,10 +121,24 @@ export function start(ctx) {
       return;
     }
     const card = findCard(page.account_id);
-    if (card && payload.account) fillMeta(ctx, card, payload.account);
+    if (card && payload.account) {
+      fillMeta(ctx, card, payload.account);
+      // The page's heading follows the card's name, written by the card's one rule.
+      const title = card.querySelector('[data-field="title"]');
+      if (title) document.getElementById("account-title").textContent = title.textContent;
+    }
   }
 
   drawAllWindows(ctx);
-  setupCardActions(ctx, { changed() {}, deleted: goHome });
-  return { usage, request, account, alert() {}, tick() {} };
+  layOutAxes(ctx);
+  moveNowMarkers(ctx, ctx.now());
+  setupCardActions(ctx, {
+    changed() {
+      const card = findCard(page.account_id);
+      const title = card?.querySelector('[data-field="title"]');
+      if (title) document.getElementById("account-title").textContent = title.textContent;
+    },
+    deleted: goHome,
+  });
+  return { usage, request, account, alert() {}, tick: (current) => moveNowMarkers(ctx, current) };
 }

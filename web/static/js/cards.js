@@ -1,10 +1,10 @@
-// An account's card, filled from the feed: its limits, their windows, forecasts, freshness and
-// the rename and delete actions. The structure is the server's (web/templates/macros.html):
+// An account's card, filled from the feed: its limits, their windows, its one forecast line,
+// freshness and the rename and delete actions. The structure is the server's (web/templates/macros.html):
 // new windows, limits and cards are clones of its <template> copies.
 
 import { isStale, percentNumber } from "./text.js";
-import { activeHit, level, windowsOf } from "./windows.js";
-import { callApi, cloneTemplate, field, notice, setCountdown, windowName } from "./page.js";
+import { activeHit, asOf, comesBack, level, resetPassed, urgentForecast, windowsOf } from "./windows.js";
+import { callApi, clock, cloneTemplate, field, notice, setCountdown, tickCountdown, windowName } from "./page.js";
 
 export function drawWindow(ctx, item) {
   const raw = item.dataset.used;
@@ -28,47 +28,103 @@ export function drawAllWindows(ctx) {
   for (const item of document.querySelectorAll("#cards .window")) drawWindow(ctx, item);
 }
 
-function fillForecast(ctx, item, forecast) {
-  const box = field(item, "forecast");
-  if (!box) return;
-  if (!forecast) {
-    box.hidden = true;
-    return;
-  }
-  const t = ctx.t;
-  box.hidden = false;
-  const runsOut = forecast.status === "runs_out" && forecast.exhausts_at !== null;
-  box.classList.toggle("forecast-runs-out", runsOut);
-  const countdown = field(box, "forecast-countdown");
-  countdown.hidden = !runsOut;
-  setCountdown(ctx, countdown, runsOut ? forecast.exhausts_at : null);
-  const parts = [];
-  if (runsOut && forecast.runs_out_before_reset_seconds) {
-    parts.push(t("forecast.before_reset", { duration: t.duration(forecast.runs_out_before_reset_seconds) }));
-  } else if (forecast.status === "lasts") {
-    parts.push(t("forecast.lasts"));
-  } else if (forecast.status === "idle") {
-    parts.push(t("forecast.idle"));
-  } else if (forecast.status === "insufficient_data") {
-    parts.push(t("forecast.insufficient"));
-  }
-  if (forecast.rate_per_hour !== null && (forecast.status === "runs_out" || forecast.status === "lasts")) {
-    parts.push(t("forecast.separator") + t("forecast.pace", { rate: percentNumber(forecast.rate_per_hour) }));
-    if (forecast.sustainable_rate_per_hour !== null) {
-      parts.push(t("forecast.separator") + t("forecast.sustainable", { rate: percentNumber(forecast.sustainable_rate_per_hour) }));
-    }
-  }
-  field(box, "forecast-text").textContent = parts.join("");
-}
-
-function setWindow(ctx, item, used, resetsAt) {
-  const value = used === null || !Number.isFinite(used) ? null : used;
-  const lvl = level(value, ctx.rules.levels);
-  item.dataset.used = value === null ? "" : String(value);
-  item.className = "window level-" + lvl;
+/** A window's facts: its used percent as it stands at `current` (reset once its reset time has
+ * passed, core/windows.py as_of), its level, bar and countdown. */
+function setWindow(ctx, item, used, resetsAt, current) {
+  const reported = used === null || !Number.isFinite(used) ? null : used;
+  const now = asOf(reported, resetsAt, current);
+  const lvl = level(now.used, ctx.rules.levels);
+  item.dataset.used = now.used === null ? "" : String(now.used);
+  item.dataset.reportedUsed = reported === null ? "" : String(reported);
+  item.dataset.resetInferred = String(now.resetInferred);
+  item.className = "window level-" + lvl + (now.resetInferred ? " reset-inferred" : "");
   field(item, "level").textContent = ctx.t("level." + lvl);
   drawWindow(ctx, item);
   setCountdown(ctx, item.querySelector(".countdown"), resetsAt);
+}
+
+/** A window's forecast, kept for choosing the card's one forecast line. */
+function setForecast(item, forecast) {
+  const known = (value) => (value === null || value === undefined ? "" : String(value));
+  item.dataset.forecastStatus = forecast ? forecast.status : "";
+  item.dataset.exhaustsAt = forecast ? known(forecast.exhausts_at) : "";
+  item.dataset.beforeReset = forecast ? known(forecast.runs_out_before_reset_seconds) : "";
+}
+
+const numberOr = (raw) => (raw === "" || raw === undefined ? null : Number(raw));
+
+/** A window whose countdown has passed zero shows as reset (inferred), without a reload. */
+function tickWindow(ctx, item, current) {
+  const resetsAt = numberOr(item.querySelector(".countdown").dataset.resetAt);
+  if (item.dataset.resetInferred === "true" || !resetPassed(resetsAt, current)) return;
+  setWindow(ctx, item, numberOr(item.dataset.reportedUsed), resetsAt, current);
+  setForecast(item, null);
+}
+
+/** A limit at `current`: its windows, "Limit reached, back at ..." while it is reached
+ * (core/outlook.py comes_back), and how fresh its numbers are. */
+function tickLimit(ctx, section, current) {
+  for (const item of section.querySelectorAll(".window")) tickWindow(ctx, item, current);
+  const until = section.dataset.hitUntil;
+  const hitActive = until === "unknown" || (until !== "" && Number(until) > current);
+  const windows = [...section.querySelectorAll(".window:not([hidden])")].map((item) => [
+    numberOr(item.dataset.used),
+    numberOr(item.querySelector(".countdown").dataset.resetAt),
+  ]);
+  const hitResetsAt = until === "unknown" ? null : numberOr(until);
+  const back = comesBack(hitActive, hitResetsAt, windows, ctx.rules.full_percent);
+  const line = field(section, "limit-hit");
+  line.hidden = back === null;
+  const countdown = line.querySelector(".countdown");
+  countdown.dataset.resetAt = back === null || back.at === null ? "" : String(back.at);
+  tickCountdown(ctx, countdown, current);
+  tickFreshness(ctx, section, current);
+}
+
+/** The card's one forecast line (core/outlook.py urgent_forecast): the window that runs out
+ * soonest before its reset, told in the limit it belongs to; none while a limit is reached. */
+function tickForecastLine(ctx, card, current) {
+  const sections = [...card.querySelectorAll(".limit")];
+  const found = [];
+  for (const section of sections) {
+    const blocked = !field(section, "limit-hit").hidden;
+    for (const item of section.querySelectorAll(".window:not([hidden])")) {
+      const candidate = {
+        used: numberOr(item.dataset.used),
+        status: item.dataset.forecastStatus || null,
+        exhaustsAt: numberOr(item.dataset.exhaustsAt),
+        beforeReset: numberOr(item.dataset.beforeReset),
+        blocked,
+      };
+      found.push({ section, item, candidate });
+    }
+  }
+  const chosen = urgentForecast(found.map((f) => f.candidate), current, ctx.rules.full_percent);
+  for (const section of sections) {
+    const line = field(section, "forecast-line");
+    if (!line) continue;
+    const mine = chosen !== null && found[chosen].section === section;
+    line.hidden = !mine;
+    line.textContent = mine ? forecastText(ctx, found[chosen].item, current) : "";
+  }
+}
+
+function forecastText(ctx, item, current) {
+  return ctx.t("forecast.line", {
+    window: windowName(ctx, item.dataset.window),
+    time: clock(ctx, Number(item.dataset.exhaustsAt), current),
+    duration: ctx.t.duration(Number(item.dataset.beforeReset)),
+  });
+}
+
+/** Every card's windows, limit lines, forecast line and freshness at `current`. */
+export function tickCards(ctx, current) {
+  for (const card of cardList()?.querySelectorAll(".card") ?? []) tickCard(ctx, card, current);
+}
+
+function tickCard(ctx, card, current) {
+  for (const section of card.querySelectorAll(".limit")) tickLimit(ctx, section, current);
+  tickForecastLine(ctx, card, current);
 }
 
 /** One limit family's section from a usage event's history item and forecasts. */
@@ -80,6 +136,7 @@ function fillLimit(ctx, section, row, forecasts) {
     limitName.textContent = ctx.t("limit.extra", { name: row.limit_name || row.limit_id });
     limitName.hidden = false;
   }
+  const current = ctx.now();
   const list = section.querySelector(".windows");
   const seen = new Set();
   for (const w of windowsOf(row, ctx.rules)) {
@@ -91,36 +148,38 @@ function fillLimit(ctx, section, row, forecasts) {
       field(item, "window-name").textContent = windowName(ctx, w.label);
       list.append(item);
     }
-    setWindow(ctx, item, w.used, w.resetsAt);
-    fillForecast(ctx, item, w.used === null ? null : forecasts[w.label] || null);
+    setWindow(ctx, item, w.used, w.resetsAt, current);
+    const told = w.used !== null && item.dataset.resetInferred !== "true";
+    setForecast(item, told ? forecasts[w.label] || null : null);
     item.hidden = !w.shown;
   }
   for (const item of list.querySelectorAll(".window")) {
     if (!seen.has(item.dataset.window)) item.remove(); // another label the row no longer reports
   }
-  const hit = activeHit(row, ctx.now());
-  field(section, "limit-hit").hidden = hit === null;
+  const hit = activeHit(row, current);
   section.dataset.hitUntil = hit === null ? "" : (hit.resetsAt === null ? "unknown" : String(hit.resetsAt));
-  setCountdown(ctx, field(section, "limit-hit").querySelector(".countdown"), hit === null ? null : hit.resetsAt);
   const fresh = field(section, "fresh");
   fresh.hidden = false;
   fresh.dataset.confirmedAt = String(row.confirmed_at);
   const sourceKey = "source." + row.source;
   const source = ctx.t.has(sourceKey) ? ctx.t(sourceKey) : row.source;
   field(section, "source").textContent = ctx.t("fresh.via", { source });
-  tickFreshness(ctx, section, ctx.now());
+  tickLimit(ctx, section, current);
 }
 
+/** How fresh a limit's numbers are: "updated 3m ago"; an account without recent traffic is idle,
+ * not broken: "last report 2h ago". */
 export function tickFreshness(ctx, section, current) {
   const fresh = field(section, "fresh");
   if (!fresh || fresh.dataset.confirmedAt === "") return;
   const age = Math.max(0, current - Number(fresh.dataset.confirmedAt));
-  field(section, "age").textContent = age < ctx.rules.just_now_seconds
-    ? ctx.t("fresh.just_now")
-    : ctx.t("fresh.updated", { age: ctx.t.duration(age) });
   const stale = isStale(age, ctx.rules.stale_after_seconds);
+  const ageText = field(section, "age");
+  if (age < ctx.rules.just_now_seconds) ageText.textContent = ctx.t("fresh.just_now");
+  else ageText.textContent = ctx.t(stale ? "fresh.last_report" : "fresh.updated", { age: ctx.t.duration(age) });
+  if (stale) ageText.title = ctx.t("fresh.idle_hint");
+  else ageText.removeAttribute("title");
   section.classList.toggle("stale", stale);
-  field(section, "stale").hidden = !stale;
 }
 
 /** Put a usage event into its card: the limit's section, added when new. */
@@ -134,6 +193,7 @@ export function applyUsageToCard(ctx, card, payload) {
     limits.append(section);
   }
   fillLimit(ctx, section, row, payload.forecasts);
+  tickForecastLine(ctx, card, ctx.now());
   field(card, "no-data").hidden = true;
 }
 
@@ -147,17 +207,18 @@ export function findCard(accountId) {
   return cardList()?.querySelector('.card[data-account-id="' + CSS.escape(String(accountId)) + '"]') || null;
 }
 
-export function cardTitle(account) {
-  return account.display_name || account.email || null;
+/** What the page calls an account: as core/accounts.py account_title, in the page's language. */
+export function cardTitle(account, t) {
+  return account.display_name || account.email || t("card.default_title", { id: account.id });
 }
 
 export function fillMeta(ctx, card, account) {
-  const title = cardTitle(account);
-  card.dataset.title = title || "";
+  const named = account.display_name || account.email || "";
+  card.dataset.title = named; // sorting puts accounts nobody named last, as the server does
   card.dataset.displayName = account.display_name || "";
   const titleElement = field(card, "title");
-  titleElement.textContent = title || ctx.t("card.unnamed");
-  titleElement.classList.toggle("unnamed", !title);
+  titleElement.textContent = cardTitle(account, ctx.t);
+  titleElement.classList.toggle("unnamed", !named);
   const email = field(card, "email");
   email.textContent = account.email || "";
   email.hidden = !(account.display_name && account.email); // else the title already is the email
@@ -170,8 +231,8 @@ export function createCard(ctx, account) {
   const card = cloneTemplate("card-template");
   card.dataset.accountId = String(account.id);
   field(card, "title").id = "card-title-" + account.id;
-  for (const button of card.querySelectorAll("button[aria-describedby]")) {
-    button.setAttribute("aria-describedby", "card-title-" + account.id);
+  for (const described of card.querySelectorAll("[aria-describedby]")) {
+    described.setAttribute("aria-describedby", "card-title-" + account.id);
   }
   for (const name of ["title-link", "history-link"]) {
     const link = field(card, name);
@@ -209,38 +270,116 @@ export function cardFacts(card, current) {
   return { maxUsed, soonest, atLimit, title: card.dataset.title || "", id: Number(card.dataset.accountId) };
 }
 
-// -- rename and delete ------------------------------------------------------------------------
+// -- the card menu: rename, refresh now, delete ----------------------------------------------
 
-/** The cards' rename and delete buttons; `changed()` after a rename, `deleted(card, name)`
- * after a deletion the server confirmed. */
-export function setupCardActions(ctx, { changed, deleted }) {
-  const list = cardList();
+// An account's element: an overview or account-page card, or a row of the Manage accounts view.
+const ITEM = "[data-account-id]";
+
+/** Where focus goes back to after an action: the card's menu button, else the action's own. */
+function actionFocus(card, action) {
+  const menu = field(card, "menu");
+  return menu ? menu.querySelector("summary") : card.querySelector('button[data-action="' + action + '"]');
+}
+
+function closeMenus(except) {
+  for (const menu of document.querySelectorAll('details[data-field="menu"][open]')) {
+    if (menu !== except) menu.open = false;
+  }
+}
+
+/** "Refresh now" is offered only when the account's JSON says a refresh can be made now
+ * (`refresh.available`, from GET accounts/{id}); read when the menu opens, so it is current. */
+async function offerRefresh(ctx, card) {
+  const button = card.querySelector('button[data-action="refresh"]');
+  if (!button) return;
+  let account = null;
+  try {
+    account = await fetchAccount(ctx, card.dataset.accountId);
+  } catch {
+    account = null;
+  }
+  button.hidden = !(account && account.refresh && account.refresh.available === true);
+  if (account && account.refresh) showRefreshStopped(ctx, card, account.refresh);
+}
+
+/** The card's line saying why the idle refresh stopped, from the account's `refresh` JSON. */
+function showRefreshStopped(ctx, card, refresh) {
+  const line = field(card, "refresh-stopped");
+  if (!line) return;
+  const stopped = refresh.state === "stopped" && refresh.stopped_reason;
+  line.textContent = stopped ? ctx.t("refresh.stopped." + refresh.stopped_reason) : "";
+  line.hidden = !stopped;
+}
+
+// What the notice says after "Refresh now", by the answer's `result` (a stop shows on the card).
+const REFRESH_NOTICES = { ok: "card.refresh_done", failed: "card.refresh_failed", no_token: "card.refresh_no_token" };
+
+async function refreshNow(ctx, card) {
+  const button = card.querySelector('button[data-action="refresh"]');
+  button.disabled = true;
+  try {
+    const response = await callApi(ctx, "POST", "/accounts/" + encodeURIComponent(card.dataset.accountId) + "/refresh");
+    if (!response) return;
+    const answer = await response.json();
+    if (answer.refresh) showRefreshStopped(ctx, card, answer.refresh);
+    const key = REFRESH_NOTICES[answer.result];
+    if (key) notice(ctx.t(key, { name: field(card, "title").textContent }));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** The rename, refresh and delete actions of the accounts in `list` (the cards by default);
+ * `changed()` after a rename, `deleted(card, name)` after a deletion the server confirmed. */
+export function setupCardActions(ctx, { changed, deleted, list = cardList() }) {
   if (!list) return;
   list.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
-    const card = button.closest(".card");
+    const card = button.closest(ITEM);
     const action = button.dataset.action;
+    const menu = button.closest('details[data-field="menu"]');
+    if (menu) menu.open = false;
     if (action === "rename") openRename(card);
     else if (action === "cancel") closeRename(card);
     else if (action === "delete") confirmDelete(ctx, card, deleted);
+    else if (action === "refresh") refreshNow(ctx, card);
+  });
+  // A menu's "toggle" does not bubble: listen while it goes down.
+  list.addEventListener("toggle", (event) => {
+    const menu = event.target;
+    if (!(menu instanceof HTMLDetailsElement) || menu.dataset.field !== "menu" || !menu.open) return;
+    closeMenus(menu);
+    offerRefresh(ctx, menu.closest(ITEM));
+  }, true);
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest('details[data-field="menu"]')) closeMenus(null);
   });
   list.addEventListener("submit", async (event) => {
     const form = event.target.closest(".rename-form");
     if (!form) return;
     event.preventDefault();
-    const card = form.closest(".card");
+    const card = form.closest(ITEM);
     const value = form.elements.display_name.value.trim();
     const response = await callApi(ctx, "PATCH", "/accounts/" + card.dataset.accountId, { display_name: value || null });
     if (!response) return;
     const account = await response.json();
     closeRename(card);
     fillMeta(ctx, card, account);
-    notice(ctx.t("renamed", { name: cardTitle(account) || ctx.t("card.unnamed") }));
+    notice(ctx.t("renamed", { name: cardTitle(account, ctx.t) }));
     changed();
   });
   list.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && event.target.closest(".rename-form")) closeRename(event.target.closest(".card"));
+    if (event.key !== "Escape") return;
+    if (event.target.closest(".rename-form")) {
+      closeRename(event.target.closest(ITEM));
+      return;
+    }
+    const menu = event.target.closest('details[data-field="menu"]');
+    if (menu && menu.open) {
+      menu.open = false;
+      menu.querySelector("summary").focus();
+    }
   });
 }
 
@@ -256,22 +395,31 @@ function closeRename(card) {
   const form = field(card, "rename-form");
   form.hidden = true;
   form.elements.display_name.value = card.dataset.displayName; // a cancelled edit is dropped
-  card.querySelector('button[data-action="rename"]').focus();
+  actionFocus(card, "rename")?.focus();
 }
 
 function confirmDelete(ctx, card, deleted) {
   const dialog = document.getElementById("delete-dialog");
-  const name = card.dataset.title || ctx.t("card.unnamed");
+  const name = field(card, "title").textContent;
   field(dialog, "delete-title").textContent = ctx.t("delete.title", { name });
   field(dialog, "delete-body").textContent = ctx.t("delete.body", { name });
   dialog.returnValue = "";
   dialog.addEventListener("close", async () => {
     if (dialog.returnValue !== "delete") {
-      card.querySelector('button[data-action="delete"]')?.focus();
+      actionFocus(card, "delete")?.focus();
       return;
     }
     const response = await callApi(ctx, "DELETE", "/accounts/" + card.dataset.accountId);
     if (response) deleted(card, name);
   }, { once: true });
   dialog.showModal();
+}
+
+/** Mark the account to use next (core/use_next.py, as the server answered); null: none. */
+export function markUseNext(accountId) {
+  for (const card of document.querySelectorAll(".card")) {
+    const chosen = accountId !== null && card.dataset.accountId === String(accountId);
+    const badge = field(card, "use-next");
+    if (badge) badge.hidden = !chosen;
+  }
 }

@@ -1,15 +1,25 @@
-// The accounts overview: the summary strip, one page of cards kept live, sorting and the view
-// switch, adding accounts, the recent alerts and the request sparklines.
+// The accounts overview: the summary line, one page of cards kept live, sorting and the view
+// switch, the account to use next (asked of the server), the recent alerts and the request
+// sparklines. Adding accounts is on the Manage accounts view (manage.js).
 
 import { sparklinePoints } from "./charts.js";
-import { percentNumber } from "./text.js";
+import { addAlert as addAlertTo, localizeAlerts, unlinkAlerts } from "./alerts.js";
 import {
-  applyUsageToCard, cardFacts, cardList, cardTitle, createCard, drawAllWindows, fetchAccount,
-  fillMeta, findCard, setupCardActions,
+  applyUsageToCard, cardFacts, cardList, createCard, drawAllWindows, fetchAccount,
+  fillMeta, findCard, markUseNext, setupCardActions,
 } from "./cards.js";
-import { callApi, cloneTemplate, field, localTime, notice, setCountdown, showError, storage, windowName } from "./page.js";
+import { callApi, notice, setCountdown, showError, storage } from "./page.js";
 
-const SORTS = ["name", "used", "reset"];
+const SORTS = ["name", "left", "used", "reset"];
+// "Most left" is the server's rule (core/use_next.py): the page keeps the server's order for it
+// and asks the server again which account to use next after usage changes.
+const LEFT = "left";
+// After a burst of usage events, one question to the server; and once a minute regardless, as
+// resets pass without any event.
+const USE_NEXT_DEBOUNCE_MS = 1500;
+const USE_NEXT_EVERY_SECONDS = 60;
+// From this width the alerts and the activity are a side column, open; below it they fold.
+const WIDE = "(min-width: 1200px)";
 const VIEWS = ["used", "remaining"];
 
 export function start(ctx) {
@@ -103,6 +113,7 @@ export function start(ctx) {
   }
 
   function sortCards() {
+    if (sort === LEFT) return; // the server's order, by its rule
     const list = cardList();
     const current = ctx.now();
     const facts = new Map([...list.querySelectorAll(".card")].map((card) => [card, cardFacts(card, current)]));
@@ -150,7 +161,8 @@ export function start(ctx) {
     if (!params.has("view") && VIEWS.includes(savedView)) ctx.view = savedView;
     const savedSort = storage.get("sort");
     if (!params.has("sort") && SORTS.includes(savedSort)) {
-      if (paged() && savedSort !== sort) {
+      // Another page's order, or "most left" (the server's): the server builds the page.
+      if ((paged() || savedSort === LEFT) && savedSort !== sort) {
         location.replace(pageUrl(1, savedSort));
         return false;
       }
@@ -174,7 +186,7 @@ export function start(ctx) {
       } else if (target.name === "sort") {
         sort = target.value;
         storage.set("sort", sort);
-        if (paged()) {
+        if (paged() || sort === LEFT) {
           location.assign(pageUrl(1, sort));
           return;
         }
@@ -186,34 +198,7 @@ export function start(ctx) {
     return true;
   }
 
-  // -- adding accounts and the test alert -----------------------------------------------------
-
-  function setupAddForm() {
-    const form = document.getElementById("add-form");
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const name = form.elements.name.value.trim();
-      const body = { token: form.elements.token.value };
-      if (name) body.name = name;
-      const button = form.querySelector('button[type="submit"]');
-      button.disabled = true;
-      try {
-        const response = await callApi(ctx, "POST", "/accounts", body);
-        if (!response) return;
-        const account = await response.json();
-        form.elements.token.value = "";
-        form.elements.name.value = "";
-        if (response.status === 201) noteCreated(account.id);
-        const card = findCard(account.id) || (hasRoomFor(account.id) ? createCard(ctx, account) : null);
-        if (card) fillMeta(ctx, card, account);
-        const label = cardTitle(account) || t("card.unnamed");
-        notice(response.status === 201 ? t("add.done", { name: label }) : t("add.exists", { name: label }));
-        afterChange();
-      } finally {
-        button.disabled = false;
-      }
-    });
-  }
+  // -- the test alert ------------------------------------------------------------------------
 
   function setupTestAlert() {
     const button = document.getElementById("test-alert");
@@ -242,51 +227,87 @@ export function start(ctx) {
   // -- feed events ----------------------------------------------------------------------------
 
   function usage(payload) {
+    scheduleUseNext(); // any account's usage may change which one is best
     const card = ensureCard(payload.account_id);
     if (!card) return;
     applyUsageToCard(ctx, card, payload);
     afterChange();
   }
 
+  // -- the account to use next ----------------------------------------------------------------
+
+  let useNextTimer = null;
+  let useNextAskedAt = ctx.now();
+
+  function showUseNext(chosen) {
+    const link = document.getElementById("use-next-link");
+    const none = document.getElementById("use-next-none");
+    if (chosen && chosen.account_id !== null) {
+      link.href = ctx.base + "/accounts/" + encodeURIComponent(String(chosen.account_id));
+      link.textContent = chosen.title || t("card.default_title", { id: chosen.account_id });
+      link.hidden = false;
+      none.hidden = true;
+    } else {
+      link.hidden = true;
+      none.hidden = false;
+    }
+    markUseNext(chosen ? chosen.account_id : null);
+  }
+
+  async function askUseNext() {
+    useNextTimer = null;
+    useNextAskedAt = ctx.now();
+    let answer;
+    try {
+      const response = await fetch(ctx.api + "/use-next", { credentials: "same-origin" });
+      if (!response.ok) return;
+      answer = await response.json();
+    } catch {
+      return; // offline: the feed's state says so; the next event asks again
+    }
+    showUseNext(answer);
+  }
+
+  function scheduleUseNext() {
+    if (useNextTimer !== null) window.clearTimeout(useNextTimer);
+    useNextTimer = window.setTimeout(askUseNext, USE_NEXT_DEBOUNCE_MS);
+  }
+
+  function tick(current) {
+    updateSummary(current);
+    if (useNextTimer === null && current - useNextAskedAt >= USE_NEXT_EVERY_SECONDS) scheduleUseNext();
+  }
+
+  /** Alerts and activity fold on narrow screens, to leave the first screen to the cards. */
+  function setupPanels() {
+    if (window.matchMedia(WIDE).matches) return;
+    for (const panel of document.querySelectorAll("details[data-fold]")) panel.open = false;
+  }
+
+  function alert(item) {
+    addAlert(item);
+    document.getElementById("alerts-count").textContent = String(document.getElementById("alert-list").children.length);
+  }
+
   function account(payload) {
     if (payload.kind === "deleted") {
+      scheduleUseNext();
       noteDeleted(payload.id);
+      unlinkAlerts(document.getElementById("alert-list"), payload.id);
       findCard(payload.id)?.remove();
       if (!cardList().querySelector(".card")) document.getElementById("no-accounts")?.removeAttribute("hidden");
     } else if (payload.account) {
       if (payload.kind === "created") noteCreated(payload.id);
+      if (payload.kind === "updated" && findCard(payload.id)?.querySelector('[data-field="use-next"]:not([hidden])')) scheduleUseNext();
       const card = findCard(payload.id) || (hasRoomFor(payload.id) ? createCard(ctx, payload.account) : null);
       if (card) fillMeta(ctx, card, payload.account);
     }
     afterChange();
   }
 
-  function alertText(item) {
-    const fields = {
-      account: item.account || t("card.unnamed"),
-      window: item.window ? windowName(ctx, item.window) : "",
-    };
-    if (item.used_percent !== null) fields.percent = percentNumber(item.used_percent);
-    if (item.threshold !== null) fields.threshold = percentNumber(item.threshold);
-    // In the page's language: the message key of each kind comes with the rules (i18n.py); the
-    // item's own `message` is the webhooks' English, shown only for a kind this page does not know.
-    const key = ctx.rules.alert_messages[item.kind];
-    return key === undefined ? item.message : t(key, fields);
-  }
-
   function addAlert(item) {
     const list = document.getElementById("alert-list");
-    if (list.querySelector('[data-alert-id="' + CSS.escape(String(item.id)) + '"]')) return;
-    const entry = cloneTemplate("alert-template");
-    entry.dataset.alertId = String(item.id);
-    entry.className = "alert alert-" + item.kind;
-    const when = field(entry, "alert-time");
-    when.dateTime = item.at_iso ?? "";
-    when.dataset.at = String(item.at);
-    when.textContent = localTime(ctx, item.at, "datetime");
-    field(entry, "alert-text").textContent = alertText(item);
-    list.prepend(entry);
-    while (list.children.length > page.recent_alerts) list.lastElementChild.remove();
+    if (!addAlertTo(ctx, list, item, page.recent_alerts)) return;
     document.getElementById("no-alerts").hidden = true;
   }
 
@@ -317,7 +338,7 @@ export function start(ctx) {
   for (const card of cardList().querySelectorAll(".card")) baseline.set(card.dataset.accountId, cardFacts(card, current));
   if (!setupControls()) return null;
   sortCards();
-  setupAddForm();
+  setupPanels();
   setupCardActions(ctx, {
     changed: afterChange,
     deleted(card, name) {
@@ -328,6 +349,7 @@ export function start(ctx) {
     },
   });
   setupTestAlert();
+  localizeAlerts(ctx, document.getElementById("alert-list"));
   afterChange();
-  return { usage, request, account, alert: addAlert, tick: updateSummary };
+  return { usage, request, account, alert, tick };
 }

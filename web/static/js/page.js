@@ -2,7 +2,7 @@
 // messages in the page, countdowns, local times and calls to the JSON API. Every value goes
 // into the page with textContent or an attribute, never as markup.
 
-import { iso, translator } from "./text.js";
+import { clockText, iso, translator } from "./text.js";
 
 /** The page's context from its embedded data (#page-data), or null on a page without one. */
 export function readContext(document) {
@@ -79,9 +79,9 @@ export function setLive(ctx, state) {
 // -- times ------------------------------------------------------------------------------------
 
 const TIME_FORMATS = {
-  time: { hour: "2-digit", minute: "2-digit" },
-  date: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
-  datetime: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
+  time: { hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+  date: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
+  datetime: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" },
 };
 
 export function localTime(ctx, at, format) {
@@ -104,16 +104,24 @@ export function setCountdown(ctx, element, at) {
   tickCountdown(ctx, element, ctx.now());
 }
 
+/** A moment as the reader's clock shows it ("14:05", "Tue 09:32"), in the page's language. */
+export function clock(ctx, at, current) {
+  return clockText(at, current, ctx.page.lang, ctx.rules.clock);
+}
+
+/** A countdown's text: its running message with the moment's clock time and the time left, its
+ * done message once the moment has passed, its unknown message without one. */
 export function tickCountdown(ctx, element, current) {
   if (element.hidden) return;
   if (element.dataset.resetAt === "") {
-    element.textContent = ctx.t("window.reset_unknown");
+    element.textContent = ctx.t(element.dataset.unknown || "window.reset_unknown");
     return;
   }
   const at = Number(element.dataset.resetAt);
+  const time = clock(ctx, at, current);
   element.textContent = at > current
-    ? ctx.t(element.dataset.running, { duration: ctx.t.duration(at - current) })
-    : ctx.t(element.dataset.done);
+    ? ctx.t(element.dataset.running, { duration: ctx.t.duration(at - current), time })
+    : ctx.t(element.dataset.done, { time });
 }
 
 // -- the JSON API -----------------------------------------------------------------------------

@@ -91,3 +91,33 @@ export function translator(messages) {
     durationParts(seconds).map(([unit, n]) => t("duration." + unit, { n })).join(t("duration.join"));
   return t;
 }
+
+/** How a moment is written at `now` (core/text.py clock_style), by the page's `rules.clock`:
+ * "time" alone when it is this close, "weekday" and time within a week, else "date". */
+export function clockStyle(at, now, rules) {
+  const distance = Math.abs(at - now);
+  if (distance < rules.time_within) return "time";
+  return distance < rules.weekday_within ? "weekday" : "date";
+}
+
+// The clock styles as Intl formats, each a list of parts joined by a space: a 24-hour clock in
+// the reader's time zone ("Tue 09:32", "周二 09:32").
+const HOURS = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+const CLOCK_FORMATS = {
+  time: [HOURS],
+  weekday: [{ weekday: "short" }, HOURS],
+  date: [{ month: "short", day: "numeric", ...HOURS }],
+};
+
+/** A moment as the reader's clock shows it in `lang`: "14:05", "Tue 09:32", "Mar 3, 09:32"
+ * (`timeZone`: the browser's when not given). */
+export function clockText(at, now, lang, rules, timeZone) {
+  const moment = new Date(at * 1000);
+  try {
+    return CLOCK_FORMATS[clockStyle(at, now, rules)]
+      .map((options) => new Intl.DateTimeFormat(lang, timeZone ? { ...options, timeZone } : options).format(moment))
+      .join(" ");
+  } catch {
+    return iso(at) ?? "";
+  }
+}

@@ -42,3 +42,38 @@ export function activeHit(row, now) {
   if (!hit || (hit.resets_at !== null && hit.resets_at <= now)) return null;
   return { resetsAt: hit.resets_at };
 }
+
+/** Whether a window's reported reset time has come by `now` (core/windows.py reset_passed). */
+export function resetPassed(resetsAt, now) {
+  return resetsAt !== null && resetsAt !== undefined && resetsAt <= now;
+}
+
+/** A reported window at `now` (core/windows.py as_of): reset, 0 % used, once its reset time has
+ * passed with no newer report. {used, reportedUsed, resetInferred} */
+export function asOf(used, resetsAt, now) {
+  if (resetPassed(resetsAt, now)) return { used: 0, reportedUsed: used, resetInferred: true };
+  return { used, reportedUsed: used, resetInferred: false };
+}
+
+/** Whether a limit is reached and when it is back (core/outlook.py comes_back): null while not
+ * reached, else {at} (null: not known). `windows` as [used now, resetsAt]. */
+export function comesBack(hitActive, hitResetsAt, windows, fullPercent) {
+  const full = windows.filter(([used]) => used !== null && used >= fullPercent).map(([, at]) => at);
+  if (!hitActive && full.length === 0) return null;
+  const known = (hitActive ? [hitResetsAt, ...full] : full).filter((at) => at !== null);
+  return { at: known.length ? Math.max(...known) : null };
+}
+
+/** The index of the forecast a card tells (core/outlook.py urgent_forecast): the soonest to run
+ * out before its reset, or null. Candidates: {used, status, exhaustsAt, beforeReset, blocked}. */
+export function urgentForecast(candidates, now, fullPercent) {
+  let best = null;
+  candidates.forEach((found, index) => {
+    const tells = !found.blocked && found.status === "runs_out"
+      && found.used !== null && found.used < fullPercent
+      && found.exhaustsAt !== null && found.exhaustsAt > now
+      && found.beforeReset !== null && found.beforeReset > 0;
+    if (tells && (best === null || found.exhaustsAt < candidates[best].exhaustsAt)) best = index;
+  });
+  return best;
+}

@@ -1,0 +1,185 @@
+"""The "use next" rule (core/use_next.py): room per window, per account, the order and the pick."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from codexgate.core.rows import AccountWindows, LimitWindows
+from codexgate.core.use_next import (
+    SOON_MAX_SECONDS,
+    AccountRoom,
+    account_room,
+    best,
+    most_left,
+    use_next,
+    window_room,
+)
+from codexgate.core.windows import WindowValue
+
+NOW = 1_800_000_000.0
+HOUR = 3600
+
+
+def five_hour(used: float | None, resets_in: float | None = 4 * HOUR) -> WindowValue:
+    return WindowValue("5h", used, 300, None if resets_in is None else int(NOW + resets_in))
+
+
+def weekly(used: float | None, resets_in: float | None = 5 * 24 * HOUR) -> WindowValue:
+    return WindowValue("7d", used, 10080, None if resets_in is None else int(NOW + resets_in))
+
+
+def account(
+    account_id: int,
+    *windows: WindowValue,
+    title: str | None = None,
+    hit: str | None = None,
+    hit_resets_in: float | None = None,
+) -> AccountWindows:
+    hit_at = None if hit_resets_in is None else int(NOW + hit_resets_in)
+    limits = (LimitWindows("codex", windows, hit, hit_at),) if windows or hit else ()
+    return AccountWindows(account_id, title or f"Seat {account_id}", limits)
+
+
+def test_a_window_far_from_its_reset_has_what_is_left() -> None:
+    assert window_room(five_hour(30.0), NOW) == 70.0
+    assert window_room(weekly(0.0), NOW) == 100.0
+    assert window_room(five_hour(130.0), NOW) == 0.0  # clamped, never negative
+
+
+def test_a_window_that_resets_soon_counts_as_nearly_free() -> None:
+    # 5h window: "soon" is its last 30 minutes; 15 minutes before the reset half the used part
+    # is credited back, and at the reset all of it.
+    assert window_room(five_hour(80.0, resets_in=15 * 60), NOW) == 20.0 + 80.0 * 0.5
+    assert window_room(five_hour(80.0, resets_in=30 * 60), NOW) == 20.0
+    # Weekly: a tenth of a week is longer than an hour; the hour caps it.
+    assert window_room(weekly(80.0, resets_in=SOON_MAX_SECONDS / 2), NOW) == 60.0
+    assert window_room(weekly(80.0, resets_in=2 * HOUR), NOW) == 20.0
+
+
+def test_a_window_whose_reset_passed_counts_as_reset() -> None:
+    assert window_room(five_hour(100.0, resets_in=-60), NOW) == 100.0
+
+
+def test_an_unknown_window_is_unknown_and_a_window_without_reset_gets_no_credit() -> None:
+    assert window_room(five_hour(None), NOW) is None
+    assert window_room(five_hour(math.nan), NOW) is None
+    assert window_room(five_hour(40.0, resets_in=None), NOW) == 60.0
+    # A window of unknown length under another label: no "soon" credit either.
+    assert window_room(WindowValue("daily", 40.0, None, int(NOW + 60)), NOW) == 60.0
+
+
+def test_an_accounts_room_is_its_tightest_known_window() -> None:
+    assert account_room(account(1, five_hour(10.0), weekly(70.0)), NOW).room == 30.0
+    # Unknown windows neither help nor count as 0.
+    assert account_room(account(1, five_hour(None), weekly(70.0)), NOW).room == 30.0
+    assert account_room(account(1, five_hour(None), weekly(None)), NOW).room is None
+    assert account_room(account(1), NOW).room is None  # no data at all
+
+
+def test_at_the_limit_by_a_hit_or_a_used_up_window_until_it_is_back() -> None:
+    hit = account_room(account(1, five_hour(50.0), hit="usage_limit_reached"), NOW)
+    assert hit.at_limit
+    assert not hit.usable
+    back = account(1, five_hour(50.0), hit="usage_limit_reached", hit_resets_in=-1)
+    assert not account_room(back, NOW).at_limit
+    assert account_room(account(1, five_hour(100.0), weekly(10.0)), NOW).at_limit
+    assert account_room(account(1, five_hour(100.0, resets_in=None)), NOW).at_limit
+    reset = account_room(account(1, five_hour(100.0, resets_in=-1), weekly(10.0)), NOW)
+    assert not reset.at_limit
+    assert reset.room == 90.0
+
+
+def test_the_pick_among_one_at_its_limit_one_nearly_used_and_one_with_room() -> None:
+    accounts = [
+        account(1, five_hour(100.0), weekly(20.0), title="Exhausted"),
+        account(2, five_hour(92.0), weekly(40.0), title="Nearly used"),
+        account(3, five_hour(35.0), weekly(50.0), title="Roomy"),
+        account(4, title="No data"),
+    ]
+    ranked = most_left(accounts, NOW)
+    assert [item.title for item in ranked] == ["Roomy", "Nearly used", "No data", "Exhausted"]
+    chosen = use_next(ranked)
+    assert chosen is not None
+    assert chosen.account_id == 3
+    assert chosen.room == 50.0
+
+
+def test_nobody_is_chosen_when_every_account_is_at_its_limit_or_unknown() -> None:
+    ranked = most_left([account(1, five_hour(100.0)), account(2)], NOW)
+    assert use_next(ranked) is None
+    assert use_next([]) is None
+
+
+def test_ties_go_by_name_unnamed_last() -> None:
+    items = [
+        AccountWindows(3, None, (LimitWindows("codex", (five_hour(50.0),), None, None),)),
+        AccountWindows(2, "beta", (LimitWindows("codex", (five_hour(50.0),), None, None),)),
+        AccountWindows(1, "Alpha", (LimitWindows("codex", (five_hour(50.0),), None, None),)),
+    ]
+    assert [item.account_id for item in most_left(items, NOW)] == [1, 2, 3]
+
+
+# -- properties -----------------------------------------------------------------------------
+
+percents = st.one_of(st.none(), st.floats(min_value=0, max_value=120, allow_nan=False))
+resets = st.one_of(st.none(), st.floats(min_value=-HOUR, max_value=8 * 24 * HOUR))
+
+
+@st.composite
+def accounts(draw: st.DrawFn, account_id: int) -> AccountWindows:
+    hit = draw(st.sampled_from([None, "usage_limit_reached"]))
+    hit_in = draw(resets)
+    wins = (five_hour(draw(percents), draw(resets)), weekly(draw(percents), draw(resets)))
+    return account(account_id, *wins, hit=hit, hit_resets_in=hit_in)
+
+
+@given(
+    st.lists(st.integers(1, 10_000), min_size=1, max_size=8, unique=True).flatmap(
+        lambda ids: st.tuples(*(accounts(i) for i in ids))
+    )
+)
+def test_an_account_at_its_limit_is_never_chosen(found: tuple[AccountWindows, ...]) -> None:
+    chosen = use_next(most_left(found, NOW))
+    assert best(found, NOW) == chosen  # the shortcut picks the same
+    if chosen is not None:
+        picked = next(item for item in found if item.account_id == chosen.account_id)
+        assert not account_room(picked, NOW).at_limit
+        assert chosen.room is not None
+        # It has at least as much room as every other usable account.
+        for item in found:
+            room = account_room(item, NOW)
+            if room.usable:
+                assert room.room is not None
+                assert room.room <= chosen.room
+
+
+@given(
+    st.floats(0, 100),
+    st.floats(0, 100),
+    st.one_of(st.none(), st.floats(-HOUR, 8 * 24 * HOUR)),
+)
+def test_more_remaining_never_ranks_lower(
+    used: float, less_used: float, resets_in: float | None
+) -> None:
+    low, high = sorted((used, less_used))
+    more_left = account(1, five_hour(low, resets_in), weekly(10.0), title="B")
+    less_left = account(2, five_hour(high, resets_in), weekly(10.0), title="A")
+    ranked = most_left([less_left, more_left], NOW)
+    first = ranked[0]
+    if not first.at_limit and first.account_id == 2:
+        # Only a tie (equal room) may put the more used one first (by name).
+        rooms = {item.account_id: item.room for item in ranked}
+        assert rooms[1] == rooms[2]
+    room_low = window_room(five_hour(low, resets_in), NOW)
+    room_high = window_room(five_hour(high, resets_in), NOW)
+    assert room_low is not None
+    assert room_high is not None
+    assert room_low >= room_high
+
+
+def test_account_room_is_a_plain_value() -> None:
+    assert AccountRoom(1, None, False, 10.0).usable
+    assert not AccountRoom(1, None, False, None).usable
