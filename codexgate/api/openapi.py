@@ -26,6 +26,7 @@ from codexgate.api.common import MAX_PAGE, Handler
 from codexgate.api.history import DEFAULT_HISTORY_PAGE
 from codexgate.api.requests import DEFAULT_REQUESTS_PAGE
 from codexgate.api.schemas import Doc
+from codexgate.api.use_next import MAX_ORDERED
 from codexgate.core.accounts import MAX_ACCOUNT_ID, MAX_NAME, MAX_TOKEN
 from codexgate.security import SESSION_COOKIE
 
@@ -550,7 +551,18 @@ def document(prefix: str) -> dict[str, Any]:
                 "The account to use now: the most room left across its windows, never one at "
                 "its limit (nulls when none may be used)",
                 {"200": _ok("UseNext")},
-                (),
+                ("BadRequest",),
+                parameters=[
+                    _query(
+                        "accounts",
+                        {
+                            "type": "string",
+                            "pattern": f"^([0-9]+(,[0-9]+){{0,{MAX_ORDERED - 1}}})?$",
+                        },
+                        f"up to {MAX_ORDERED} account ids, comma-separated: the answer's `order` "
+                        'lists those that exist in the "most left" order',
+                    )
+                ],
                 operation_id="getUseNext",
             ),
         },

@@ -259,6 +259,10 @@ class UseNext(TypedDict):
         float | None,
         Doc("its tightest window's room, 0 to 100, a window resetting soon counted as nearly free"),
     ]
+    order: Annotated[
+        list[RowId] | None,
+        Doc('the asked `accounts` that exist, in the "most left" order; null when none asked'),
+    ]
 
 
 class AccountRecord(TypedDict):
@@ -703,15 +707,16 @@ def limit_json(latest: LatestUsageRow, forecasts: Mapping[str, ForecastResult]) 
     }
 
 
-def use_next_json(chosen: AccountRoom | None) -> UseNext:
-    """The account to use next, or nulls when no account may be used now."""
+def use_next_json(chosen: AccountRoom | None, order: list[int] | None = None) -> UseNext:
+    """The account to use next (nulls when none may be used now), and an order if one was asked."""
     if chosen is None:
-        return {"account_id": None, "title": None, "room_percent": None}
+        return {"account_id": None, "title": None, "room_percent": None, "order": order}
     room = chosen.room
     return {
         "account_id": chosen.account_id,
         "title": chosen.title,
         "room_percent": None if room is None else round(room, 2),
+        "order": order,
     }
 
 

@@ -34,7 +34,7 @@ from codexgate.config import AlertConfig
 from codexgate.core.accounts import default_title
 from codexgate.core.forecast import Forecast
 from codexgate.core.rows import AlertKind, AlertState, LatestUsageRow, NewAlert, UsageRow
-from codexgate.core.text import duration, percent
+from codexgate.core.text import clock, duration, percent
 from codexgate.core.windows import SAME_PERIOD_SECONDS
 
 WHOLE_FAMILY: Final = "*"
@@ -96,7 +96,9 @@ def _same_period(a: int | None, b: int | None) -> bool:
 def _resets(resets_at: int | None, now: float) -> str:
     if resets_at is None:
         return "reset time unknown"
-    return f"resets in {duration(resets_at - now)}" if resets_at > now else "resetting now"
+    if resets_at <= now:
+        return "resetting now"
+    return f"resets at {clock(resets_at, now)} UTC, in {duration(resets_at - now)}"
 
 
 def evaluate_row(
@@ -206,7 +208,8 @@ def _limit_hit(
         decision.set(AlertState(*key, row.limit_hit_resets_at, now))
         if rules.limit_hit:
             back = (
-                f"back in {duration(row.limit_hit_resets_at - now)}"
+                f"back at {clock(row.limit_hit_resets_at, now)} UTC, "
+                f"in {duration(row.limit_hit_resets_at - now)}"
                 if row.limit_hit_resets_at is not None
                 else "no reset time given"
             )

@@ -66,6 +66,7 @@ async def test_use_next_names_the_account_with_most_room_never_one_at_its_limit(
         "account_id": None,
         "title": None,
         "room_percent": None,
+        "order": None,
     }
     await seed(server, SEATS)
     answer = await admin.ok("GET", "api/v1/use-next")

@@ -1,6 +1,6 @@
 """The overview in headless Chromium, accounts first: the cards' bars on the first screen at
-desktop and phone sizes, the account to use next (and how it moves live), the card menu by
-keyboard, and the Manage accounts view."""
+desktop and phone sizes, the account to use next (and how it moves live), the "most left" order
+kept live, the card menu by keyboard, and the Manage accounts view."""
 
 from __future__ import annotations
 
@@ -130,6 +130,43 @@ async def test_use_next_marks_the_account_with_room_and_moves_when_usage_changes
     assert status == 200
     assert isinstance(answer, dict)
     assert answer["title"] == "Nearly used"
+
+
+async def test_most_left_re_sorts_the_cards_live_as_a_reload_would(
+    gateway_process: GatewayProcess, fake: FakeUpstream, new_page: NewPage
+) -> None:
+    await seed_three(gateway_process)
+    page = await new_page()
+    await sign_in_page(page, gateway_process, "/codexgate/?sort=left")
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    titles = page.locator('#cards [data-field="title"]')
+    await expect(titles).to_have_text(["Roomy", "Nearly used", "Exhausted"])
+    # Roomy's menu open by keyboard, its summary focused: a move keeps both.
+    summary = card(page, "Roomy").locator('details[data-field="menu"] > summary')
+    await summary.focus()
+    await page.keyboard.press("Enter")
+    menu = card(page, "Roomy").locator('details[data-field="menu"]')
+    await expect(menu).to_have_attribute("open", "")
+    await page.evaluate("window.__sameCards = [...document.querySelectorAll('#cards .card')]")
+
+    # Roomy's 5-hour window climbs to 98 %: 2 % left, behind the nearly used one's 10 %.
+    fake.response_headers["x-codex-primary-used-percent"] = "98"
+    await proxied_turn(gateway_process, "seat_a")
+    await expect(titles).to_have_text(["Nearly used", "Roomy", "Exhausted"])
+    await expect(menu).to_have_attribute("open", "")
+    assert await page.evaluate(
+        "document.activeElement === document.querySelector("
+        "'#cards .card:nth-child(2) details[data-field=menu] > summary')"
+    )
+    # Moved, not drawn again: the same elements.
+    assert await page.evaluate(
+        "[...document.querySelectorAll('#cards .card')]"
+        ".every((card) => window.__sameCards.includes(card))"
+    )
+    # The order a reload shows.
+    live = await titles.all_text_contents()
+    await page.reload()
+    await expect(titles).to_have_text(live)
 
 
 async def test_the_card_menu_renames_and_deletes_by_keyboard(

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from codexgate.config import AlertConfig
-from codexgate.core.alerts import RuleError, StateKey, evaluate_time, rules_from, stored_rules
+from codexgate.core.alerts import (
+    RuleError,
+    StateKey,
+    evaluate_row,
+    evaluate_time,
+    rules_from,
+    stored_rules,
+)
 from codexgate.core.forecast import Forecast
 from codexgate.core.rows import AlertState, UsageRow
 from tests.helpers.alert_rules import RULES, apply
@@ -157,3 +164,24 @@ def test_stored_rules_keep_what_this_version_knows_and_say_what_they_skipped() -
         "stored alert rules are not a JSON object: the settings file's rules apply",
     )
     assert stored_rules("{not json", RULES).rules is None
+
+
+def test_the_webhook_text_says_when_a_window_and_a_limit_come_back() -> None:
+    now = 1_900_000_000.0  # 2030-03-17 17:46:40 UTC
+    crossing = evaluate_row(
+        usage_row(91.0, resets_at=int(now) + 2 * 3600 + 600), "alice", {}, RULES, {}, now
+    )
+    assert [alert.message for alert in crossing.fired] == [
+        "alice: 5h window at 91% used (crossed 90%), resets at 19:56 UTC, in 2h 10m"
+    ]
+    hit = evaluate_row(
+        usage_row(40.0, limit_hit="usage_limit_reached", hit_until=int(now) + 3 * 86400),
+        "alice",
+        {},
+        RULES,
+        {},
+        now,
+    )
+    assert [alert.message for alert in hit.fired] == [
+        "alice: codex limit reached (usage_limit_reached), back at Wed 17:46 UTC, in 3d"
+    ]

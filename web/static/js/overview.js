@@ -11,8 +11,8 @@ import {
 import { callApi, notice, setCountdown, showError, storage } from "./page.js";
 
 const SORTS = ["name", "left", "used", "reset"];
-// "Most left" is the server's rule (core/use_next.py): the page keeps the server's order for it
-// and asks the server again which account to use next after usage changes.
+// "Most left" is the server's rule (core/use_next.py): after usage changes the page asks the
+// server again which account to use next and, under that sort, in which order its cards go.
 const LEFT = "left";
 // After a burst of usage events, one question to the server; and once a minute regardless, as
 // resets pass without any event.
@@ -112,8 +112,31 @@ export function start(ctx) {
     who.textContent = soonest.title || t("card.unnamed");
   }
 
+  /** Move the cards into `order` (cards it leaves out keep their turn after it): DOM moves only,
+   * so a card keeps its state (an open menu, a rename being typed) and the focus stays put. */
+  function placeCards(order) {
+    const list = cardList();
+    const placed = new Set(order);
+    const rest = [...list.querySelectorAll(".card")].filter((card) => !placed.has(card));
+    const focused = document.activeElement;
+    [...order, ...rest].forEach((card, index) => {
+      const here = list.children[index] || null;
+      if (here === card) return;
+      // moveBefore keeps focus and state through the move where the browser has it.
+      if (typeof list.moveBefore === "function") list.moveBefore(card, here);
+      else list.insertBefore(card, here);
+    });
+    if (focused instanceof HTMLElement && focused !== document.activeElement) focused.focus({ preventScroll: true });
+  }
+
+  /** "Most left": the order the server answered for this page's accounts (their ids). */
+  function placeByServer(ids) {
+    const order = ids.map((id) => findCard(id)).filter((card) => card !== null);
+    placeCards(order);
+  }
+
   function sortCards() {
-    if (sort === LEFT) return; // the server's order, by its rule
+    if (sort === LEFT) return; // the server's order, asked again after changes (askUseNext)
     const list = cardList();
     const current = ctx.now();
     const facts = new Map([...list.querySelectorAll(".card")].map((card) => [card, cardFacts(card, current)]));
@@ -127,11 +150,7 @@ export function start(ctx) {
       if (sort === "reset") return unknownLast(a.soonest, b.soonest) || (a.soonest ?? 0) - (b.soonest ?? 0) || byName(a, b);
       return byName(a, b);
     });
-    const focused = document.activeElement;
-    order.forEach(([card], index) => {
-      if (list.children[index] !== card) list.insertBefore(card, list.children[index] || null);
-    });
-    if (focused instanceof HTMLElement && focused !== document.activeElement) focused.focus();
+    placeCards(order.map(([card]) => card));
   }
 
   function afterChange() {
@@ -238,6 +257,7 @@ export function start(ctx) {
 
   let useNextTimer = null;
   let useNextAskedAt = ctx.now();
+  let useNextAsked = 0; // the newest question: an older answer arriving late is dropped
 
   function showUseNext(chosen) {
     const link = document.getElementById("use-next-link");
@@ -257,15 +277,24 @@ export function start(ctx) {
   async function askUseNext() {
     useNextTimer = null;
     useNextAskedAt = ctx.now();
+    const asked = ++useNextAsked;
+    let url = ctx.api + "/use-next";
+    if (sort === LEFT) {
+      // This page's accounts (at most a page of them), to be put in the "most left" order.
+      const ids = [...cardList().querySelectorAll(".card")].map((card) => card.dataset.accountId);
+      if (ids.length) url += "?accounts=" + encodeURIComponent(ids.slice(0, accountsPage.size).join(","));
+    }
     let answer;
     try {
-      const response = await fetch(ctx.api + "/use-next", { credentials: "same-origin" });
+      const response = await fetch(url, { credentials: "same-origin" });
       if (!response.ok) return;
       answer = await response.json();
     } catch {
       return; // offline: the feed's state says so; the next event asks again
     }
+    if (asked !== useNextAsked) return;
     showUseNext(answer);
+    if (sort === LEFT && Array.isArray(answer.order)) placeByServer(answer.order);
   }
 
   function scheduleUseNext() {
@@ -298,7 +327,9 @@ export function start(ctx) {
       if (!cardList().querySelector(".card")) document.getElementById("no-accounts")?.removeAttribute("hidden");
     } else if (payload.account) {
       if (payload.kind === "created") noteCreated(payload.id);
-      if (payload.kind === "updated" && findCard(payload.id)?.querySelector('[data-field="use-next"]:not([hidden])')) scheduleUseNext();
+      // A new name may change the mark's title, and under "most left" the order of equal rooms.
+      const marked = findCard(payload.id)?.querySelector('[data-field="use-next"]:not([hidden])');
+      if (payload.kind === "updated" && (marked || sort === LEFT)) scheduleUseNext();
       const card = findCard(payload.id) || (hasRoomFor(payload.id) ? createCard(ctx, payload.account) : null);
       if (card) fillMeta(ctx, card, payload.account);
     }
