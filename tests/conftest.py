@@ -84,3 +84,11 @@ async def server(start_gateway: StartGateway) -> TestServer:
 def admin(http: ClientSession, server: TestServer) -> Admin:
     """A client of that gateway's own routes, with the admin token."""
     return Admin(http, server)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy in the environment, for clients that trust it and must reach loopback."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)

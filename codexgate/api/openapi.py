@@ -40,14 +40,6 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _null(schema: Schema) -> Schema:
-    """schema or null (3.1: a type list, or anyOf for a reference)."""
-    if "$ref" in schema:
-        return {"anyOf": [schema, {"type": "null"}]}
-    kind = schema["type"]
-    return {**schema, "type": [kind, "null"]}
-
-
 def _object(properties: dict[str, Schema], *, description: str | None = None) -> Schema:
     """A closed object whose properties are all present (answers always carry every key)."""
     schema: Schema = {
@@ -63,25 +55,14 @@ def _object(properties: dict[str, Schema], *, description: str | None = None) ->
 
 _STR: Final[Schema] = {"type": "string"}
 _NUM: Final[Schema] = {"type": "number"}
-_INT: Final[Schema] = {"type": "integer"}
 _BOOL: Final[Schema] = {"type": "boolean"}
 _ID: Final[Schema] = {"type": "integer", "minimum": 1, "maximum": _MAX_ID}
-_UNIX: Final[Schema] = {"type": "number", "description": "unix seconds"}
-_ISO: Final[Schema] = {"type": ["string", "null"], "format": "date-time"}
 _NAME: Final[Schema] = {
     "type": ["string", "null"],
     "minLength": 1,
     "maxLength": MAX_NAME,
     "description": "display name; null clears it",
 }
-
-
-def _time(name: str, *, nullable: bool = False) -> dict[str, Schema]:
-    """`name` in unix seconds and `name_iso` as ISO-8601 UTC."""
-    return {
-        name: _null(_UNIX) if nullable else _UNIX,
-        f"{name}_iso": _ISO,
-    }
 
 
 # -- components generated from the typed shapes ------------------------------------------------

@@ -33,7 +33,7 @@ import orjson
 from codexgate.config import AlertConfig
 from codexgate.core.accounts import default_title
 from codexgate.core.forecast import Forecast
-from codexgate.core.rows import AlertKind, AlertState, LatestUsageRow, NewAlert, UsageRow
+from codexgate.core.rows import AlertKind, AlertState, NewAlert, UsageRow
 from codexgate.core.text import clock, duration, percent
 from codexgate.core.windows import SAME_PERIOD_SECONDS
 
@@ -244,19 +244,6 @@ def _limit_back(state: AlertState, who: str, rules: AlertConfig, now: float) -> 
                 message=f"{who}: {state.limit_id} limit has reset and can be used again",
             )
         )
-    return decision
-
-
-def evaluate_time(
-    latest: Iterable[LatestUsageRow],
-    names: Mapping[int, str],
-    states: Mapping[StateKey, AlertState],
-    rules: AlertConfig,
-    now: float,
-) -> Decision:
-    """The rules that fire with time alone: stale data, and a hit limit whose reset passed."""
-    decision = limits_back(states.values(), names, rules, now)
-    decision.extend(evaluate_stale((item.usage for item in latest), names, states, rules, now))
     return decision
 
 

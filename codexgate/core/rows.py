@@ -310,11 +310,6 @@ class LimitWindows:
     limit_hit_type: str | None
     limit_hit_resets_at: int | None
 
-    @classmethod
-    def of(cls, row: UsageRow) -> LimitWindows:
-        """The windows and limit hit of a usage row."""
-        return cls(row.limit_id, row.windows(), row.limit_hit_type, row.limit_hit_resets_at)
-
 
 @dataclass(frozen=True, slots=True)
 class AccountWindows:

@@ -102,18 +102,8 @@ class Receiver:
         return self.hits.get(service, [])
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The notifier's session trusts the environment: loopback must not go through a proxy."""
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ):
-        monkeypatch.delenv(name, raising=False)
+# The notifier's session trusts the environment: loopback must not go through a proxy.
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 @pytest.fixture

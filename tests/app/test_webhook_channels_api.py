@@ -30,18 +30,8 @@ NTFY_TOKEN = "tk_xntfyxtokenxsecretx"
 SECRETS = (BOT_TOKEN, SIGNING, NTFY_TOKEN, PASSWORD, "XhookXidX", "Xtopic_secretX")
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The notifier's session trusts the environment: loopback must not go through a proxy."""
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ):
-        monkeypatch.delenv(name, raising=False)
+# The notifier's session trusts the environment: loopback must not go through a proxy.
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from tests.helpers.browser import (
     TIMEOUT_MS,
     NewPage,
     collect_console_error,
-    gateway_args,
+    running_gateway,
     seed_history,
 )
 from tests.helpers.fake_upstream import FakeUpstream
@@ -61,12 +61,8 @@ async def gateway_process(
     """
     if request.node.get_closest_marker("seeded") is not None:
         await seed_history(tmp_path / "codexgate.db")
-    process = GatewayProcess(gateway_args(tmp_path, upstream_server), tmp_path)
-    try:
-        await process.wait_ready()
+    async with running_gateway(tmp_path, upstream_server) as process:
         yield process
-    finally:
-        process.kill()
 
 
 @pytest.fixture

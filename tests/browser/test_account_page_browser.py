@@ -14,7 +14,7 @@ from playwright.async_api import Browser, expect
 
 from codexgate.core.models import LimitReport, Snapshot, UsageReport, Window
 from codexgate.storage import open_storage
-from tests.helpers.browser import NewPage, gateway_args, screenshot, sign_in_page
+from tests.helpers.browser import NewPage, running_gateway, screenshot, sign_in_page
 from tests.helpers.builders import seat_identity
 from tests.helpers.processes import GatewayProcess
 
@@ -64,12 +64,8 @@ async def seeded_gateway(
 ) -> AsyncIterator[tuple[GatewayProcess, float]]:
     """codexgate on a database holding seat_a's current 5-hour window; and that window's reset."""
     resets_at = await seed_current_window(tmp_path / "codexgate.db")
-    process = GatewayProcess(gateway_args(tmp_path, upstream_server), tmp_path)
-    try:
-        await process.wait_ready()
+    async with running_gateway(tmp_path, upstream_server) as process:
         yield process, resets_at
-    finally:
-        process.kill()
 
 
 async def test_the_five_hour_chart_shows_the_current_window_with_markers_and_a_table(

@@ -20,6 +20,7 @@ from tests.helpers.browser import (
     admin_call,
     gateway_args,
     proxied_turn,
+    running_gateway,
     screenshot,
     sign_in_page,
 )
@@ -411,12 +412,8 @@ async def many_gateway(
     store = await open_storage(db)
     await store.close()
     await asyncio.to_thread(many_accounts.fill, db, 120, time.time())
-    process = GatewayProcess(gateway_args(tmp_path, upstream_server), tmp_path)
-    try:
-        await process.wait_ready()
+    async with running_gateway(tmp_path, upstream_server) as process:
         yield process
-    finally:
-        process.kill()
 
 
 async def test_a_page_of_many_accounts_keeps_its_cards_and_counts_every_account(

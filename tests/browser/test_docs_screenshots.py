@@ -8,6 +8,7 @@ test-artifacts/docs-*.png; `make screenshots` copies them to docs/images/.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from codexgate.core.models import LimitHit, LimitReport, Snapshot, UsageReport, Window
 from codexgate.storage import open_storage
-from tests.helpers.browser import ARTIFACTS, TIMEOUT_MS, NewPage, gateway_args, sign_in_page
+from tests.helpers.browser import ARTIFACTS, TIMEOUT_MS, NewPage, running_gateway, sign_in_page
 from tests.helpers.builders import seat_identity
 from tests.helpers.processes import GatewayProcess
 
@@ -66,12 +67,13 @@ async def seed_three_accounts(db: Path) -> None:
 
 
 @pytest.fixture
-async def three_accounts(tmp_path: Path, upstream_server: TestServer) -> GatewayProcess:
+async def three_accounts(
+    tmp_path: Path, upstream_server: TestServer
+) -> AsyncIterator[GatewayProcess]:
     """codexgate on a database holding the three accounts."""
     await seed_three_accounts(tmp_path / "codexgate.db")
-    process = GatewayProcess(gateway_args(tmp_path, upstream_server), tmp_path)
-    await process.wait_ready()
-    return process
+    async with running_gateway(tmp_path, upstream_server) as process:
+        yield process
 
 
 @pytest.mark.parametrize("size", sorted(SIZES))
@@ -79,23 +81,18 @@ async def test_the_docs_screenshots_show_the_accounts_on_the_first_screen(
     three_accounts: GatewayProcess, new_page: NewPage, size: str
 ) -> None:
     width, height = SIZES[size]
-    try:
-        page = await new_page(width=width, height=height)
-        await sign_in_page(page, three_accounts)
-        cards = page.locator("article.card")
-        await cards.first.wait_for(timeout=TIMEOUT_MS)
-        assert await cards.count() == len(SEATS)
-        first_bar = await cards.first.locator(".bar").first.bounding_box()
-        assert first_bar is not None
-        assert first_bar["y"] + first_bar["height"] <= height, (
-            "the first card's bar is below the fold"
-        )
-        await page.screenshot(path=str(_artifact(f"docs-overview-{size}.png")))
-        await cards.first.locator("a").first.click()
-        await page.wait_for_load_state("load")
-        await page.screenshot(path=str(_artifact(f"docs-account-{size}.png")))
-    finally:
-        three_accounts.kill()
+    page = await new_page(width=width, height=height)
+    await sign_in_page(page, three_accounts)
+    cards = page.locator("article.card")
+    await cards.first.wait_for(timeout=TIMEOUT_MS)
+    assert await cards.count() == len(SEATS)
+    first_bar = await cards.first.locator(".bar").first.bounding_box()
+    assert first_bar is not None
+    assert first_bar["y"] + first_bar["height"] <= height, "the first card's bar is below the fold"
+    await page.screenshot(path=str(_artifact(f"docs-overview-{size}.png")))
+    await cards.first.locator("a").first.click()
+    await page.wait_for_load_state("load")
+    await page.screenshot(path=str(_artifact(f"docs-account-{size}.png")))
 
 
 def _artifact(name: str) -> Path:

@@ -20,8 +20,8 @@ from codexgate.storage import open_storage
 from tests.helpers.browser import (
     TIMEOUT_MS,
     collect_console_error,
-    gateway_args,
     proxied_turn,
+    running_gateway,
     sign_in_page,
 )
 from tests.helpers.builders import seat_identity
@@ -159,12 +159,8 @@ async def climbing_gateway(
 ) -> AsyncIterator[GatewayProcess]:
     """codexgate on a database whose one account's 5h window climbs at 30 %/h."""
     await seed_climb(tmp_path / "codexgate.db", time.time())
-    process = GatewayProcess(gateway_args(tmp_path, upstream_server), tmp_path)
-    try:
-        await process.wait_ready()
+    async with running_gateway(tmp_path, upstream_server) as process:
         yield process
-    finally:
-        process.kill()
 
 
 async def test_the_card_tells_one_forecast_in_plain_words_and_limit_reached_at_100(

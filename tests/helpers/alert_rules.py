@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from codexgate.config import AlertConfig
-from codexgate.core.alerts import StateKey, evaluate_row
+from codexgate.core.alerts import Decision, StateKey, evaluate_row, evaluate_stale, limits_back
 from codexgate.core.forecast import Forecast
-from codexgate.core.rows import AlertState
+from codexgate.core.rows import AlertState, LatestUsageRow
 from tests.helpers.builders import NOW, usage_row
 
 RULES: Final = AlertConfig()
@@ -24,3 +25,17 @@ def apply(states: dict[StateKey, AlertState], used: float | None, **kwargs: Any)
     return [
         f"{a.kind}:{a.threshold:g}" if a.threshold is not None else a.kind for a in decision.fired
     ]
+
+
+def evaluate_time(
+    latest: Iterable[LatestUsageRow],
+    names: Mapping[int, str],
+    states: Mapping[StateKey, AlertState],
+    rules: AlertConfig,
+    now: float,
+) -> Decision:
+    """The rules that fire with time alone, as the engine's sweep applies them: a hit limit
+    whose reset passed, and stale data."""
+    decision = limits_back(states.values(), names, rules, now)
+    decision.extend(evaluate_stale((item.usage for item in latest), names, states, rules, now))
+    return decision

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
@@ -80,6 +81,19 @@ def gateway_args(tmp_path: Path, upstream_server: TestServer) -> list[str]:
         "--log-level",
         "WARNING",
     ]
+
+
+@asynccontextmanager
+async def running_gateway(
+    tmp_path: Path, upstream_server: TestServer
+) -> AsyncIterator[GatewayProcess]:
+    """codexgate as a real process in front of the fake upstream (gateway_args), killed at exit."""
+    process = GatewayProcess(gateway_args(tmp_path, upstream_server), tmp_path)
+    try:
+        await process.wait_ready()
+        yield process
+    finally:
+        process.kill()
 
 
 async def seed_history(db: Path, hours: int = 30) -> None:

@@ -12,13 +12,12 @@ from codexgate.core.alerts import (
     RuleError,
     StateKey,
     evaluate_row,
-    evaluate_time,
     rules_from,
     stored_rules,
 )
 from codexgate.core.forecast import Forecast
 from codexgate.core.rows import AlertState, UsageRow
-from tests.helpers.alert_rules import RULES, apply
+from tests.helpers.alert_rules import RULES, apply, evaluate_time
 from tests.helpers.builders import NOW, RESET, usage_row
 
 

@@ -116,7 +116,7 @@ _PAGE_OF_ACCOUNTS: Final = "SELECT id FROM accounts WHERE id > :after ORDER BY i
 _PAGE_END: Final = f"SELECT count(*), max(id) FROM ({_PAGE_OF_ACCOUNTS})"  # noqa: S608
 
 # The rows whose stale alert state disagrees with the cutoff: confirmed before it without a
-# state (they may fire), or since with one (they re-arm). alerts.evaluate_time decides.
+# state (they may fire), or since with one (they re-arm). core/alerts.evaluate_stale decides.
 _STALE_CHANGES: Final = (
     "WHERE (s.confirmed_at < :cutoff) <> EXISTS (SELECT 1 FROM alert_state AS st "
     "WHERE st.account_id = s.account_id AND st.limit_id = s.limit_id "
