@@ -373,6 +373,15 @@ class AdminAuth:
         return self.identify(token) == "admin"
 
 
+def new_admin_token() -> str:
+    """A fresh admin token (32 random bytes, URL-safe) that a command line cannot take for an
+    option: `--token -Ab…` would be read as another flag, so none starts with "-"."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
+
+
 async def _admin_token_sha256(config: Config, store: Storage) -> str | None:
     """Store the configured token's hash, or generate a token on first start and log it once."""
     base = str(config.public_url).rstrip("/") if config.public_url else config.public_base
@@ -387,7 +396,7 @@ async def _admin_token_sha256(config: Config, store: Storage) -> str | None:
     if config.no_auth:
         # Nobody needs a token now; one is made (and shown) on the first start with auth.
         return await store.get_setting(TOKEN_SETTING)
-    token = secrets.token_urlsafe(32)
+    token = new_admin_token()
     digest = hash_token(token)
     stored = await store.set_setting_if_absent(TOKEN_SETTING, digest)
     if stored == digest:

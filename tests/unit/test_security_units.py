@@ -19,6 +19,7 @@ from codexgate.security import (
     host_allowed,
     host_name,
     known_hosts,
+    new_admin_token,
     origin_of,
 )
 from codexgate.storage.sqlite.store import Store
@@ -245,3 +246,11 @@ def test_guessable_tokens_are_refused_without_repeating_them(setting: str, token
 )
 def test_varied_tokens_are_accepted(token: str) -> None:
     assert from_argv(["--admin-token", token], environ={}).admin_token == token
+
+
+def test_a_generated_admin_token_never_looks_like_an_option() -> None:
+    # One token_urlsafe in 64 starts with "-", which `codexgate status --token -Ab…` takes for
+    # a flag; 2,000 draws would show one with near certainty.
+    tokens = [new_admin_token() for _ in range(2000)]
+    assert not [token for token in tokens if token.startswith("-")]
+    assert all(len(token) == 43 for token in tokens)
