@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from codexgate import paths
-from codexgate.storage.interface import StorageUnavailable
 from codexgate.storage.sqlite.store import Store
 
 
@@ -24,7 +24,7 @@ async def test_version_5_webhooks_keep_their_rows_and_take_the_chat_formats(
     try:
         assert await old.schema_version() == 5
         row, _ = await old.add_webhook("https://hooks.slack.com/x", "slack", "team", 1.0)
-        with pytest.raises(StorageUnavailable, match="CHECK constraint"):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint"):
             await old.add_webhook("https://ntfy.sh/topic", "ntfy", None, 2.0)
     finally:
         await old.close()
@@ -40,7 +40,7 @@ async def test_version_5_webhooks_keep_their_rows_and_take_the_chat_formats(
             )
             assert created
             assert added.format == format_
-        with pytest.raises(StorageUnavailable, match="CHECK constraint"):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint"):
             await store.add_webhook("smtp://mail.example.com", "email", None, 3.0)
     finally:
         await store.close()

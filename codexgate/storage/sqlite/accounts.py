@@ -11,17 +11,20 @@ from typing import Any, Final
 from codexgate.core.models import Identity
 from codexgate.core.recording import SeenAccount, admit_accounts
 from codexgate.core.rows import AccountRow
-from codexgate.storage.sqlite.columns import (
+from codexgate.storage.batch import RecordBatch
+from codexgate.storage.columns import (
     ACCOUNT_COLUMNS,
-    CHUNK,
     ID_FLOOR_TABLES,
-    INSERT_EVENT,
-    RAISE_ID_FLOOR,
     checked_limit,
     chunks,
     id_floor_setting,
 )
-from codexgate.storage.sqlite.connection import RecordBatch, SQLiteBase, guarded
+from codexgate.storage.sqlite.columns import (
+    CHUNK,
+    INSERT_EVENT,
+    RAISE_ID_FLOOR,
+)
+from codexgate.storage.sqlite.connection import SQLiteBase, guarded
 
 LOG = logging.getLogger(__name__)
 

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from codexgate.core.rows import AlertRow, AlertState, NewAlert, WebhookRow
-from codexgate.storage.sqlite.columns import ALERT_COLUMNS, checked_limit
+from codexgate.storage.columns import (
+    ALERT_COLUMNS,
+    checked_limit,
+)
 from codexgate.storage.sqlite.connection import SQLiteBase, guarded
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import sqlite3
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar
@@ -19,12 +17,18 @@ import aiosqlite
 
 from codexgate import paths
 from codexgate.core.recording import NewestRow, UsageKey
+from codexgate.storage.columns import (
+    chunks,
+    id_floor_setting,
+)
 from codexgate.storage.interface import StorageSetupError, StorageUnavailable
-from codexgate.storage.sqlite.columns import CHUNK, NEXT_ID, chunks, id_floor_setting
+from codexgate.storage.migrations import Migration, read_migrations
+from codexgate.storage.sqlite.columns import (
+    CHUNK,
+    NEXT_ID,
+)
 
 LOG = logging.getLogger(__name__)
-
-_MIGRATION_FILE = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 
 # Settings of one connection (WAL mode is kept in the file itself); every open applies them.
 _CONNECTION_PRAGMAS: Final = (
@@ -50,6 +54,9 @@ def guarded(
 ) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _R]]:
     """Turn the driver's errors (and OSError) from a storage method into StorageUnavailable.
 
+    A constraint or data error is the caller's bug, not an outage: it passes through, so the
+    recorder drops that batch instead of trying it again.
+
     aiosqlite raises ValueError on a closed connection: that counts only once the storage is
     closed; any other ValueError is a bug and passes through.
     """
@@ -58,6 +65,8 @@ def guarded(
     async def guarded_method(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return await method(self, *args, **kwargs)
+        except (sqlite3.IntegrityError, sqlite3.DataError):
+            raise  # what was written is wrong: trying it again would fail again
         except (sqlite3.Error, OSError) as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except ValueError as exc:
@@ -66,26 +75,6 @@ def guarded(
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     return guarded_method
-
-
-@dataclass(frozen=True, slots=True)
-class _Migration:
-    """One numbered migration file, read."""
-
-    number: int
-    name: str
-    sql: str
-
-
-@dataclass(slots=True)
-class RecordBatch:
-    """Changes one record() call makes to the caches, applied only after COMMIT."""
-
-    account_ids: dict[str, int] = field(default_factory=dict)
-    purged_accounts: set[int] = field(default_factory=set)  # reload their throttle state
-    last: dict[UsageKey, NewestRow | None] = field(default_factory=dict)
-    accounts_created: int = 0
-    refused: set[str] = field(default_factory=set)  # new account keys beyond max_accounts
 
 
 class SQLiteBase:
@@ -115,7 +104,7 @@ class SQLiteBase:
     ) -> Self:
         """Open (creating if needed, private to this user) and migrate the database at path."""
         folder = migrations if migrations is not None else paths.migrations_dir()
-        scripts = await asyncio.to_thread(_read_migrations, folder)
+        scripts = await asyncio.to_thread(read_migrations, folder)
         try:
             await asyncio.to_thread(_create_private_file, path)
             db = await aiosqlite.connect(path, isolation_level=None)
@@ -144,7 +133,7 @@ class SQLiteBase:
 
     # -- opening and migrations -------------------------------------------------------------
 
-    async def _prepare(self, scripts: Sequence[_Migration]) -> None:
+    async def _prepare(self, scripts: Sequence[Migration]) -> None:
         """Set the PRAGMAs and apply the migrations; refuse a database newer than the code."""
         latest = scripts[-1].number if scripts else 0
         try:
@@ -170,7 +159,7 @@ class SQLiteBase:
             if script.number > version:
                 await self._apply(script)
 
-    async def _apply(self, script: _Migration) -> None:
+    async def _apply(self, script: Migration) -> None:
         """Run one migration file and set user_version, all in one transaction."""
         try:
             await self._db.execute("BEGIN IMMEDIATE")
@@ -264,7 +253,7 @@ class SQLiteBase:
         read.
         """
         folder = migrations if migrations is not None else paths.migrations_dir()
-        scripts = await asyncio.to_thread(_read_migrations, folder)
+        scripts = await asyncio.to_thread(read_migrations, folder)
         version = await asyncio.to_thread(_read_user_version, path)
         return version, scripts[-1].number
 
@@ -284,26 +273,6 @@ def _read_user_version(path: Path) -> int:
             db.close()
     except sqlite3.Error as exc:
         raise StorageSetupError(f"cannot read database {path}: {exc}") from exc
-
-
-def _read_migrations(folder: Path) -> list[_Migration]:
-    """Read the NNNN_name.sql files of folder in number order; reject odd names and repeats."""
-    try:
-        files = sorted(entry for entry in folder.iterdir() if entry.suffix == ".sql")
-    except OSError as exc:
-        raise StorageSetupError(f"cannot read migrations in {folder}: {exc}") from exc
-    scripts: list[_Migration] = []
-    for file in files:
-        match = _MIGRATION_FILE.match(file.name)
-        if match is None:
-            raise StorageSetupError(f"migration file {file} is not named NNNN_name.sql")
-        number = int(match.group(1))
-        if scripts and scripts[-1].number == number:
-            raise StorageSetupError(f"migrations {scripts[-1].name} and {file.name} share a number")
-        scripts.append(_Migration(number, file.name, file.read_text(encoding="utf-8")))
-    if not scripts:
-        raise StorageSetupError(f"no migrations found in {folder}")
-    return scripts
 
 
 def _split_statements(sql: str) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from codexgate.core.rows import AccountEvent, AlertRow, FeedCursor, RequestRow, UsageRow
-from codexgate.storage.sqlite.columns import (
+from codexgate.storage.columns import (
     ALERT_COLUMNS,
     REQUEST_SELECT,
     USAGE_SELECT,

@@ -8,8 +8,12 @@ from typing import Any, Final
 from codexgate.core.models import RequestRecord
 from codexgate.core.recording import request_values
 from codexgate.core.rows import ActivityBucket, RequestRow
-from codexgate.storage.sqlite.columns import REQUEST_COLUMNS, REQUEST_SELECT
-from codexgate.storage.sqlite.connection import RecordBatch, SQLiteBase, guarded
+from codexgate.storage.batch import RecordBatch
+from codexgate.storage.columns import (
+    REQUEST_COLUMNS,
+    REQUEST_SELECT,
+)
+from codexgate.storage.sqlite.connection import SQLiteBase, guarded
 
 _INSERT_REQUEST: Final = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "  # noqa: S608 - constants

@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from codexgate.storage.sqlite.columns import RAISE_ID_FLOOR_TO, checked_limit, id_floor_setting
+from codexgate.storage.columns import (
+    checked_limit,
+    id_floor_setting,
+)
+from codexgate.storage.sqlite.columns import (
+    RAISE_ID_FLOOR_TO,
+)
 from codexgate.storage.sqlite.connection import SQLiteBase, guarded
 
 # A row of the same account and limit that is newer by (captured_at, id): the row at s is not

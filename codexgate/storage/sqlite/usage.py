@@ -26,11 +26,10 @@ from codexgate.core.rows import (
     UsageRow,
 )
 from codexgate.core.windows import COLUMN_PREFIXES, FIXED_WINDOWS, reported
-from codexgate.storage.sqlite.accounts import AccountsMixin
-from codexgate.storage.sqlite.columns import (
+from codexgate.storage.batch import RecordBatch
+from codexgate.storage.columns import (
     ACCOUNT_ID,
     CAPTURED_AT,
-    CHUNK,
     CONFIRMED_AT,
     FIRST_VALUE,
     ID,
@@ -44,7 +43,11 @@ from codexgate.storage.sqlite.columns import (
     latest_row,
     usage_row,
 )
-from codexgate.storage.sqlite.connection import RecordBatch, guarded, is_file_error
+from codexgate.storage.sqlite.accounts import AccountsMixin
+from codexgate.storage.sqlite.columns import (
+    CHUNK,
+)
+from codexgate.storage.sqlite.connection import guarded, is_file_error
 from codexgate.storage.sqlite.requests import RequestsMixin
 
 LOG = logging.getLogger(__name__)
@@ -127,9 +130,10 @@ _STALE_CHANGES: Final = (
 # there are: the summary counts over every account, one page of account ids in the chosen order,
 # and the soonest upcoming resets. The rules are views.py's (CardView.max_used, soonest_reset,
 # at_limit, sort_cards), written again in SQL so that no page builds a card per account;
-# tests/app/test_dashboard.py checks that both agree. Slots count only under a label that is not
-# one of the fixed windows (those are already in their own columns); used percents are never
-# negative (capture refuses them), so -1 stands for "unknown" inside max().
+# tests/storage/test_store_overview.py checks that both agree on every backend. Slots count
+# only under a label that is not one of the fixed windows (those are already in their own
+# columns); used percents are never negative (capture refuses them), so -1 stands for
+# "unknown" inside max().
 _SLOT: Final = (
     "CASE WHEN {slot}_window NOT IN ("
     + ", ".join(f"'{label}'" for label in FIXED_WINDOWS)
