@@ -36,7 +36,12 @@ async def healthz(request: web.Request) -> web.Response:
         # Every open connection and background job is one task: a count that keeps growing
         # while traffic does not is a leak (the reliability suite watches it).
         "tasks": len(asyncio.all_tasks()),
-        "db": {"state": stats.db_state, "last_error": stats.last_error},
+        "db": {
+            "state": stats.db_state,
+            "last_error": stats.last_error,
+            "failing_since": iso(stats.failing_since),
+            "failed_writes": stats.failed_writes,
+        },
         "queue": {"depth": stats.queue_depth, "capacity": stats.queue_capacity},
         "snapshots": {
             "recorded": stats.recorded,

@@ -294,8 +294,14 @@ def _recorder_families(stats: RecorderStats) -> Iterator[Metric]:
     )
     yield _counter(
         "codexgate_snapshots_dropped",
-        "Usage snapshots lost (queue full, database error, capture error).",
+        "Usage snapshots lost (queue full, capture error, database down at shutdown).",
         stats.dropped,
+    )
+    yield _counter(
+        "codexgate_snapshots_coalesced",
+        "Usage snapshots replaced, before they were written, by a newer one of the same account "
+        "and limit (the queue was full).",
+        stats.coalesced,
     )
     yield _counter(
         "codexgate_snapshots_unattributed",
@@ -309,11 +315,21 @@ def _recorder_families(stats: RecorderStats) -> Iterator[Metric]:
     )
     yield _counter(
         "codexgate_requests_dropped",
-        "Request-log rows lost (queue full, database error).",
+        "Request-log rows lost (queue full, database down at shutdown).",
         stats.requests_dropped,
     )
     yield GaugeMetricFamily(
         "codexgate_queue_depth", "Items waiting to be written.", value=stats.queue_depth
+    )
+    yield GaugeMetricFamily(
+        "codexgate_queue_capacity",
+        "Items that may wait to be written; beyond, snapshots coalesce and the rest is dropped.",
+        value=stats.queue_capacity,
+    )
+    yield _counter(
+        "codexgate_database_write_failures",
+        "Batches the database could not take; each waits in the queue and is tried again.",
+        stats.failed_writes,
     )
     yield GaugeMetricFamily(
         "codexgate_database_ok",

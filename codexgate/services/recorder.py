@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -22,6 +23,8 @@ Item = Snapshot | RequestRecord
 # What a snapshot may replace under load: account, limit ids, and whether it reports a quota
 # error (an event that a later report of the same limits must not erase).
 _SnapshotKey = tuple[str, tuple[str, ...], bool]
+# An item as it waits: its arrival number, the item, and a snapshot's key (None for a request).
+_Entry = tuple[int, Item, _SnapshotKey | None]
 
 
 class _OncePerInterval:
@@ -55,6 +58,8 @@ class RecorderStats:
     last_error: str | None
     accounts_refused: int = 0  # snapshots and requests of new seats beyond max_accounts
     coalesced: int = 0  # snapshots replaced, before they were written, by a newer one
+    failed_writes: int = 0  # batches the database could not take (each retried later)
+    failing_since: float | None = None  # unix time of the first failed write of this outage
 
 
 class Recorder:
@@ -64,6 +69,11 @@ class Recorder:
     newest waiting one of its account and limits (so under load what waits is bounded by the
     accounts, not the request rate); a request record, or a snapshot with none to replace, is
     dropped and counted.
+
+    A batch the database cannot take (StorageUnavailable) goes back in front of what waits, by
+    the same bound, and is tried again after a pause that doubles from `retry_delay` up to
+    `max_retry_delay`: an outage costs what does not fit, never what does. `stop` writes what
+    waits within `stop_timeout` and drops (and counts) the rest.
     """
 
     def __init__(
@@ -74,6 +84,9 @@ class Recorder:
         max_accounts: int | None = None,
         batch_size: int = 1000,
         linger: float = 0.05,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = 5.0,
+        stop_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -86,12 +99,15 @@ class Recorder:
         self._wake = asyncio.Event()
         self._batch_size = batch_size
         self._linger = linger
+        self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
+        self._stop_timeout = stop_timeout
         self._task: asyncio.Task[None] | None = None
-        self._idle = False
-        self._in_flight = 0  # taken off the queue, not yet written or dropped
+        self._in_flight = 0  # taken off the queue, being written
         self._stopping = False
         self._drop_warning = _OncePerInterval(60.0, clock)
         self._refused_warning = _OncePerInterval(60.0, clock)
+        self._outage_warning = _OncePerInterval(60.0, clock)
         self.recorded = 0
         self.dropped = 0
         self.coalesced = 0
@@ -99,8 +115,10 @@ class Recorder:
         self.accounts_refused = 0
         self.requests_logged = 0
         self.requests_dropped = 0
+        self.failed_writes = 0
         self.db_state: DbState = "ok"
         self.last_error: str | None = None
+        self.failing_since: float | None = None
         # Told what each batch wrote, right after its COMMIT, on the writer task: they must not
         # block (the event bus only notes the result and wakes its own task).
         self.on_commit: list[Callable[[RecordResult], None]] = []
@@ -165,6 +183,8 @@ class Recorder:
             requests_dropped=self.requests_dropped,
             db_state=self.db_state,
             last_error=self.last_error,
+            failed_writes=self.failed_writes,
+            failing_since=self.failing_since,
         )
 
     def start(self) -> None:
@@ -172,71 +192,141 @@ class Recorder:
         self._task = asyncio.create_task(self._run(), name="codexgate-recorder")
 
     async def stop(self) -> None:
-        """Stop the writer after it has written everything queued so far."""
+        """Stop the writer, then write what waits; what is not written within stop_timeout, or
+        what a database that is down refuses once more, is dropped and counted."""
         self._stopping = True
+        deadline = asyncio.get_running_loop().time() + self._stop_timeout
         task = self._task
-        if self._idle:  # waiting on an empty queue: nothing is lost by cancelling
+        if task is not None:
+            if self._in_flight:
+                # A write is under way: let it end (written, or back in the queue), but not past
+                # the deadline. Anywhere else the writer holds nothing the queue lacks.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await wait_owned(task)
             await cancel_and_wait(task)
-        elif task is not None:
-            await wait_owned(task)
-        await self._write_pending()
+        await self._write_last(deadline)
 
     async def _run(self) -> None:
+        delay = self._retry_delay
         while not self._stopping:
             if not self._pending:
-                self._idle = True
                 self._wake.clear()
                 await self._wake.wait()
-                self._idle = False
             if len(self._pending) < self._batch_size:
                 # Let a batch gather: one transaction per snapshot would cost more than the proxy.
                 await asyncio.sleep(self._linger)
-            await self._write(self._take_batch())
+            if await self._write(self._take_batch()):
+                delay = self._retry_delay
+            elif not self._stopping:
+                await asyncio.sleep(delay)  # the database is down: give it time to come back
+                delay = min(delay * 2, self._max_retry_delay)
 
-    def _take_batch(self) -> list[Item]:
-        batch = []
+    def _take_batch(self) -> list[_Entry]:
+        batch: list[_Entry] = []
         for number in list(itertools.islice(self._pending, self._batch_size)):
             item, key = self._pending.pop(number)
             if key is not None and self._newest.get(key) == number:
                 del self._newest[key]
-            batch.append(item)
+            batch.append((number, item, key))
         return batch
 
-    async def _write_pending(self) -> None:
-        while self._pending:
-            await self._write(self._take_batch())
+    async def _write_last(self, deadline: float) -> None:
+        """Write what waits at shutdown; a database that refuses a batch now is not waited for."""
+        reason = "stopping while the database is unavailable"
+        try:
+            async with asyncio.timeout_at(deadline):
+                while self._pending:
+                    if not await self._write(self._take_batch()):
+                        break
+        except TimeoutError:
+            reason = f"stopping: not written within {self._stop_timeout:g} s"
+        if self._pending:
+            items = [item for item, _ in self._pending.values()]
+            self._pending.clear()
+            self._newest.clear()
+            self._drop(items, reason, always=True)
 
-    async def _write(self, batch: list[Item]) -> None:
+    async def _write(self, batch: list[_Entry]) -> bool:
+        """Write one batch; False when the database could not take it and it waits again."""
         if not batch:
-            return
+            return True
+        items = [item for _, item, _ in batch]
         self._in_flight = len(batch)
         try:
-            await self._write_batch(batch)
-        finally:
-            self._in_flight = 0
-
-    async def _write_batch(self, batch: list[Item]) -> None:
-        try:
-            result = await self._store.record(batch, max_accounts=self._max_accounts)
+            result = await self._store.record(items, max_accounts=self._max_accounts)
         except StorageUnavailable as exc:
-            self.db_state = "error"
-            self.last_error = str(exc)
-            self._drop(batch, self.last_error)
-            return
+            self._put_back(batch)
+            self._failed(str(exc))
+            return False
+        except asyncio.CancelledError:  # stop() gave up on this write: it decides what is lost
+            self._put_back(batch)
+            raise
         except Exception as exc:  # a bug here must cost snapshots, not the writer task
+            # Not put back: a batch that fails for what it holds would fail forever.
             log.exception("unexpected error while writing %d snapshot(s)", len(batch))
             self.last_error = f"{exc.__class__.__name__}: {exc}"
-            self._drop(batch, self.last_error)
-            return
+            self._drop(items, self.last_error)
+            return True
+        finally:
+            self._in_flight = 0
         if self.db_state != "ok":
             log.info("database writes recovered")
         self.db_state = "ok"
-        snapshots = _count_snapshots(batch)
+        self.failing_since = None
+        snapshots = _count_snapshots(items)
         self.recorded += snapshots - result.snapshots_refused
-        self.requests_logged += len(batch) - snapshots
+        self.requests_logged += len(items) - snapshots
         if result.seats_refused:
             self._refused(result)
         self._committed(result)
+        return True
+
+    def _put_back(self, batch: list[_Entry]) -> None:
+        """Put a batch that was not written back in front of what waits, within the capacity.
+
+        Everything waiting arrived after the batch. When not all fits, first the batch's
+        snapshots that a newer one of their key follows are coalesced (the oldest first), then
+        the oldest of the rest are dropped: what waits keeps its place, as in offer().
+        """
+        excess = len(batch) + len(self._pending) - self._capacity
+        kept = batch
+        if excess > 0:
+            followed = _followed(batch, set(self._newest))
+            kept = []
+            for position, entry in enumerate(batch):
+                if excess > 0 and position in followed:
+                    excess -= 1
+                    self.coalesced += 1
+                else:
+                    kept.append(entry)
+            if excess > 0:
+                self._drop([item for _, item, _ in kept[:excess]], "queue full, database down")
+                kept = kept[excess:]
+        waiting_keys = set(self._newest)
+        for number, _, key in kept:  # in arrival order: the newest of a key is set last
+            if key is not None and key not in waiting_keys:
+                self._newest[key] = number
+        restored = {number: (item, key) for number, item, key in kept}
+        self._pending = restored | self._pending
+
+    def _failed(self, reason: str) -> None:
+        """Note a write the database refused: healthz degrades, the batch is tried again."""
+        self.failed_writes += 1
+        self.last_error = reason
+        starting = self.db_state == "ok"
+        if starting:
+            self.db_state = "error"
+            self.failing_since = time.time()
+        if self._outage_warning.ready() or starting:
+            log.warning(
+                "database writes fail (%s); %d item(s) wait and are tried again; "
+                "since start: %d snapshot(s) and %d request record(s) dropped",
+                reason,
+                len(self._pending),
+                self.dropped,
+                self.requests_dropped,
+            )
 
     def _refused(self, result: RecordResult) -> None:
         """Count what max_accounts kept out, and say so at most once a minute."""
@@ -259,11 +349,13 @@ class Recorder:
             except Exception:  # a subscriber's bug must cost its notice, not the writer task
                 log.exception("on_commit callback %r failed", callback)
 
-    def _drop(self, items: list[Item], reason: str) -> None:
+    def _drop(self, items: list[Item], reason: str, *, always: bool = False) -> None:
+        if not items:
+            return
         snapshots = _count_snapshots(items)
         self.dropped += snapshots
         self.requests_dropped += len(items) - snapshots
-        if self._drop_warning.ready():
+        if self._drop_warning.ready() or always:
             log.warning(
                 "dropped %d snapshot(s) and %d request record(s) (%s); since start: %d and %d",
                 snapshots,
@@ -278,6 +370,20 @@ def _snapshot_key(snapshot: Snapshot) -> _SnapshotKey:
     report = snapshot.report
     limit_ids = tuple(limit.limit_id for limit in report.limits)
     return (snapshot.identity.account_key, limit_ids, report.limit_hit is not None)
+
+
+def _followed(batch: list[_Entry], newer_keys: set[_SnapshotKey]) -> set[int]:
+    """Positions in batch of the snapshots a newer one of their key follows (in the batch, or
+    among newer_keys: those of what arrived after it)."""
+    followed = set()
+    seen = set(newer_keys)
+    for position in range(len(batch) - 1, -1, -1):
+        key = batch[position][2]
+        if key is not None:
+            if key in seen:
+                followed.add(position)
+            seen.add(key)
+    return followed
 
 
 def _count_snapshots(items: list[Item]) -> int:

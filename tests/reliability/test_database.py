@@ -1,4 +1,5 @@
-"""The database failing under a running gateway: read-only, full, locked. Traffic never notices."""
+"""The database failing under a running gateway: read-only, full, locked. Traffic never notices,
+and what was captured meanwhile waits and is written once the database is back."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.helpers.waiting import eventually
 
 HEADERS: Final = sample_headers("headers-plus-200.json")
 STREAM: Final = b"".join(sse_events("stream-basic.sse"))
-# Store.open sets busy_timeout = 5000: a batch waits this long for a lock before it is dropped.
+# Store.open sets busy_timeout = 5000: a batch waits this long for a lock before it is put back.
 BUSY_TIMEOUT: Final = 5.0
 
 
@@ -187,17 +188,20 @@ async def start(
     )
 
 
-async def assert_degraded(traffic: Traffic, dropped_at_least: int, error: str) -> None:
-    """healthz says the writes fail, why, and how many snapshots were lost."""
+async def assert_degraded(traffic: Traffic, waiting: int, error: str) -> None:
+    """healthz says the writes fail and why, and that the last `waiting` turns' snapshots and
+    request records wait for the database, none lost."""
     state = await eventually(
         traffic.health,
-        accept=lambda h: h["snapshots"]["dropped"] >= dropped_at_least,
-        timeout=10,
+        accept=lambda h: h["db"]["failed_writes"] >= 1 and h["queue"]["depth"] >= 2 * waiting,
+        timeout=BUSY_TIMEOUT + 5,
         interval=0.2,
     )
-    assert state["snapshots"]["dropped"] >= dropped_at_least, state
+    assert state["queue"]["depth"] == 2 * waiting, state  # a snapshot and a request each
+    assert (state["snapshots"]["dropped"], state["requests"]["dropped"]) == (0, 0), state
     assert state["status"] == "degraded", state
     assert state["db"]["state"] == "error", state
+    assert state["db"]["failing_since"] is not None, state
     assert error in (state["db"]["last_error"] or ""), state
 
 
@@ -208,7 +212,7 @@ async def assert_recovered(traffic: Traffic) -> dict[str, Any]:
     return state
 
 
-async def test_a_disk_gone_read_only_costs_snapshots_not_requests(
+async def test_a_disk_gone_read_only_costs_nothing_once_repaired(
     ext4: Ext4,
     start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
@@ -232,11 +236,11 @@ async def test_a_disk_gone_read_only_costs_snapshots_not_requests(
     await ext4.repair()
     await traffic.send([21, 22])
     state = await assert_recovered(traffic)
-    assert state["snapshots"]["dropped"] == 3
-    assert await traffic.written(db) == {1, 2, 21, 22}
+    assert (state["snapshots"]["dropped"], state["requests"]["dropped"]) == (0, 0), state
+    assert await traffic.written(db) == {1, 2, 11, 12, 13, 21, 22}
 
 
-async def test_a_full_disk_costs_snapshots_not_requests(
+async def test_a_full_disk_costs_nothing_once_space_is_freed(
     tmpfs: Path,
     start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
@@ -259,11 +263,11 @@ async def test_a_full_disk_costs_snapshots_not_requests(
     filler.unlink()
     await traffic.send([21, 22])
     state = await assert_recovered(traffic)
-    assert state["snapshots"]["dropped"] == 3
-    assert await traffic.written(db) == {1, 2, 21, 22}
+    assert (state["snapshots"]["dropped"], state["requests"]["dropped"]) == (0, 0), state
+    assert await traffic.written(db) == {1, 2, 11, 12, 13, 21, 22}
 
 
-async def test_a_database_locked_by_another_writer_costs_snapshots_not_requests(
+async def test_a_database_locked_by_another_writer_costs_nothing_once_it_lets_go(
     tmp_path: Path,
     start_gateway_process: StartGatewayProcess,
     upstream_server: TestServer,
@@ -283,14 +287,12 @@ async def test_a_database_locked_by_another_writer_costs_snapshots_not_requests(
         await traffic.send([11, 12, 13])
         # The writer waits out its busy timeout; the requests did not wait for it.
         assert time.monotonic() - started < BUSY_TIMEOUT / 2
-        await assert_degraded(traffic, 1, "database is locked")
+        await assert_degraded(traffic, 3, "database is locked")
     finally:
         await asyncio.to_thread(other.execute, "ROLLBACK")
         other.close()
 
     await traffic.send([21, 22])
     state = await assert_recovered(traffic)
-    written = await traffic.written(db)
-    assert {1, 2, 21, 22} <= written
-    # What was dropped is missing; what waited in the queue meanwhile was written after.
-    assert len(written & {11, 12, 13}) == 3 - state["snapshots"]["dropped"]
+    assert (state["snapshots"]["dropped"], state["requests"]["dropped"]) == (0, 0), state
+    assert await traffic.written(db) == {1, 2, 11, 12, 13, 21, 22}
