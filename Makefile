@@ -1,9 +1,10 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each creates .venv and installs
 # what it needs; a stamp file skips the install until pyproject.toml changes. `make test` also
 # installs the pinned real Codex CLI (tests/client, needs Node.js 20+ and npm) for tests/e2e, and
-# Debian's chromium (with a CJK font for the Chinese pages) for tests/browser and openssl when
-# they are missing: the browser tests drive Chromium with Playwright, which never downloads a
-# browser of its own.
+# Debian's chromium (with a CJK font for the Chinese pages) for tests/browser, openssl and
+# PostgreSQL when they are missing: the browser tests drive Chromium with Playwright, which never
+# downloads a browser of its own, and the PostgreSQL tests start a throwaway server of their own
+# with Debian's programs (tests/helpers/postgres.py), never a system one.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,11 +12,13 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 CLIENT := tests/client
 # Debian packages the tests need: the browser and a CJK font (tests/browser), openssl (the
-# self-signed certificate of the SMTP STARTTLS test, tests/helpers/smtp.py).
-TEST_PACKAGES := chromium fonts-wqy-zenhei openssl
+# self-signed certificate of the SMTP STARTTLS test, tests/helpers/smtp.py), PostgreSQL's server
+# programs in /usr/lib/postgresql/NN/bin (tests/helpers/postgres.py). The package's own "main"
+# cluster is left alone; without systemd it is started only where policy-rc.d allows it.
+TEST_PACKAGES := chromium fonts-wqy-zenhei openssl postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast lint bench clean browser screenshots
+.PHONY: run test test-fast lint bench clean test-packages screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +36,10 @@ $(CLIENT)/node_modules/.stamp: $(CLIENT)/package.json $(CLIENT)/package-lock.jso
 	npm ci --prefix $(CLIENT) --no-audit --no-fund
 	touch $@
 
-browser:
-	@if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q . && command -v openssl >/dev/null 2>&1; then :; else \
-		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium or openssl not found and no apt-get; install Chromium and openssl so that both are on PATH" >&2; exit 1; }; \
+test-packages:
+	@if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q . && command -v openssl >/dev/null 2>&1 \
+		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium, openssl or PostgreSQL not found and no apt-get; install Chromium and openssl so that both are on PATH, and PostgreSQL so that /usr/lib/postgresql/NN/bin holds initdb and postgres" >&2; exit 1; }; \
 		echo "installing Debian's $(TEST_PACKAGES) for the tests"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
@@ -44,12 +48,12 @@ browser:
 run: $(VENV)/.stamp-run
 	$(PY) -m codexgate $(ARGS)
 
-test: lint $(CLIENT)/node_modules/.stamp browser
+test: lint $(CLIENT)/node_modules/.stamp test-packages
 	$(PY) -m pytest
 
-# The inner loop: the in-process tests (unit, the storage contract suite, app); no lint, browser,
-# real Codex CLI, subprocess or reliability runs.
-test-fast: $(VENV)/.stamp-test
+# The inner loop: the in-process tests (unit, the storage contract suite and app, on SQLite and
+# a throwaway PostgreSQL); no lint, browser, real Codex CLI, subprocess or reliability runs.
+test-fast: $(VENV)/.stamp-test test-packages
 	$(PY) -m pytest -q tests/unit tests/storage tests/app $(ARGS)
 
 lint: $(VENV)/.stamp-test
@@ -58,7 +62,7 @@ lint: $(VENV)/.stamp-test
 	$(VENV)/bin/mypy
 
 # The dashboard screenshots in docs/dashboard.md, taken by a browser test (first screen only).
-screenshots: $(VENV)/.stamp-test browser
+screenshots: $(VENV)/.stamp-test test-packages
 	$(PY) -m pytest -q tests/browser/test_docs_screenshots.py
 	mkdir -p docs/images
 	cp test-artifacts/docs-*.png docs/images/

@@ -47,7 +47,12 @@ SERVER_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    app[STORE] = await open_storage(config.db, heartbeat_seconds=config.history_heartbeat)
+    app[STORE] = await open_storage(
+        config.db,
+        heartbeat_seconds=config.history_heartbeat,
+        pool_size=config.db_pool_size,
+        connect_timeout=config.db_connect_timeout,
+    )
     yield
     await app[STORE].close()
 

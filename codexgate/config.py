@@ -22,6 +22,7 @@ from typing import Any, Final, Literal, get_args
 from yarl import URL
 
 from codexgate.core.refresh import DEFAULT_REFRESH_AFTER_MINUTES, MIN_REFRESH_AFTER_MINUTES
+from codexgate.storage.location import DatabaseLocation, parse_database
 
 WebSocketMode = Literal["relay", "refuse"]
 
@@ -153,7 +154,10 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8787
     upstream: URL = DEFAULT_UPSTREAM
-    db: Path = Path("./data/codexgate.db")
+    # A SQLite file, or a PostgreSQL URL whose repr and str hide its password.
+    db: DatabaseLocation = Path("./data/codexgate.db")
+    db_pool_size: int = 10  # connections in the PostgreSQL pool (SQLite ignores it)
+    db_connect_timeout: float = 30.0  # start-up gives PostgreSQL this long before it fails
     admin_prefix: str = "codexgate"
     upstream_proxy: URL | None = None
     log_level: str = "INFO"
@@ -229,7 +233,15 @@ SETTINGS: tuple[_Setting, ...] = (
         "upstream origin; paths are forwarded as they come (default https://chatgpt.com)",
         "URL",
     ),
-    _Setting("db", "SQLite database file (default ./data/codexgate.db)", "PATH"),
+    _Setting(
+        "db", "SQLite database file or postgresql:// URL (default ./data/codexgate.db)", "PATH|URL"
+    ),
+    _Setting("db_pool_size", "connections in the PostgreSQL pool (default 10)", "N"),
+    _Setting(
+        "db_connect_timeout",
+        "how long start-up waits for PostgreSQL before it fails, in seconds (default 30)",
+        "SECONDS",
+    ),
     _Setting(
         "admin_prefix", "path prefix of codexgate's own pages and API (default codexgate)", "PREFIX"
     ),
@@ -481,12 +493,11 @@ def _convert(name: str, raw: str) -> object:
         case "upstream":
             return _upstream(raw)
         case "db":
-            if not raw.strip():
-                raise ConfigError(name, "must not be empty")
-            path = Path(raw).expanduser()
-            if path.is_dir():
-                raise ConfigError(name, f"{raw!r} is a folder; give a file path")
-            return path
+            try:
+                return parse_database(raw)
+            except ValueError as exc:
+                # The reason never quotes a URL, which may hold a password.
+                raise ConfigError(name, str(exc)) from None
         case "admin_prefix":
             prefix = raw.strip().strip("/")
             if not _PREFIX_PATTERN.fullmatch(prefix):
@@ -514,6 +525,7 @@ def _convert(name: str, raw: str) -> object:
             | "shutdown_grace"
             | "request_head_timeout"
             | "keepalive_timeout"
+            | "db_connect_timeout"
         ):
             return _number(name, raw, minimum=0.001 if name != "shutdown_grace" else 0)
         case "history_retention_days" | "request_retention_days":
@@ -538,6 +550,7 @@ def _convert(name: str, raw: str) -> object:
             | "max_connections"
             | "max_feed_subscribers"
             | "max_accounts"
+            | "db_pool_size"
         ):
             return int(_number(name, raw, minimum=1, integer=True))
         case "max_connections_per_address":

@@ -1,4 +1,4 @@
-"""Where the offline commands read and write: the SQLite file, or a running instance's API."""
+"""Where the offline commands read and write: the database, or a running instance's API."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import orjson
@@ -27,14 +28,13 @@ from yarl import URL
 from codexgate.api.common import MAX_PAGE, parse_token
 from codexgate.api.errors import ApiError
 from codexgate.api.schemas import Account, HistoryRow, account_json, history_json
-from codexgate.cli.common import USAGE, CommandError
+from codexgate.cli.common import USAGE, CommandError, open_database
 from codexgate.config import Config
 from codexgate.core.models import Identity
 from codexgate.core.rows import AccountRow, LatestUsageRow
 from codexgate.proxy.relay import ERROR_HEADER
 from codexgate.services.accounts import Accounts
 from codexgate.services.forecasts import ForecastCache
-from codexgate.storage import open_storage
 from codexgate.storage.interface import Storage, StorageSetupError
 
 # Rows per history page, local or remote (the API's maximum).
@@ -315,9 +315,10 @@ async def open_backend(
     create: bool = False,
     admin_flag: str = "--token",
 ) -> AsyncIterator[Backend]:
-    """The running instance at url (with token, else the admin_token setting), or the --db file.
+    """The running instance at url (with token, else the admin_token setting), or the --db database.
 
-    Without create, a database file that does not exist is an error rather than a new file.
+    Without create, a database file that does not exist is an error rather than a new file (a
+    PostgreSQL database is opened, and migrated, as the server would).
     admin_flag is the flag that gives the admin token, named when the instance refuses it.
     """
     if url:
@@ -327,12 +328,11 @@ async def open_backend(
                 session, base, config.admin_prefix, token or config.admin_token, admin_flag
             )
         return
-    if not create and not await asyncio.to_thread(config.db.exists):
-        raise CommandError(
-            f"no database at {config.db}; give --db, or --url for a running instance"
-        )
+    path = config.db if isinstance(config.db, Path) else None
+    if not create and path is not None and not await asyncio.to_thread(path.exists):
+        raise CommandError(f"no database at {path}; give --db, or --url for a running instance")
     try:
-        store = await open_storage(config.db, heartbeat_seconds=config.history_heartbeat)
+        store = await open_database(config)
     except StorageSetupError as exc:
         raise CommandError(str(exc)) from None
     try:

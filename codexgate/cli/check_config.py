@@ -8,11 +8,13 @@ from typing import Final, TextIO
 
 from yarl import URL
 
+from codexgate.cli.common import open_database
 from codexgate.cli.output import table
 from codexgate.config import SETTINGS, AlertConfig, Config, Loaded, mask_credentials, mask_url
 from codexgate.security import TOKEN_SETTING
-from codexgate.storage import open_storage, schema_status
+from codexgate.storage import schema_status
 from codexgate.storage.interface import StorageSetupError, StorageUnavailable
+from codexgate.storage.location import PostgresURL
 
 HEADERS: Final = ("setting", "value", "source")
 SECRETS: Final = frozenset({"admin_token", "metrics_token"})
@@ -33,6 +35,8 @@ def shown(value: object) -> str:
             return f"{value:g}"
         case URL():
             return mask_credentials(value)
+        case PostgresURL():
+            return value.masked
         case Path():
             return str(value)
     return str(value)
@@ -62,13 +66,15 @@ async def stored_admin_token(config: Config) -> str:
 
     Reads only a database at the newest schema, and changes nothing.
     """
-    if not await asyncio.to_thread(config.db.exists):
+    if isinstance(config.db, Path) and not await asyncio.to_thread(config.db.exists):
         return NOT_GENERATED
     try:
-        version, latest = await schema_status(config.db)
+        version, latest = await schema_status(config.db, connect_timeout=config.db_connect_timeout)
+        if version == 0:
+            return NOT_GENERATED  # an empty PostgreSQL database (or SQLite file): no start yet
         if version != latest:
             return "unknown until `codexgate migrate` (older database)"
-        store = await open_storage(config.db, heartbeat_seconds=config.history_heartbeat)
+        store = await open_database(config)
         try:
             digest = await store.get_setting(TOKEN_SETTING)
         finally:

@@ -1,4 +1,4 @@
-"""The offline commands: status, history, accounts, migrate and check-config."""
+"""The offline commands: status, history, accounts, migrate, copy-db and check-config."""
 
 from __future__ import annotations
 
@@ -11,25 +11,30 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from codexgate.cli import accounts, check_config, codex_auth, history, migrate, status
+from codexgate.cli import accounts, check_config, codex_auth, copy_db, history, migrate, status
 from codexgate.cli.backend import open_backend, pick_account
 from codexgate.cli.common import FAILURE, OK, USAGE, CommandError
 from codexgate.cli.output import colour_enabled
 from codexgate.config import SETTINGS, Config, Loaded, add_arguments
 from codexgate.core.sanitize import escape_unsafe
 from codexgate.storage.interface import StorageUnavailable
+from codexgate.storage.location import describe
 
-NAMES: Final = ("status", "history", "accounts", "migrate", "check-config")
+NAMES: Final = ("status", "history", "accounts", "migrate", "copy-db", "check-config")
 URL_ENV: Final = "CODEXGATE_URL"
 # The settings each command reads, besides --config (the file may hold any of them): its --help
 # lists these and no others, and they may come before the command too (codexgate --db x status).
-_REMOTE: Final = ("db", "admin_prefix", "admin_token")
+# The database settings: where it is, and how a PostgreSQL one is reached.
+_DATABASE: Final = ("db", "db_pool_size", "db_connect_timeout")
+_REMOTE: Final = (*_DATABASE, "admin_prefix", "admin_token")
 SETTINGS_USED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
         "status": (*_REMOTE, "warn_percent", "critical_percent"),
         "history": (*_REMOTE, "warn_percent", "critical_percent"),
         "accounts": _REMOTE,
-        "migrate": ("db",),
+        "migrate": _DATABASE,
+        # Its databases are --from and --to; a PostgreSQL one is reached as --db's would be.
+        "copy-db": ("db_connect_timeout",),
         # It shows what serve would run with: every setting applies.
         "check-config": tuple(setting.name for setting in SETTINGS),
     }
@@ -138,6 +143,13 @@ def add_parsers(
         "no database file yet",
     )
 
+    parser = commands.add_parser(
+        "copy-db",
+        parents=[_settings_parent("copy-db")],
+        help="copy a SQLite database into an empty PostgreSQL database",
+    )
+    copy_db.add_arguments(parser)
+
     commands.add_parser(
         "check-config",
         parents=[_settings_parent("check-config")],
@@ -151,6 +163,8 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
         if args.command == "check-config":
             asyncio.run(check_config.run(loaded, sys.stdout))
             return OK
+        if args.command == "copy-db":
+            return copy_db.run(args, loaded.config, sys.stdout, sys.stderr)
         login = None
         if args.command == "accounts" and args.action == "add":
             # Before the loop starts: reading stdin blocks.
@@ -161,7 +175,8 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
         sys.stderr.write(f"codexgate: {escape_unsafe(str(exc))}\n")
         return exc.exit_code
     except StorageUnavailable as exc:
-        sys.stderr.write(f"codexgate: cannot read the database {loaded.config.db}: {exc}\n")
+        database = describe(loaded.config.db)
+        sys.stderr.write(f"codexgate: cannot read the database {database}: {exc}\n")
         return FAILURE
     except BrokenPipeError:
         # The reader went away (`| head`): nothing more can be shown, and Python must not try.

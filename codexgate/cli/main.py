@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from codexgate.config import (
 from codexgate.keys import CONNECTIONS
 from codexgate.proxy.relay import environment_proxy
 from codexgate.storage.interface import StorageSetupError
+from codexgate.storage.location import describe
 
 log = logging.getLogger("codexgate")
 
@@ -37,7 +39,9 @@ def _log_banner(config: Config) -> None:
     # A proxy URL may carry a password (user:secret@host): it never reaches a log.
     via = f" via proxy {mask_credentials(upstream_proxy)}" if upstream_proxy else ""
     log.info("upstream %s%s", config.upstream, via)
-    log.info("database %s", config.db.resolve())
+    # A PostgreSQL URL shows without its password.
+    database = config.db.resolve() if isinstance(config.db, Path) else config.db.masked
+    log.info("database %s", database)
     log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)
     log.info(
         "point the Codex CLI here with ~/.codex/config.toml (codexgate codex-config --write):\n%s",
@@ -173,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config))
     except StorageSetupError as exc:
-        log.error("cannot open the database %s: %s", config.db, exc)
+        log.error("cannot open the database %s: %s", describe(config.db), exc)
         return 1
     except OSError as exc:
         log.error("cannot start: %s", exc)

@@ -19,7 +19,7 @@ from yarl import URL
 
 from codexgate.keys import ADMIN_AUTH, CONFIG, STORE
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway import StartGateway, app_of
+from tests.helpers.gateway import StartGateway, app_of, sqlite_file
 from tests.helpers.sessions import (
     ADMIN_TOKEN,
     OTHER_TOKEN,
@@ -72,7 +72,7 @@ async def test_reading_the_database_is_not_enough_to_sign_in(
 ) -> None:
     cookie = await sign_in(http, secured)
     real = cookie.partition("=")[2]
-    path = app_of(secured)[CONFIG].db
+    path = sqlite_file(app_of(secured)[CONFIG].db)
     values = database_values(path)
     assert values  # the token's hash and the session's row at least
     for file in path.parent.iterdir():
@@ -98,7 +98,7 @@ async def test_the_session_table_holds_only_a_hash_with_its_times(
     cookie = await sign_in(http, secured)
     value = cookie.partition("=")[2]
     assert len(value) >= 43  # 32 random bytes
-    with sqlite3.connect(app_of(secured)[CONFIG].db) as db:
+    with sqlite3.connect(sqlite_file(app_of(secured)[CONFIG].db)) as db:
         rows = db.execute("SELECT * FROM sessions").fetchall()
         settings = dict(db.execute("SELECT name, value FROM settings").fetchall())
     db.close()
@@ -175,7 +175,7 @@ async def test_a_new_admin_token_deletes_the_session_rows(
     first = await start_gateway(admin_token=ADMIN_TOKEN)
     await sign_in(http, first)
     second = await start_gateway(admin_token=OTHER_TOKEN)
-    with sqlite3.connect(app_of(second)[CONFIG].db) as db:
+    with sqlite3.connect(sqlite_file(app_of(second)[CONFIG].db)) as db:
         assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
     db.close()
 

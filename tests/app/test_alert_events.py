@@ -28,6 +28,9 @@ from tests.helpers.fake_upstream import FakeUpstream
 from tests.helpers.gateway import StartGateway, app_of, recorded, turn
 from tests.helpers.waiting import eventually
 
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 SEAT = f"Bearer {JWTS['seat_a']}"
 
 

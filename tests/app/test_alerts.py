@@ -22,6 +22,7 @@ from codexgate.core.models import LimitHit, LimitReport, Snapshot, UsageReport, 
 from codexgate.keys import ALERTS, STORE
 from codexgate.services.alerts import AlertEngine
 from codexgate.services.forecasts import ForecastCache
+from codexgate.storage import open_storage
 from codexgate.storage.sqlite.store import Store
 from tests.helpers import many_accounts
 from tests.helpers.admin_client import ADMIN, JWTS, SECRETS, Admin
@@ -29,6 +30,9 @@ from tests.helpers.builders import seat_identity
 from tests.helpers.fake_upstream import FakeUpstream
 from tests.helpers.gateway import StartGateway, app_of, recorded, turn
 from tests.helpers.waiting import eventually
+
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 # -- against a real gateway and a real webhook receiver ----------------------------------------
 
@@ -350,7 +354,7 @@ async def test_stored_rules_a_newer_codexgate_wrote_do_not_stop_the_start(
     thresholds: list[float],
     source: str,
 ) -> None:
-    store = await Store.open(config.db)
+    store = await open_storage(config.db)
     try:
         await store.set_setting("alert_rules", stored)
     finally:

@@ -29,6 +29,9 @@ from tests.helpers.fake_upstream import FakeUpstream, sample_headers
 from tests.helpers.gateway import app_of, recorded, settled, turn
 from tests.helpers.tokens import bearer
 
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 async def all_pages(admin: Admin, path: str, query: str, limit: int) -> list[dict[str, Any]]:
     """Follow next_cursor to the end; every page but the last is full."""

@@ -13,6 +13,9 @@ from tests.helpers.compat import assert_compat_error
 from tests.helpers.fake_upstream import FakeUpstream
 from tests.helpers.gateway import StartGateway, recorded, turn
 
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 async def test_tokens_and_usage_in_the_plans_shapes(
     admin: Admin, server: TestServer, http: ClientSession

@@ -25,7 +25,10 @@ from tests.helpers import many_accounts as many
 from tests.helpers.admin_client import ADMIN, JWTS, Admin
 from tests.helpers.builders import seat_identity
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway import StartGateway, app_of, recorded, settled, turn
+from tests.helpers.gateway import StartGateway, app_of, recorded, settled, sqlite_file, turn
+
+# The pages read the same on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 XSS: Final = "<img src=x onerror=alert(1)>"
 TEMPLATES: Final = web_dir() / "templates"
@@ -272,7 +275,7 @@ async def test_sorting_by_most_used_and_the_seed_path(
 
 async def many_accounts(server: TestServer, count: int) -> float:
     """`count` accounts with usage (tests/helpers/many_accounts.py), plus five with odd cases."""
-    path = app_of(server)[CONFIG].db
+    path = sqlite_file(app_of(server)[CONFIG].db)
     now = time.time()
     await asyncio.to_thread(many.fill, path, count, now)
     # An empty name falls back to the email; a slot under another label counts (96 %: near).
@@ -347,6 +350,7 @@ async def every_card(server: TestServer, now: float) -> list[views.CardView]:
     return views.cards(await store.accounts(), latest, now, views.Thresholds(), None)
 
 
+@pytest.mark.backends("sqlite")  # many_accounts writes the SQLite file
 async def test_the_overview_pages_its_cards_and_counts_every_account(
     server: TestServer, admin: Admin
 ) -> None:
@@ -393,6 +397,7 @@ async def test_the_overview_pages_its_cards_and_counts_every_account(
         assert [i for ids in pages for i in ids] == ordered, sort
 
 
+@pytest.mark.backends("sqlite")  # many_accounts writes the SQLite file
 async def test_a_page_number_out_of_range_shows_a_page_that_exists(
     server: TestServer, admin: Admin
 ) -> None:

@@ -29,6 +29,9 @@ from tests.helpers.gateway import StartGateway, app_of, turn
 from tests.helpers.tokens import bearer
 from tests.helpers.waiting import eventually
 
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 log = logging.getLogger(__name__)
 
 ADMIN = "feed-test-admin-token-0123456789"  # 32 characters

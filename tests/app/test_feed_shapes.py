@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
@@ -13,6 +14,9 @@ from tests.helpers.fake_upstream import FakeUpstream, sse_events
 from tests.helpers.feed import Block, SseReader, feed_url
 from tests.helpers.gateway import turn
 from tests.helpers.tokens import bearer
+
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 # A whole SHA-256 in hex (a token fingerprint or a token key's): never on the wire.
 _FULL_HEX: re.Pattern[bytes] = re.compile(rb"[0-9a-fA-F]{64}")

@@ -13,11 +13,14 @@ from codexgate.core.models import FIVE_HOUR, Identity, LimitReport, Snapshot, Us
 from codexgate.core.rows import LatestUsageRow
 from codexgate.keys import RECORDER, STORE
 from codexgate.services.recorder import RecorderStats
-from codexgate.storage.sqlite.store import Store
+from codexgate.storage import open_storage
 from tests.helpers.fake_upstream import FakeUpstream, load_sample, sample_headers
 from tests.helpers.gateway import StartGateway, app_of, recorded, turn
 from tests.helpers.tokens import bearer
 from tests.helpers.waiting import eventually
+
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 async def latest(gateway: TestServer) -> list[LatestUsageRow]:
@@ -175,13 +178,20 @@ async def test_a_failing_database_never_fails_a_proxied_request(
     for _ in range(5):
         assert await turn(http, gateway, bearer("seat_a")) == 200
     recorder = app_of(gateway)[RECORDER]
-    await eventually(recorder.stats, accept=lambda stats: stats.dropped >= 5)
+    # Each turn's snapshot and request record wait for the database to come back.
+    await eventually(
+        recorder.stats, accept=lambda stats: stats.failed_writes >= 1 and stats.queue_depth == 10
+    )
     async with http.get(f"http://127.0.0.1:{gateway.port}/codexgate/healthz") as response:
         health = await response.json()
     assert health["status"] == "degraded"
     assert health["db"]["state"] == "error"
-    assert health["snapshots"]["dropped"] == 5
+    assert health["db"]["failed_writes"] >= 1
+    assert health["db"]["failing_since"] is not None
+    assert health["queue"]["depth"] == 10
+    assert health["snapshots"]["dropped"] == 0
     assert health["snapshots"]["recorded"] == 0
+    assert health["requests"]["dropped"] == 0
 
 
 async def test_a_full_queue_drops_snapshots_not_requests(
@@ -223,7 +233,7 @@ async def test_queued_snapshots_are_written_on_shutdown(
     assert recorder.stats().queue_depth == 3000
     await gateway.close()
     assert recorder.stats().recorded == 3000
-    store = await Store.open(config.db)
+    store = await open_storage(config.db)
     try:
         assert await store.count_history() == 3000
     finally:

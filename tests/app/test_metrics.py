@@ -35,6 +35,9 @@ from tests.helpers.fake_upstream import FakeUpstream, sse_events
 from tests.helpers.gateway import StartGateway, app_of, settled
 from tests.helpers.tokens import bearer
 
+# The API, feed and alerts behave alike on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 METRICS_TOKEN = "metrics-token-for-tests-456789"
 Labels = frozenset[tuple[str, str]]
 Scrape = dict[str, dict[Labels, float]]
@@ -296,6 +299,8 @@ def _stats() -> RecorderStats:
         requests_dropped=0,
         db_state="error",
         last_error="disk I/O error",
+        coalesced=3,
+        failed_writes=7,
     )
 
 
@@ -337,6 +342,9 @@ async def test_observe_request_counts_tokens_and_time_to_first_byte() -> None:
     assert value(scrape, "codexgate_database_ok") == 0
     assert value(scrape, "codexgate_queue_depth") == 2
     assert value(scrape, "codexgate_snapshots_dropped_total") == 1
+    assert value(scrape, "codexgate_snapshots_coalesced_total") == 3
+    assert value(scrape, "codexgate_queue_capacity") == 10
+    assert value(scrape, "codexgate_database_write_failures_total") == 7
 
 
 async def test_unknown_values_are_absent_never_zero() -> None:

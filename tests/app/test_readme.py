@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from codexgate.keys import CONFIG
 from tests.helpers.fake_upstream import FakeUpstream, sample_headers
-from tests.helpers.gateway import app_of, recorded, turn
+from tests.helpers.gateway import app_of, recorded, sqlite_file, turn
 from tests.helpers.paths import REPO
 from tests.helpers.tokens import bearer
 
@@ -18,7 +18,9 @@ DATABASE_DOC = REPO / "docs" / "database.md"
 
 
 def documented_queries() -> list[str]:
-    return re.findall(r"```sql\n(.*?)```", DATABASE_DOC.read_text(), flags=re.DOTALL)
+    """The sqlite3 examples (tests/storage/test_postgresql_specific.py runs the psql ones)."""
+    text = DATABASE_DOC.read_text()
+    return re.findall(r"```sql\n(.*?)```", text[: text.index("## PostgreSQL")], flags=re.DOTALL)
 
 
 async def test_the_documented_example_queries(
@@ -30,7 +32,7 @@ async def test_the_documented_example_queries(
     fake.response_headers = sample_headers("headers-plus-429-premium.json")  # 100% / 80%
     await turn(http, gateway, bearer("seat_b"))
     await recorded(gateway, 2)
-    db_path = app_of(gateway)[CONFIG].db
+    db_path = sqlite_file(app_of(gateway)[CONFIG].db)
     with sqlite3.connect(db_path) as connection:
         latest, week, above, _requests = (connection.execute(q).fetchall() for q in queries)
     assert [row[0] for row in latest] == ["bob@example.com", "alice@example.com"]

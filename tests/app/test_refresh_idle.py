@@ -27,7 +27,7 @@ from codexgate.keys import REFRESH, REFRESH_OPTIONS, STORE
 from codexgate.services.refresh import USER_AGENT, RefreshOptions
 from tests.helpers.admin_client import ADMIN, OPAQUE, Admin, assert_envelope
 from tests.helpers.fake_upstream import FakeUpstream, Received
-from tests.helpers.gateway import app_of, recorded, turn
+from tests.helpers.gateway import app_of, recorded, sqlite_file, turn
 from tests.helpers.tokens import bearer, claims_of, make_jwt
 from tests.helpers.waiting import eventually
 
@@ -430,7 +430,7 @@ async def test_the_token_is_never_written_logged_or_shown(
     await server.close()
 
     secrets = (TOKEN_A, TOKEN_A.split(".")[1], TOKEN_A.split(".")[2])
-    assert files_holding(config.db.parent, secrets) == []
+    assert files_holding(sqlite_file(config.db).parent, secrets) == []
     assert caplog.records  # the test saw the logs at all
     for record in caplog.records:
         text = record.getMessage() + str(record.exc_text or "")

@@ -24,7 +24,7 @@ from codexgate.services.retention import DAY, Retention, RetentionOptions
 from codexgate.storage.interface import Storage
 from codexgate.storage.sqlite.store import Store
 from tests.helpers.builders import T0, identity, request_record, snap, windows
-from tests.helpers.gateway import app_of, turn
+from tests.helpers.gateway import app_of, sqlite_file, turn
 from tests.helpers.tokens import bearer
 from tests.helpers.waiting import eventually
 
@@ -296,7 +296,7 @@ async def test_pruning_while_traffic_flows(
     old = time.time() - 10 * DAY
     seats = [identity(f"seat:acct-{n}:user-{n}", email=f"{n}@example.com") for n in range(4)]
     await seed(
-        config.db,
+        sqlite_file(config.db),
         [s for who in seats for s in changing(who, old, 150)]  # 1200 rows, 8 of them newest
         + [request_record(old + i, who=seats[i % 4]) for i in range(1500)],
     )
@@ -348,10 +348,12 @@ async def test_pruning_while_traffic_flows(
 async def test_a_failing_database_is_counted_and_the_task_goes_on(
     start_retaining: StartRetaining, config: Config, http: ClientSession
 ) -> None:
-    await seed(config.db, [request_record(time.time() - 10 * DAY + i) for i in range(30)])
+    await seed(
+        sqlite_file(config.db), [request_record(time.time() - 10 * DAY + i) for i in range(30)]
+    )
 
     def execute(sql: str) -> None:
-        with sqlite3.connect(config.db) as db:
+        with sqlite3.connect(sqlite_file(config.db)) as db:
             db.execute(sql)
         db.close()
 

@@ -21,7 +21,7 @@ from codexgate.config import Config, ConfigError, from_argv, is_loopback
 from codexgate.keys import ADMIN_AUTH, CONFIG, STORE
 from codexgate.security import SECURITY_HEADERS, SESSION_COOKIE, auth_middleware, strip_admin_cookie
 from tests.helpers.fake_upstream import FakeUpstream
-from tests.helpers.gateway import StartGateway, app_of
+from tests.helpers.gateway import StartGateway, app_of, sqlite_file
 from tests.helpers.processes import GatewayProcess, free_port
 from tests.helpers.sessions import (
     ADMIN_TOKEN,
@@ -385,7 +385,7 @@ async def test_the_database_holds_only_the_hash(secured: TestServer) -> None:
     digest = hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()
     assert await store.get_setting("admin_token_sha256") == digest
     assert app_of(secured)[ADMIN_AUTH].token_sha256 == digest
-    db = app_of(secured)[CONFIG].db
+    db = sqlite_file(app_of(secured)[CONFIG].db)
     files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
     assert files
     for file in files:

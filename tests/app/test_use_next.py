@@ -18,7 +18,7 @@ from codexgate.keys import CONFIG, STORE
 from tests.helpers import many_accounts as many
 from tests.helpers.admin_client import Admin
 from tests.helpers.builders import seat_identity
-from tests.helpers.gateway import app_of
+from tests.helpers.gateway import app_of, sqlite_file
 
 # (seat, display name, 5h used, weekly used): at its limit, nearly used, with room.
 SEATS = (
@@ -105,7 +105,7 @@ async def test_the_overview_marks_it_names_it_and_sorts_by_most_left(
 async def test_most_left_pages_follow_the_rule_over_every_account(
     server: TestServer, admin: Admin
 ) -> None:
-    path = app_of(server)[CONFIG].db
+    path = sqlite_file(app_of(server)[CONFIG].db)
     now = time.time()
     await asyncio.to_thread(many.fill, path, 120, now)
     expected = [
@@ -122,7 +122,7 @@ async def test_most_left_pages_follow_the_rule_over_every_account(
 async def test_the_overview_of_10000_accounts_with_the_use_next_rule_stays_quick(
     server: TestServer, admin: Admin
 ) -> None:
-    path = app_of(server)[CONFIG].db
+    path = sqlite_file(app_of(server)[CONFIG].db)
     await asyncio.to_thread(many.fill, path, 10_000, time.time())
     await overview(admin)  # warm the caches
     times = {}

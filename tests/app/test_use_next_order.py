@@ -18,7 +18,7 @@ from codexgate.keys import CONFIG, STORE
 from tests.helpers import many_accounts as many
 from tests.helpers.admin_client import Admin, assert_envelope
 from tests.helpers.builders import seat_identity
-from tests.helpers.gateway import app_of
+from tests.helpers.gateway import app_of, sqlite_file
 
 ACCOUNTS = 120
 
@@ -42,7 +42,7 @@ async def order_of(admin: Admin, ids: list[int]) -> list[int]:
 async def test_the_order_of_a_page_is_the_one_a_reload_shows(
     server: TestServer, admin: Admin
 ) -> None:
-    path = app_of(server)[CONFIG].db
+    path = sqlite_file(app_of(server)[CONFIG].db)
     await asyncio.to_thread(many.fill, path, ACCOUNTS, time.time())
     # One account without any usage: its room is unknown, after every known one.
     await asyncio.to_thread(many.add_account, path, ACCOUNTS + 1, "No usage yet", None)
@@ -94,7 +94,7 @@ async def test_the_order_changes_with_usage_as_a_reload_does(
 async def test_order_is_null_unless_asked_and_leaves_out_unknown_ids(
     server: TestServer, admin: Admin
 ) -> None:
-    path = app_of(server)[CONFIG].db
+    path = sqlite_file(app_of(server)[CONFIG].db)
     await asyncio.to_thread(many.fill, path, 3, time.time())
     assert (await admin.ok("GET", "api/v1/use-next"))["order"] is None
     assert (await admin.ok("GET", "api/v1/use-next?accounts="))["order"] == []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from codexgate.keys import RECORDER
+from codexgate.storage.location import DatabaseLocation
 from tests.helpers.waiting import eventually
 
 StartGateway = Callable[..., Awaitable[TestServer]]
@@ -41,3 +43,9 @@ async def settled(gateway: TestServer, requests: int) -> None:
     """Wait until `requests` request-log rows (and what came with them) are written."""
     recorder = app_of(gateway)[RECORDER]
     await eventually(recorder.stats, accept=lambda stats: stats.requests_logged >= requests)
+
+
+def sqlite_file(location: DatabaseLocation) -> Path:
+    """The SQLite file of a test that reads or writes the file itself (a SQLite-only test)."""
+    assert isinstance(location, Path), "this test reads the SQLite file itself"
+    return location

@@ -117,6 +117,7 @@ def test_each_help_lists_what_its_command_uses(tmp_path: Path) -> None:
     assert not {"--port", "--upstream", "--idle-timeout", "--host"} & status
     migrate = flags("migrate")
     assert {"--config", "--db", "--check"} <= migrate
+    assert {"--db-pool-size", "--db-connect-timeout"} <= migrate & status & serve
     assert not {"--url", "--port", "--admin-prefix"} & migrate
     add = flags("accounts", "add")
     assert {"--db", "--url", "--admin-token", "--token", "--from-codex-auth", "--name"} <= add
@@ -326,3 +327,64 @@ def test_a_web_server_that_is_not_codexgate_is_named_as_such(tmp_path: Path) -> 
         f"codexgate: {url} answered 200 without JSON at /codexgate/api/v1: is codexgate there, "
         "with this --admin-prefix?\n"
     )
+
+
+# -- the database as a PostgreSQL URL: its password never shows ---------------------------------
+
+DB_PASSWORD = "pg-sekrit-pw"
+
+
+def _database_url(port: int) -> tuple[str, str]:
+    """A URL with a password for a PostgreSQL server on port, and the same URL as shown."""
+    url = f"postgresql://codexgate:{DB_PASSWORD}@127.0.0.1:{port}/codexgate?sslmode=disable"
+    return url, url.replace(DB_PASSWORD, "***")
+
+
+def test_check_config_shows_a_database_url_without_its_password(tmp_path: Path) -> None:
+    url, masked = _database_url(5432)
+    token = {"CODEXGATE_ADMIN_TOKEN": "set-by-env-Zq81xv3KpL0w"}  # so the database is not asked
+    by_env = cli("check-config", cwd=tmp_path, env={"CODEXGATE_DB": url, **token})
+    (tmp_path / "codexgate.toml").write_text(f'db = "{url}"\ndb_connect_timeout = 5\n')
+    by_file = cli("check-config", "--db-pool-size", "3", cwd=tmp_path, env=token)
+    for result, source in ((by_env, "env"), (by_file, "file")):
+        assert result.returncode == 0, result.stderr
+        assert DB_PASSWORD not in result.stdout + result.stderr
+        assert re.search(rf"^db\s+{re.escape(masked)}\s+{source}$", result.stdout, re.MULTILINE)
+    assert re.search(r"^db_pool_size\s+3\s+flag$", by_file.stdout, re.MULTILINE)
+    assert re.search(r"^db_connect_timeout\s+5\s+file$", by_file.stdout, re.MULTILINE)
+    assert re.search(r"^db_pool_size\s+10\s+default$", by_env.stdout, re.MULTILINE)
+
+
+def test_a_bad_database_url_is_one_line_without_its_password(tmp_path: Path) -> None:
+    bad = f"postgresql://codexgate:{DB_PASSWORD}@db.internal:99999/codexgate"
+    for args in (("--db", bad, "status"), ("migrate", "--db", bad), ("--db", bad)):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert one_line(result) == (
+            "codexgate: invalid --db (CODEXGATE_DB): a port must be a number from 1 to 65535 "
+            "(a user name or password needs '@', '/', '?' and '#' percent-encoded "
+            "(%40, %2F, %3F, %23))\n"
+        )
+    result = cli("check-config", cwd=tmp_path, env={"CODEXGATE_DB": "mysql://u:pw@h/db"})
+    assert one_line(result) == (
+        "codexgate: invalid --db (CODEXGATE_DB): mysql:// is not a database codexgate supports; "
+        "use a file path or a postgresql:// URL\n"
+    )
+
+
+def test_a_database_server_that_refuses_never_shows_the_password(tmp_path: Path) -> None:
+    url, masked = _database_url(free_port())
+    quick = ("--db", url, "--db-connect-timeout", "1")
+    for args in (("migrate", *quick), ("migrate", "--check", *quick), ("status", *quick)):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert DB_PASSWORD not in result.stdout + result.stderr
+        one_line(result)
+    result = cli("check-config", *quick, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert DB_PASSWORD not in result.stdout + result.stderr
+    assert re.search(r"^admin_token\s+unknown: ", result.stdout, re.MULTILINE)
+    served = cli(*quick, "--port", str(free_port()), cwd=tmp_path)
+    assert served.returncode == 1
+    assert DB_PASSWORD not in served.stdout + served.stderr
+    assert f"cannot open the database {masked}: " in served.stderr

@@ -9,15 +9,26 @@ import pytest
 
 from codexgate.storage import open_storage
 from codexgate.storage.interface import Storage
+from codexgate.storage.location import parse_database
+from tests.helpers.postgres import PostgresServer
 
-# A second backend adds its name here and a branch below.
-BACKENDS = ("sqlite",)
+# A backend adds its name here and a branch below.
+BACKENDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture(params=BACKENDS)
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     """A fresh, empty storage of each backend, with a 300 s heartbeat."""
-    assert request.param == "sqlite"
-    opened = await open_storage(tmp_path / "db" / "codexgate.db")
+    if request.param == "sqlite":
+        opened = await open_storage(tmp_path / "db" / "codexgate.db")
+        yield opened
+        await opened.close()
+        return
+    assert request.param == "postgresql"
+    # Looked up here, not taken as an argument: SQLite runs never start the server.
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = await server.fresh_database()
+    opened = await open_storage(parse_database(url))
     yield opened
     await opened.close()
+    await server.drop_database(url)

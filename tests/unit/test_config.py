@@ -24,6 +24,7 @@ from codexgate.config import (
     mask_credentials,
     resolve,
 )
+from codexgate.storage.location import PostgresURL
 from tests.helpers.paths import REPO
 
 
@@ -81,6 +82,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "max_accounts": "20",
         "refresh_idle": "on",
         "refresh_after": "7.5",
+        "db_pool_size": "4",
+        "db_connect_timeout": "2.5",
     }
     assert {s.name for s in SETTINGS} == set(values)
     config = from_argv([], environ={f"CODEXGATE_{k.upper()}": v for k, v in values.items()})
@@ -104,6 +107,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert (config.max_connections, config.max_connections_per_address) == (100, 0)
     assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
     assert (config.refresh_idle, config.refresh_after) == (True, 7.5)
+    assert (config.db_pool_size, config.db_connect_timeout) == (4, 2.5)
     assert config.public_base == "http://[::1]:1234"
 
 
@@ -129,6 +133,11 @@ def test_every_setting_can_come_from_the_environment() -> None:
         ("--warn-percent", "0", "--warn-percent (CODEXGATE_WARN_PERCENT): must be at least"),
         ("--critical-percent", "101", "must be at most 100"),
         ("--warn-percent", "85", "needs 0 < --warn-percent < --critical-percent <= 100"),
+        ("--db", "mysql://h/db", "--db (CODEXGATE_DB): mysql:// is not a database codexgate"),
+        ("--db", "postgresql://h:0/db", "--db (CODEXGATE_DB): a port must be a number"),
+        ("--db-pool-size", "0", "--db-pool-size (CODEXGATE_DB_POOL_SIZE): must be at least 1"),
+        ("--db-pool-size", "2.5", "--db-pool-size (CODEXGATE_DB_POOL_SIZE): must be a whole"),
+        ("--db-connect-timeout", "0", "--db-connect-timeout (CODEXGATE_DB_CONNECT_TIMEOUT): must"),
     ],
 )
 def test_bad_values_name_the_setting(flag: str, value: str, words: str) -> None:
@@ -210,6 +219,8 @@ FILE_VALUES: dict[str, str] = {
     "max_accounts": "20",
     "refresh_idle": "true",
     "refresh_after": "7.5",
+    "db_pool_size": "4",
+    "db_connect_timeout": "2.5",
 }
 
 
@@ -241,6 +252,7 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
     assert (config.max_connections, config.max_connections_per_address) == (100, 0)
     assert (config.max_feed_subscribers, config.max_accounts) == (3, 20)
     assert (config.refresh_idle, config.refresh_after) == (True, 7.5)
+    assert (config.db_pool_size, config.db_connect_timeout) == (4, 2.5)
     assert {loaded.sources[s.name] for s in SETTINGS} == {"file"}
     assert (loaded.sources["config_file"], loaded.sources["alerts"]) == ("flag", "default")
     # The same values through the environment give the same config.
@@ -331,6 +343,8 @@ BAD_FILE_VALUES: list[tuple[str, str, str]] = [
     ("max_accounts", "0", "invalid max_accounts in {file}: must be at least 1"),
     ("refresh_idle", '"on"', "invalid refresh_idle in {file}: must be true or false"),
     ("refresh_after", "4", "invalid refresh_after in {file}: must be at least 5"),
+    ("db_pool_size", "0", "invalid db_pool_size in {file}: must be at least 1, got 0"),
+    ("db_connect_timeout", "0", "invalid db_connect_timeout in {file}: must be at least 0.001"),
 ]
 
 
@@ -559,3 +573,61 @@ def test_proxy_credentials_are_masked() -> None:
     assert masked == "http://***@proxy.example:3128"
     assert mask_credentials(URL("http://user@proxy.example:3128")) == masked
     assert mask_credentials(URL("http://proxy.example:3128")) == "http://proxy.example:3128"
+
+
+# -- the database: a SQLite path or a PostgreSQL URL with a password that is never shown ---------
+
+DB_PASSWORD = "pg-sekrit-pw"
+DB_URL = f"postgresql://codexgate:{DB_PASSWORD}@db.internal:6432/codexgate?sslmode=require"
+MASKED_DB_URL = "postgresql://codexgate:***@db.internal:6432/codexgate?sslmode=require"
+
+
+def test_the_database_defaults_and_new_settings() -> None:
+    config = Config()
+    assert config.db == Path("./data/codexgate.db")
+    assert (config.db_pool_size, config.db_connect_timeout) == (10, 30.0)
+
+
+def test_a_postgresql_url_from_a_flag_the_environment_or_the_file(tmp_path: Path) -> None:
+    expected = PostgresURL(DB_URL)
+    assert from_argv(["--db", DB_URL], environ={}).db == expected
+    assert from_argv([], environ={"CODEXGATE_DB": DB_URL}).db == expected
+    loaded = from_file(tmp_path, f'db = "{DB_URL}"\ndb_pool_size = 3\n')
+    assert loaded.config.db == expected
+    assert loaded.config.db_pool_size == 3
+    assert loaded.sources["db"] == "file"
+
+
+def test_the_database_password_is_never_in_a_repr() -> None:
+    config = from_argv(["--db", DB_URL], environ={})
+    assert DB_PASSWORD not in repr(config)
+    assert DB_PASSWORD not in str(config)
+    assert MASKED_DB_URL in repr(config)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # Each refused with the password in it: a bad port, a raw '/' or '@' in the password,
+        # a query that is not name=value pairs, another scheme.
+        f"postgresql://codexgate:{DB_PASSWORD}@db.internal:65536/codexgate",
+        f"postgresql://codexgate:{DB_PASSWORD}/x@db.internal/codexgate",
+        f"postgresql://codexgate:{DB_PASSWORD}@x@db.internal/codexgate",
+        f"postgresql://db.internal/codexgate?password={DB_PASSWORD}&sslmode",
+        f"postgresql://codexgate:{DB_PASSWORD}:x@db.internal:{DB_PASSWORD}/codexgate",
+        f"mysql://codexgate:{DB_PASSWORD}@db.internal/codexgate",
+    ],
+)
+def test_a_bad_database_url_never_repeats_its_password(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_argv(["--db", bad], environ={})
+    assert str(caught.value).startswith("invalid --db (CODEXGATE_DB): ")
+    messages = [str(caught.value)]
+    with pytest.raises(ConfigError) as caught:
+        resolve({}, {"CODEXGATE_DB": bad})
+    messages.append(str(caught.value))
+    messages.append(file_error(tmp_path, f'db = "{bad}"\n'))
+    assert messages[-1].startswith(f"invalid db in {tmp_path / 'settings.toml'}: ")
+    for message in messages:
+        assert DB_PASSWORD not in message
+        assert "\n" not in message
