@@ -14,14 +14,16 @@ from typing import NoReturn
 
 from . import nginx, procfs
 from .auth import AuthCost, auth_costs
+from .backends import StoreComparison, store_comparison
 from .feed import FeedDelay, feed_delay
 from .loops import loop_factory
+from .postgres import BenchPostgres, bench_postgres
 from .processes import BenchError, raise_open_files_limit
 from .profile import profile, profile_lines
-from .recording import RecorderRate, recorder_rates
+from .recording import POSTGRESQL, RecorderRate, recorder_rates, sqlite_recorder_rates
 from .report import CAPTURE_ON, machine
 from .run import workload
-from .session import ready, run_with_services, services
+from .session import Outcome, ready, run_with_services, services
 from .settings import PROFILE_RATE, Settings, parse_settings
 from .summary import SideFigures, checks, markdown, side_lines, summary
 
@@ -41,13 +43,26 @@ def _find_nginx(settings: Settings) -> tuple[Path | None, str]:
     return binary, note
 
 
-def _recorder(settings: Settings) -> list[RecorderRate]:
-    """The recorder-alone measurement, after every process has stopped."""
+def _recorder(settings: Settings, postgres: BenchPostgres) -> list[RecorderRate]:
+    """The recorder-alone measurement on SQLite, then on PostgreSQL when it runs."""
     if not settings.recorder_seconds:
         return []
     print("recorder alone", flush=True)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(recorder_rates(settings.recorder_seconds))
+        rates = runner.run(sqlite_recorder_rates(settings.recorder_seconds))
+        if postgres.server is not None:
+            rates += runner.run(
+                recorder_rates(settings.recorder_seconds, POSTGRESQL, postgres.fresh_database)
+            )
+    return rates
+
+
+def _stores(settings: Settings, workdir: Path, postgres: BenchPostgres) -> StoreComparison | None:
+    """SSE turns through codexgate on SQLite and on PostgreSQL, when PostgreSQL runs."""
+    if postgres.server is None:
+        return None
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return store_comparison(runner, settings, workdir, postgres)
 
 
 def _auth() -> list[AuthCost]:
@@ -65,12 +80,36 @@ def _feed(settings: Settings, workdir: Path) -> FeedDelay:
 
 def _only(settings: Settings, workdir: Path) -> SideFigures:
     """Just the cases --only names."""
+    wanted = "postgresql" in settings.only
+    needs_postgres = wanted or ("recorder" in settings.only and settings.recorder_seconds > 0)
+    with bench_postgres(settings.postgresql and needs_postgres) as postgres:
+        return SideFigures(
+            idle=[],
+            recorder=_recorder(settings, postgres) if "recorder" in settings.only else [],
+            nginx_note="not run (--only)",
+            auth=_auth() if "auth" in settings.only else [],
+            feed=_feed(settings, workdir) if "feed" in settings.only else None,
+            postgres=postgres.note,
+            stores=_stores(settings, workdir, postgres) if wanted else None,
+            stores_wanted=wanted,
+        )
+
+
+def _side(settings: Settings, workdir: Path, outcome: Outcome, nginx_note: str) -> SideFigures:
+    """Every case after the rounds: the live feed, the recorder, the stores, the auth cost."""
+    feed = _feed(settings, workdir)
+    with bench_postgres(settings.postgresql) as postgres:
+        recorder = _recorder(settings, postgres)
+        stores = _stores(settings, workdir, postgres)
     return SideFigures(
-        idle=[],
-        recorder=_recorder(settings) if "recorder" in settings.only else [],
-        nginx_note="not run (--only)",
-        auth=_auth() if "auth" in settings.only else [],
-        feed=_feed(settings, workdir) if "feed" in settings.only else None,
+        idle=outcome.idle,
+        recorder=recorder,
+        nginx_note=nginx_note,
+        auth=_auth(),
+        feed=feed,
+        postgres=postgres.note,
+        stores=stores,
+        stores_wanted=True,
     )
 
 
@@ -120,18 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.only:
                 machine_line = machine()
                 print(machine_line, flush=True)
-                lines = side_lines(_only(settings, Path(workdir)))
+                side = _only(settings, Path(workdir))
+                lines = side_lines(side)
                 print("\n".join(["", *lines, f"bench took {time.perf_counter() - started:.1f} s"]))
                 if settings.markdown is not None:
                     settings.markdown.write_text("\n".join([machine_line, "", *lines, ""]))
                     print(f"markdown written to {settings.markdown}")
-                return 0
+                return 0 if side.healthy else 1
             binary, note = _find_nginx(settings)
             machine_line = machine(nginx.version(binary) if binary else None)
             print(machine_line, flush=True)
             outcome = run_with_services(settings, Path(workdir), binary)
-            feed = _feed(settings, Path(workdir))
-        side = SideFigures(outcome.idle, _recorder(settings), note, _auth(), feed)
+            side = _side(settings, Path(workdir), outcome, note)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -142,4 +181,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.markdown is not None:
         settings.markdown.write_text(markdown(settings, outcome, side, machine_line))
         print(f"markdown table written to {settings.markdown}")
-    return 0 if checks(outcome)[0] else 1
+    return 0 if checks(outcome)[0] and side.healthy else 1

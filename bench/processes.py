@@ -33,6 +33,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports."""
+    for _ in range(10):
+        ports = [free_port() for _ in range(count)]
+        if len(set(ports)) == count:
+            return ports
+    raise BenchError(f"could not find {count} distinct free loopback ports")
+
+
 def raise_open_files_limit() -> int:
     """Raise this process's open-file limit to the hard limit (children inherit it); the limit.
 

@@ -1,13 +1,15 @@
-"""codexgate's recorder alone: snapshots and request rows committed to SQLite per second."""
+"""codexgate's recorder alone: snapshots and request rows committed per second, on SQLite or on
+PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 import dataclasses
+import itertools
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -17,6 +19,7 @@ from codexgate.core.models import Identity, RequestRecord, Snapshot, TokenUsage,
 from codexgate.core.rows import RecordResult
 from codexgate.services.recorder import Item, Recorder
 from codexgate.storage import open_storage
+from codexgate.storage.location import DatabaseLocation
 
 from .processes import BenchError
 from .protocol import (
@@ -34,6 +37,8 @@ QUEUE_SIZE: Final = 10_000  # codexgate's default --queue-size
 HEARTBEAT: Final = 300.0  # codexgate's default --history-heartbeat
 WARMUP: Final = 1.0
 COMMIT_WITHIN: Final = 30.0
+SQLITE: Final = "SQLite"
+POSTGRESQL: Final = "PostgreSQL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ MODES: Final = (
 class RecorderRate:
     """Rows one mode committed per second, and what the database holds afterwards."""
 
+    backend: str  # SQLITE or POSTGRESQL
     mode: Mode
     seconds: float
     snapshots_per_second: float
@@ -121,9 +127,11 @@ def _items(mode: Mode) -> Iterator[Item]:
             )
 
 
-async def _measure(mode: Mode, path: Path, seconds: float) -> RecorderRate:
+async def _measure(
+    backend: str, mode: Mode, location: DatabaseLocation, seconds: float
+) -> RecorderRate:
     """Keep the recorder's queue full for WARMUP + `seconds`; count what it commits."""
-    store = await open_storage(path, heartbeat_seconds=HEARTBEAT)
+    store = await open_storage(location, heartbeat_seconds=HEARTBEAT)
     try:
         recorder = Recorder(store, queue_size=QUEUE_SIZE)
         committed = asyncio.Event()
@@ -157,6 +165,7 @@ async def _measure(mode: Mode, path: Path, seconds: float) -> RecorderRate:
     elapsed = ended - began
     measured = results[batches0:]
     return RecorderRate(
+        backend=backend,
         mode=mode,
         seconds=elapsed,
         snapshots_per_second=(snapshots1 - snapshots0) / elapsed,
@@ -173,15 +182,27 @@ def _mark(recorder: Recorder, results: list[RecordResult]) -> tuple[float, int, 
     return time.perf_counter(), recorder.recorded, recorder.requests_logged, len(results)
 
 
-async def recorder_rates(seconds: float) -> list[RecorderRate]:
-    """Every mode, each on a fresh database in a temporary directory."""
+async def recorder_rates(
+    seconds: float, backend: str, fresh: Callable[[], Awaitable[DatabaseLocation]]
+) -> list[RecorderRate]:
+    """Every mode, each on a fresh database of `backend` that `fresh()` makes."""
     rates = []
-    with tempfile.TemporaryDirectory(prefix="codexgate-bench-recorder-") as folder:
-        for number, mode in enumerate(MODES):
-            rate = await _measure(mode, Path(folder) / f"recorder-{number}.db", seconds)
-            print(f"  recorder: {recorder_line(rate)}", flush=True)
-            rates.append(rate)
+    for mode in MODES:
+        rate = await _measure(backend, mode, await fresh(), seconds)
+        print(f"  recorder on {backend}: {recorder_line(rate)}", flush=True)
+        rates.append(rate)
     return rates
+
+
+async def sqlite_recorder_rates(seconds: float) -> list[RecorderRate]:
+    """Every mode on SQLite, each on a fresh file in a temporary directory."""
+    numbers = itertools.count()
+    with tempfile.TemporaryDirectory(prefix="codexgate-bench-recorder-") as folder:
+
+        async def fresh() -> DatabaseLocation:
+            return Path(folder) / f"recorder-{next(numbers)}.db"
+
+        return await recorder_rates(seconds, SQLITE, fresh)
 
 
 def recorder_line(rate: RecorderRate) -> str:

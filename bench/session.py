@@ -13,7 +13,7 @@ from pathlib import Path
 from . import nginx, procfs
 from .idle import IdleResult, idle_streams
 from .loops import loop_factory
-from .processes import LOOPBACK, BenchError, Service, free_port, wait_ready
+from .processes import LOOPBACK, Service, free_ports, wait_ready
 from .protocol import PING_PATH, REPO_ROOT
 from .report import CAPTURE_OFF, CAPTURE_ON, DIRECT, NGINX, TARGETS
 from .run import RunResult, Target, run, workload
@@ -51,15 +51,6 @@ class Proxy:
     service: Service
     base: str
     ready_path: str
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports."""
-    for _ in range(10):
-        ports = [free_port() for _ in range(count)]
-        if len(set(ports)) == count:
-            return ports
-    raise BenchError(f"could not find {count} distinct free loopback ports")
 
 
 def _origin(port: int) -> str:
@@ -105,7 +96,7 @@ def services(
     settings: Settings, workdir: Path, nginx_binary: Path | None
 ) -> tuple[Proxy, list[Proxy]]:
     """The fake upstream and every proxy in front of it, not started yet."""
-    upstream_port, on_port, off_port, nginx_port = _free_ports(4)
+    upstream_port, on_port, off_port, nginx_port = free_ports(4)
     upstream = Proxy(
         DIRECT,
         Service(

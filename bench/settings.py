@@ -15,14 +15,20 @@ WS_CONCURRENCIES: Final = (1, 32)
 USAGE_CONCURRENCY: Final = 32
 LATENCY_CONCURRENCY: Final = 4
 # Per rate run (plus a fifth of it as warm-up): 5 rate scenarios x 4 targets x 3 rounds, so
-# with the idle streams and the recorder the default run takes about 5½ minutes.
+# with the idle streams, the recorder and the PostgreSQL cases the default run takes about 6½
+# minutes.
 DEFAULT_SECONDS: Final = 2.5
 DEFAULT_MEGABYTES: Final = 50
 IDLE_STREAMS: Final = 1000
 RECORDER_SECONDS: Final = 4.0
+# Rounds of SSE turns through codexgate on SQLite against on PostgreSQL, and seconds per run:
+# the two differ by a few percent at most, less than two shared cores move from one run to the
+# next, so it takes many short pairs (each pair back to back) for a stable median ratio.
+STORE_ROUNDS: Final = 10
+STORE_SECONDS: Final = 1.5
 PROFILE_RATE: Final = 500  # py-spy samples per second
 # The cases --only can pick, each run on its own without the rounds' processes.
-ONLY_CASES: Final = ("auth", "feed", "recorder")
+ONLY_CASES: Final = ("auth", "feed", "recorder", "postgresql")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +43,11 @@ class Settings:
     quick: bool
     gateway_args: tuple[str, ...] = ()
     nginx: bool = True
+    postgresql: bool = True  # the PostgreSQL cases: the recorder alone, SSE turns vs SQLite
     idle_streams: int = IDLE_STREAMS
     recorder_seconds: float = RECORDER_SECONDS
+    store_rounds: int = STORE_ROUNDS
+    store_seconds: float = STORE_SECONDS
     profile_seconds: float = 0.0  # above 0: profile codexgate instead of benchmarking
     profile_output: Path | None = None
     rate_concurrencies: tuple[int, ...] = RATE_CONCURRENCIES
@@ -51,6 +60,11 @@ class Settings:
     def warmup_seconds(self) -> float:
         """Warm-up before each rate measurement."""
         return min(1.0, self.seconds / 5)
+
+    @property
+    def store_warmup_seconds(self) -> float:
+        """Warm-up before each SQLite against PostgreSQL measurement."""
+        return min(1.0, self.store_seconds / 5)
 
     @property
     def warmup_samples(self) -> int:
@@ -96,14 +110,22 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description=(
             "codexgate with capture on and with capture off, and nginx, against a direct "
-            "connection to the same fake upstream, one run; then the recorder alone and "
-            "1,000 idle streams. Linux only (CPU and memory come from /proc)."
+            "connection to the same fake upstream, one run; then 1,000 idle streams, the "
+            "recorder alone (on SQLite and on PostgreSQL), and codexgate on PostgreSQL against "
+            "SQLite. Linux only (CPU and memory come from /proc)."
         ),
     )
     parser.add_argument(
-        "--seconds", type=_positive_float, help=f"per rate run (default {DEFAULT_SECONDS:g})"
+        "--seconds",
+        type=_positive_float,
+        help=f"per rate run (default {DEFAULT_SECONDS:g}; {STORE_SECONDS:g} for SQLite against "
+        "PostgreSQL)",
     )
-    parser.add_argument("--rounds", type=_positive_int, help="rounds, medians (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        help=f"rounds, medians (default 3; {STORE_ROUNDS} for SQLite against PostgreSQL)",
+    )
     parser.add_argument("--samples", type=_positive_int, help="latency samples (default 200)")
     parser.add_argument(
         "--megabytes",
@@ -113,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-nginx", action="store_true", help="leave nginx out (it is installed when missing)"
+    )
+    parser.add_argument(
+        "--no-postgresql",
+        action="store_true",
+        help="leave the PostgreSQL cases out (the recorder alone on PostgreSQL, and SSE turns "
+        "through codexgate on PostgreSQL against SQLite)",
     )
     parser.add_argument(
         "--idle-streams",
@@ -156,7 +184,9 @@ def _parser() -> argparse.ArgumentParser:
         help=(
             "run just this case, repeatable: auth (the auth middleware's cost per request), "
             "feed (the live feed's delay from a turn to its usage event), recorder (the "
-            "recorder alone); without it every case runs"
+            "recorder alone, on SQLite and on PostgreSQL), postgresql (SSE turns at "
+            "concurrency 32 through codexgate on PostgreSQL against the same on SQLite); "
+            "without it every case runs"
         ),
     )
     parser.add_argument(
@@ -180,8 +210,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         quick=quick,
         gateway_args=tuple(args.codexgate_arg),
         nginx=not args.no_nginx,
+        postgresql=not args.no_postgresql,
         idle_streams=_given(args.idle_streams, 200 if quick else IDLE_STREAMS),
         recorder_seconds=_given(args.recorder_seconds, 1.0 if quick else RECORDER_SECONDS),
+        store_rounds=args.rounds or (1 if quick else STORE_ROUNDS),
+        store_seconds=args.seconds or (1.0 if quick else STORE_SECONDS),
         profile_seconds=args.profile or 0.0,
         profile_output=args.profile_output,
         only=tuple(dict.fromkeys(args.only or ())),

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 from .accounting import health_lines
 from .auth import AuthCost, auth_line
+from .backends import CONCURRENCY, StoreComparison, comparison_lines
 from .feed import FeedDelay, feed_line
 from .idle import IdleResult, idle_lines
 from .protocol import MEGABYTE
-from .recording import RecorderRate, recorder_line
+from .recording import POSTGRESQL, SQLITE, RecorderRate, recorder_line
 from .report import (
     CAPTURE_OFF,
     CAPTURE_ON,
@@ -27,6 +28,8 @@ from .settings import Settings
 
 IDLE_RSS_GOAL = 100  # MB with 1,000 idle streams open, the issue's target
 RECORDER_GOAL = 20_000  # snapshots per second, the issue's target
+# The PostgreSQL issue's target for the recorder alone, when every snapshot is a new row.
+POSTGRES_RECORDER_GOAL = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,15 @@ class SideFigures:
     nginx_note: str
     auth: list[AuthCost] = field(default_factory=list)
     feed: FeedDelay | None = None
+    # The bench's PostgreSQL server when it ran, else why the PostgreSQL cases did not run.
+    postgres: str = ""
+    stores: StoreComparison | None = None
+    stores_wanted: bool = False  # the SQLite against PostgreSQL comparison was asked for
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the side cases that check what codexgate recorded found it all."""
+        return self.stores is None or self.stores.healthy
 
 
 def _label(stopped: Stopped) -> str:
@@ -89,7 +101,8 @@ def checks(outcome: Outcome) -> tuple[bool, list[str]]:
 
 
 def side_lines(side: SideFigures) -> list[str]:
-    """The idle streams, the recorder alone, the auth middleware and the live feed delay."""
+    """The idle streams, the recorder alone, SQLite against PostgreSQL, the auth middleware
+    and the live feed delay."""
     lines = []
     if side.idle:
         lines.append(f"RSS with idle streams (target for codexgate: <= {IDLE_RSS_GOAL} MB):")
@@ -98,14 +111,16 @@ def side_lines(side: SideFigures) -> list[str]:
             if result.name == CAPTURE_ON and result.wanted >= 1000:
                 met = result.holding <= IDLE_RSS_GOAL * MEGABYTE and result.opened == result.wanted
                 lines.append(f"  codexgate with {result.wanted:,}: {_met(met)}")
-    if side.recorder:
+    lines.extend(_recorder_lines(side))
+    if side.stores is not None or side.stores_wanted:
         lines.append(
-            f"recorder alone (codexgate.recorder.Recorder over codexgate.store.Store on a temp "
-            f"file, queue kept full; target >= {RECORDER_GOAL:,} snapshots/s):"
+            f"SSE turns at concurrency {CONCURRENCY} through codexgate (capture on) on SQLite "
+            "and on PostgreSQL, one upstream, order rotated each round (target: PostgreSQL "
+            "within 5 % of SQLite):"
         )
-        for rate in side.recorder:
-            met = rate.snapshots_per_second >= RECORDER_GOAL
-            lines.append(f"  {recorder_line(rate)}: {_met(met)}")
+        lines.append(f"  {side.postgres}")
+        if side.stores is not None:
+            lines.extend(comparison_lines(side.stores))
     if side.auth:
         lines.append(
             "auth middleware alone (codexgate.security.auth_middleware on one mocked request, "
@@ -118,6 +133,44 @@ def side_lines(side: SideFigures) -> list[str]:
             "turn at a time, each writing a new history row):"
         )
         lines.append(f"  {feed_line(side.feed)}")
+    return lines
+
+
+def _recorder_lines(side: SideFigures) -> list[str]:
+    """The recorder alone on SQLite, then on PostgreSQL beside it."""
+    sqlite = {rate.mode: rate for rate in side.recorder if rate.backend == SQLITE}
+    postgres = [rate for rate in side.recorder if rate.backend == POSTGRESQL]
+    lines = []
+    if sqlite:
+        lines.append(
+            "recorder alone (codexgate.services.recorder.Recorder over the SQLite store on a "
+            f"temp file, queue kept full; target >= {RECORDER_GOAL:,} snapshots/s):"
+        )
+        for rate in sqlite.values():
+            met = rate.snapshots_per_second >= RECORDER_GOAL
+            lines.append(f"  {recorder_line(rate)}: {_met(met)}")
+    if postgres:
+        lines.append(
+            "recorder alone on PostgreSQL (the same, on a fresh database of the bench's "
+            f"throwaway server; target >= {POSTGRES_RECORDER_GOAL:,} snapshots/s when every "
+            "snapshot is a new row):"
+        )
+        lines.append(f"  {side.postgres}")
+        for rate in postgres:
+            beside = sqlite.get(rate.mode)
+            ratio = (
+                f"; {rate.snapshots_per_second / beside.snapshots_per_second:.2f} x SQLite"
+                if beside and beside.snapshots_per_second
+                else ""
+            )
+            verdict = (
+                f": {_met(rate.snapshots_per_second >= POSTGRES_RECORDER_GOAL)}"
+                if rate.mode.changing
+                else ""
+            )
+            lines.append(f"  {recorder_line(rate)}{ratio}{verdict}")
+    elif sqlite and side.postgres:
+        lines.append(f"recorder alone on PostgreSQL: {side.postgres}")
     return lines
 
 
@@ -144,7 +197,7 @@ def summary(settings: Settings, outcome: Outcome, side: SideFigures, elapsed: fl
         *side_lines(side),
         *checked,
         *_error_lines(outcome.result),
-        f"verdict: {'healthy' if healthy else 'NOT HEALTHY (see above)'}",
+        f"verdict: {'healthy' if healthy and side.healthy else 'NOT HEALTHY (see above)'}",
         f"bench took {elapsed:.1f} s",
     ]
 
