@@ -78,14 +78,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def database(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[DatabaseLocation]:
-    """Where the gateway keeps its data: a new SQLite file, or a new PostgreSQL database."""
+    """Where the gateway keeps its data: a new SQLite file, or an emptied PostgreSQL database."""
     if backend == "sqlite":
         yield tmp_path / "data" / "codexgate.db"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = await server.fresh_database()
-    yield parse_database(url)
-    await server.drop_database(url)
+    yield parse_database(await server.emptied_database())
 
 
 @pytest.fixture

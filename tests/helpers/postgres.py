@@ -135,6 +135,7 @@ class PostgresServer:
         self._password = secrets.token_hex(16)
         self._process: subprocess.Popen[bytes] | None = None
         self._numbers = itertools.count(1)
+        self._emptied: str | None = None  # emptied_database()'s URL, once made
         atexit.register(self.close)
         try:
             self._initdb()
@@ -330,6 +331,37 @@ class PostgresServer:
             strategy = " STRATEGY FILE_COPY" if connection.get_server_version().major >= 15 else ""
             await connection.execute(f"CREATE DATABASE {name} TEMPLATE template0{strategy}")
         return self.url_of(name)
+
+    async def emptied_database(self) -> str:
+        """The URL of a database that holds codexgate's schema and no rows: the same database
+        each time, migrated once, its tables emptied (and their ids restarted) per call.
+
+        For tests that only use codexgate's tables: ~30 ms against ~0.3 s for a new database
+        that codexgate then migrates. Whoever still holds a connection to it is cut off.
+        """
+        if self._emptied is None:
+            # Imported here: the server helper itself needs nothing of codexgate.
+            from codexgate.storage import open_storage
+            from codexgate.storage.location import parse_database
+
+            url = await self.fresh_database()
+            store = await open_storage(parse_database(url))
+            await store.close()
+            self._emptied = url
+            return url
+        async with self._admin(database_name(self._emptied)) as connection:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            tables = await connection.fetch(
+                "SELECT quote_ident(table_name) AS name FROM information_schema.tables "
+                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' "
+                "AND table_name <> 'codexgate_schema'"
+            )
+            names = ", ".join(row["name"] for row in tables)
+            await connection.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        return self._emptied
 
     async def drop_database(self, database: str) -> None:
         """Drop a database fresh_database() made (URL or name), disconnecting its clients."""

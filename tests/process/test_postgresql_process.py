@@ -170,3 +170,27 @@ def test_sslmode_in_the_url_is_honoured(
     assert result.returncode == 1
     assert "SSL" in result.stderr
     assert _password(postgres_database) not in result.stderr + result.stdout
+
+
+async def test_the_offline_commands_take_a_url(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    def run(*args: str) -> str:
+        result = _codexgate(*args, "--db", postgres_database, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert _password(postgres_database) not in result.stdout + result.stderr
+        return result.stdout
+
+    await asyncio.to_thread(run, "migrate")
+    added = await asyncio.to_thread(
+        run, "accounts", "add", "--name", "Team seat", "--token", "tok-abcdefgh-1234"
+    )
+    assert "added account 1 (Team seat)" in added
+    await asyncio.to_thread(run, "accounts", "rename", "1", "Renamed")
+    assert "Renamed" in await asyncio.to_thread(run, "accounts", "list")
+    status = orjson.loads(await asyncio.to_thread(run, "status", "--json"))
+    assert [account["title"] for account in status["accounts"]] == ["Renamed"]
+    assert "no history" in await asyncio.to_thread(run, "history", "1")
+    await asyncio.to_thread(run, "accounts", "rm", "1", "--yes")
+    rows = await postgres_server.run_sql(postgres_database, "SELECT count(*) AS n FROM accounts")
+    assert rows[0]["n"] == 0

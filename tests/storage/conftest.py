@@ -27,8 +27,6 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     assert request.param == "postgresql"
     # Looked up here, not taken as an argument: SQLite runs never start the server.
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = await server.fresh_database()
-    opened = await open_storage(parse_database(url))
+    opened = await open_storage(parse_database(await server.emptied_database()))
     yield opened
     await opened.close()
-    await server.drop_database(url)
