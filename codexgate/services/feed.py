@@ -44,7 +44,7 @@ from codexgate.core.rows import (
 from codexgate.keys import ALERTS, CONFIG, EVENT_BUS, FEED_OPTIONS, FORECASTS, RECORDER, STORE
 from codexgate.services.forecasts import ForecastCache
 from codexgate.services.tasks import cancel_and_wait
-from codexgate.storage.interface import Storage
+from codexgate.storage.interface import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +379,7 @@ class EventBus:
         self._row_account: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._closing = False
         self._last_failure = float("-inf")
         self.published = 0  # events framed
@@ -400,21 +401,32 @@ class EventBus:
         self._cursor = await self._store.feed_cursor()
         self._task = asyncio.create_task(self._run(), name="codexgate-event-bus")
         self._pinger = asyncio.create_task(self._ping(), name="codexgate-feed-ping")
+        self._watcher = asyncio.create_task(self._watch(), name="codexgate-feed-watch")
 
     async def stop(self) -> None:
         """End every stream and stop the task."""
         self.close_streams("shutdown")
         await cancel_and_wait(self._task)
         await cancel_and_wait(self._pinger)
+        await cancel_and_wait(self._watcher)
 
     def committed(self, result: RecordResult) -> None:
         """The recorder's on_commit callback: note the batch and wake the task (never blocks)."""
         self._confirmed.update(result.confirmed_row_ids)
         self._wake.set()
 
-    def notify(self) -> None:
-        """Say that rows the feed follows were committed by another writer."""
+    def notify(self, confirmed_row_ids: Sequence[int] = ()) -> None:
+        """Say that rows the feed follows were committed by another writer (another instance on
+        the same PostgreSQL, say), with the usage row ids it confirmed."""
+        self._confirmed.update(confirmed_row_ids)
         self._wake.set()
+
+    async def _watch(self) -> None:
+        """Follow the commits of other instances, where the store has any (PostgreSQL)."""
+        try:
+            await self._store.watch_commits(self.notify)
+        except StorageUnavailable:
+            log.exception("live feed: cannot follow other instances' commits")
 
     def subscribe(self) -> Subscription | None:
         """A new stream's queue (live events after the bus's position go into it); None when

@@ -7,7 +7,7 @@ and catch StorageUnavailable, never a driver's exception.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from codexgate.core.models import Identity, RequestRecord, Snapshot
@@ -316,6 +316,15 @@ class FeedStore(Protocol):
 
     async def feed_cursor(self) -> FeedCursor:
         """The newest id of usage, requests, account events and alerts (0 when empty)."""
+        ...
+
+    async def watch_commits(self, on_commit: Callable[[Sequence[int]], None]) -> None:
+        """Until cancelled, call on_commit after each commit another instance makes, with the
+        usage row ids it confirmed (possibly none), and once after each (re)connection.
+
+        Returns at once where no other instance writes (SQLite). Never raises for an outage:
+        it waits for the database to come back.
+        """
         ...
 
 

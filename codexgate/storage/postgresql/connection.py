@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -34,6 +35,13 @@ else:
 # Advisory lock keys (any bigint; these spell "cdxgate" and "cdxmigr" in hex).
 WRITE_LOCK_KEY: Final = 0x63647867617465
 MIGRATE_LOCK_KEY: Final = 0x6364786D696772
+
+# Every write transaction notifies this channel with its store's instance id, and a batch that
+# confirmed rows again with "<instance>:<id>,<id>,...".
+COMMITS_CHANNEL: Final = "codexgate_commits"
+# PostgreSQL refuses a payload of 8000 bytes or more: longer lists of ids are left out (the
+# other instances then only miss those rows' fresher confirmed_at until their next change).
+MAX_NOTIFY_PAYLOAD: Final = 7000
 
 # SQLSTATE classes that mean "the database cannot be used now", not "this statement is wrong":
 # connection exceptions, transaction rollback (serialization, deadlock), insufficient resources
@@ -97,6 +105,8 @@ class PostgresBase:
         # This process's caches are only right while its writes are the only ones it does not
         # see: the lock keeps them one at a time here, the advisory lock across instances.
         self._write_lock = asyncio.Lock()
+        # Names this store's commit notifications, so that it ignores its own.
+        self.instance = secrets.token_hex(8)
         self._account_ids: dict[str, int] = {}  # account_key -> accounts.id
         # (account_id, limit_id) -> newest row; None = no row in the database.
         self._last: dict[UsageKey, NewestRow | None] = {}
@@ -168,7 +178,14 @@ class PostgresBase:
         `id > cursor` and never skips a row that committed late.
         """
         async with self._write_lock, self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK_KEY)
+            # The notification goes out at COMMIT (never for a rollback): it wakes the live
+            # feed of every other instance (watch_commits), which then reads after its cursor.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)",
+                WRITE_LOCK_KEY,
+                COMMITS_CHANNEL,
+                self.instance,
+            )
             yield conn
 
     @staticmethod

@@ -6,6 +6,14 @@ order is commit order and `id > cursor` never skips a row that committed late.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import asyncpg
+
 from codexgate.core.rows import AccountEvent, AlertRow, FeedCursor, RequestRow, UsageRow
 from codexgate.storage.columns import (
     ALERT_COLUMNS,
@@ -14,7 +22,21 @@ from codexgate.storage.columns import (
     checked_limit,
     usage_row,
 )
-from codexgate.storage.postgresql.connection import PostgresBase, guarded
+from codexgate.storage.postgresql.connection import (
+    COMMITS_CHANNEL,
+    PostgresBase,
+    guarded,
+    is_unavailable,
+)
+
+LOG = logging.getLogger(__name__)
+
+# The commit listener: how long a connect may take, how often a quiet connection is checked,
+# and the pause before listening again after losing the server (doubling up to the maximum).
+CONNECT_SECONDS: Final = 5.0
+CHECK_SECONDS: Final = 15.0
+RETRY_SECONDS: Final = 0.5
+MAX_RETRY_SECONDS: Final = 5.0
 
 
 class FeedMixin(PostgresBase):
@@ -72,3 +94,49 @@ class FeedMixin(PostgresBase):
         )
         usage, request, account, alert = rows[0]
         return FeedCursor(int(usage), int(request), int(account), int(alert))
+
+    @guarded
+    async def watch_commits(self, on_commit: Callable[[Sequence[int]], None]) -> None:
+        """Until cancelled, call on_commit after each commit of another instance (with the
+        usage row ids it confirmed), and once after each (re)connection: what committed while
+        nobody listened is then read after the cursor. LISTEN on a connection of its own,
+        checked every CHECK_SECONDS, made again with a growing pause when it is lost."""
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                await self._listen(on_commit)
+                delay = RETRY_SECONDS
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                LOG.debug("the commit listener lost PostgreSQL (%s); listening again", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+    async def _listen(self, on_commit: Callable[[Sequence[int]], None]) -> None:
+        """LISTEN until the connection is lost (returns) or fails (raises)."""
+
+        def heard(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            instance, _, ids = str(payload).partition(":")
+            if instance == self.instance:
+                return  # this store's own commit: its recorder already told the feed
+            try:
+                confirmed = tuple(int(part) for part in ids.split(",") if part)
+            except ValueError:
+                confirmed = ()  # not ours to read; the wake-up still counts
+            on_commit(confirmed)
+
+        conn = await asyncpg.connect(self.url.dsn, timeout=CONNECT_SECONDS)
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            await conn.add_listener(COMMITS_CHANNEL, heard)
+            on_commit(())
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), CHECK_SECONDS)
+                if not lost.is_set():
+                    # A server behind a dead network never closes the socket: ask.
+                    await conn.fetchval("SELECT 1", timeout=CONNECT_SECONDS)
+        finally:
+            conn.terminate()

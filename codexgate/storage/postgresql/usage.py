@@ -46,7 +46,12 @@ from codexgate.storage.columns import (
     usage_row,
 )
 from codexgate.storage.postgresql.accounts import AccountsMixin
-from codexgate.storage.postgresql.connection import Connection, guarded
+from codexgate.storage.postgresql.connection import (
+    COMMITS_CHANNEL,
+    MAX_NOTIFY_PAYLOAD,
+    Connection,
+    guarded,
+)
 from codexgate.storage.postgresql.requests import RequestsMixin
 
 LOG = logging.getLogger(__name__)
@@ -331,6 +336,11 @@ class UsageMixin(AccountsMixin, RequestsMixin):
             inserted, confirmed, confirmed_ids, next_id = await self._write_usage(conn, kept, batch)
             if requests:
                 await self._insert_requests(conn, requests, batch)
+            if confirmed_ids:
+                payload = f"{self.instance}:{','.join(map(str, confirmed_ids))}"
+                if len(payload) <= MAX_NOTIFY_PAYLOAD:
+                    # The other instances' feeds tell their pages these rows were seen again.
+                    await conn.execute("SELECT pg_notify($1, $2)", COMMITS_CHANNEL, payload)
         # Committed (an error above leaves the caches as they were, matching the database);
         # nothing awaits between the commit and here, so no other writer sees them half done.
         if batch.purged_accounts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from codexgate.core.rows import AccountEvent, AlertRow, FeedCursor, RequestRow, UsageRow
 from codexgate.storage.columns import (
     ALERT_COLUMNS,
@@ -64,3 +66,8 @@ class FeedMixin(SQLiteBase):
         )
         usage, request, account, alert = next(iter(rows))
         return FeedCursor(int(usage), int(request), int(account), int(alert))
+
+    @guarded
+    async def watch_commits(self, on_commit: Callable[[Sequence[int]], None]) -> None:
+        """Nothing to watch: this process is the file's only writer."""
+        return
