@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import pty
 import resource
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from aiohttp import ClientError, ClientSession
@@ -206,3 +207,30 @@ def tcp_connections(pid: int, remote_port: int) -> int:
             if int(fields[9]) in inodes and int(remote_port_hex, 16) == remote_port:
                 count += 1
     return count
+
+
+def terminal_output(
+    command: Sequence[str],
+    *,
+    stream: Literal["stdout", "stderr"],
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+) -> str:
+    """Run command with `stream` on a pseudo-terminal (the other one to a pipe) until it exits
+    0; what it wrote to the terminal."""
+    main, child = pty.openpty()
+    streams: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: child}
+    with subprocess.Popen(command, cwd=cwd, env=dict(env), **streams) as process:
+        os.close(child)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=60) == 0
+    os.close(main)
+    return b"".join(chunks).decode()

@@ -32,7 +32,7 @@ from codexgate.storage.interface import Storage
 from tests.helpers.admin_client import ADMIN, JWTS, OPAQUE
 from tests.helpers.builders import request_record, seat_identity, usage_snapshot
 from tests.helpers.gateway import app_of
-from tests.helpers.processes import free_port
+from tests.helpers.processes import free_port, terminal_output
 
 HOUR = 3600.0
 RED = "\x1b[31m"
@@ -197,29 +197,10 @@ def test_a_missing_or_broken_database_exits_1(
 
 def _on_a_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     """Run codexgate with stdout on a pseudo-terminal and return what it wrote there."""
-    main, child = pty.openpty()
     base = {k: v for k, v in os.environ.items() if not k.startswith("CODEXGATE_")}
     base.pop("NO_COLOR", None)
-    with subprocess.Popen(
-        [sys.executable, "-m", "codexgate", *args],
-        stdout=child,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env={**base, **env},
-    ) as proc:
-        os.close(child)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert proc.wait(timeout=60) == 0
-    os.close(main)
-    return b"".join(chunks).decode()
+    command = [sys.executable, "-m", "codexgate", *args]
+    return terminal_output(command, stream="stdout", env={**base, **env}, cwd=cwd)
 
 
 def test_colour_on_a_terminal_by_the_thresholds_unless_no_color(db: Path) -> None:

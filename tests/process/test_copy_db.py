@@ -4,8 +4,6 @@ into a real PostgreSQL database, then read back through the PostgreSQL store."""
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
 import sqlite3
 import subprocess
 import time
@@ -29,7 +27,7 @@ from tests.helpers.copy_db import (
     table_counts,
 )
 from tests.helpers.postgres import PostgresServer
-from tests.helpers.processes import free_port
+from tests.helpers.processes import free_port, terminal_output
 
 COPIED = (
     "accounts",
@@ -237,26 +235,9 @@ async def test_an_unreachable_server_is_one_line_after_the_connect_timeout(
 
 def test_a_terminal_gets_a_progress_bar(source: Path, postgres_database: str) -> None:
     """stderr on a pseudo-terminal: each table's line redrawn with \\r, then a newline."""
-    main, child = pty.openpty()
-    with subprocess.Popen(
-        copy_command(source, postgres_database),
-        stdout=subprocess.PIPE,
-        stderr=child,
-        env=clean_environment(),
-    ) as process:
-        os.close(child)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert process.wait(timeout=60) == 0
-    os.close(main)
-    drawn = b"".join(chunks).decode()
+    drawn = terminal_output(
+        copy_command(source, postgres_database), stream="stderr", env=clean_environment()
+    )
     assert "\r" in drawn
     assert "rows/s" in drawn
     assert "[" + "#" * 24 + "]" in drawn  # a finished table's full bar

@@ -7,20 +7,13 @@ from typing import Any, Final
 
 from codexgate.storage.columns import checked_limit, id_floor_setting
 from codexgate.storage.postgresql.connection import PostgresBase, guarded
-
-# A row of the same account and limit that is newer by (captured_at, id): the row at s is not
-# the one latest_usage shows. A probe of the (account, limit, time) index per candidate row.
-_NEWER_ROW: Final = (
-    "SELECT 1 FROM usage_snapshots AS n WHERE n.account_id = s.account_id "
-    "AND n.limit_id = s.limit_id AND n.captured_at >= s.captured_at "
-    "AND (n.captured_at, n.id) > (s.captured_at, s.id)"
-)
+from codexgate.storage.sql import NEWER_ROW
 
 # Each selects its rows oldest first on a time index and deletes at most $n of them.
 # $1 before, $2 limit.
 _PRUNE_HISTORY: Final = (
     "DELETE FROM usage_snapshots WHERE id IN (SELECT s.id FROM usage_snapshots AS s "  # noqa: S608
-    f"WHERE s.captured_at < $1 AND EXISTS ({_NEWER_ROW}) "
+    f"WHERE s.captured_at < $1 AND EXISTS ({NEWER_ROW}) "
     "ORDER BY s.captured_at LIMIT $2) RETURNING id"
 )
 
@@ -29,7 +22,7 @@ _PRUNE_HISTORY: Final = (
 _DOWNSAMPLE_HISTORY: Final = (
     "DELETE FROM usage_snapshots WHERE id IN (SELECT s.id FROM usage_snapshots AS s "  # noqa: S608
     "WHERE s.captured_at >= $1 AND s.captured_at < $2 "
-    f"AND EXISTS ({_NEWER_ROW} "
+    f"AND EXISTS ({NEWER_ROW} "
     "AND n.captured_at < (floor(s.captured_at / $3) + 1) * $3) "
     "ORDER BY s.captured_at LIMIT $4) RETURNING id"
 )

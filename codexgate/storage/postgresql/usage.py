@@ -27,7 +27,7 @@ from codexgate.core.rows import (
     UpcomingReset,
     UsageRow,
 )
-from codexgate.core.windows import COLUMN_PREFIXES, FIXED_WINDOWS, reported
+from codexgate.core.windows import FIXED_WINDOWS, reported
 from codexgate.storage.batch import RecordBatch
 from codexgate.storage.columns import (
     ACCOUNT_ID,
@@ -53,6 +53,7 @@ from codexgate.storage.postgresql.connection import (
     guarded,
 )
 from codexgate.storage.postgresql.requests import RequestsMixin
+from codexgate.storage.sql import TITLE, TITLES, account_limits, window_column
 
 LOG = logging.getLogger(__name__)
 
@@ -85,11 +86,6 @@ CROSS JOIN LATERAL (
 ) AS s
 """  # noqa: S608 - column names are constants
 
-# history_page(window=...): the used_percent column that must be reported for a row to count.
-_WINDOW_COLUMNS: Final = {
-    label: f"{prefix}_used_percent" for label, prefix in COLUMN_PREFIXES.items()
-}
-
 # The newest row of the account and limit `al`, as in the latest_usage view.
 _NEWEST_OF_AL: Final = """CROSS JOIN LATERAL (
     SELECT * FROM usage_snapshots AS x
@@ -101,21 +97,6 @@ _NEWEST_OF_AL: Final = """CROSS JOIN LATERAL (
 _CLOCK: Final = "(SELECT extract(epoch FROM clock_timestamp())::double precision AS now) AS clock"
 
 
-def _account_limits(accounts: str) -> str:
-    """The CTE that walks each account of the table or CTE `accounts` (with an `id` column) to
-    its limit ids, one index seek per step: the same walk as the latest_usage view's."""
-    return f"""account_limits (account_id, limit_id) AS (
-        SELECT x.id, (SELECT min(s.limit_id) FROM usage_snapshots AS s WHERE s.account_id = x.id)
-        FROM {accounts} AS x
-        UNION ALL
-        SELECT al.account_id,
-               (SELECT min(s.limit_id) FROM usage_snapshots AS s
-                WHERE s.account_id = al.account_id AND s.limit_id > al.limit_id)
-        FROM account_limits AS al
-        WHERE al.limit_id IS NOT NULL
-    )"""  # noqa: S608 - the name is one of this module's constants
-
-
 def _latest_of(accounts: str, where: str = "") -> str:
     """latest_usage's walk and columns for the account ids that the query `accounts` selects;
     `where` keeps only some of the rows. The view walks every account (its recursive part
@@ -123,7 +104,7 @@ def _latest_of(accounts: str, where: str = "") -> str:
     return f"""
 WITH RECURSIVE
     chosen (id) AS ({accounts}),
-    {_account_limits("chosen")}
+    {account_limits("chosen")}
 SELECT {USAGE_SELECT_S}, a.account_key, a.display_name, a.email, a.plan_type,
     clock.now - s.confirmed_at, s.five_hour_resets_at - clock.now,
     s.seven_day_resets_at - clock.now, s.monthly_resets_at - clock.now,
@@ -179,8 +160,6 @@ _AS_OF: Final = (
     f"CASE WHEN ({{reset}}) <= {_NOW} AND ({{used}}) IS NOT NULL THEN 0 ELSE ({{used}}) END"
 )
 
-_TITLE: Final = "coalesce(nullif(a.display_name, ''), nullif(a.email, ''))"
-
 # As SQLite sorts, whatever the database's locale: under the "C" collation lower() changes only
 # ASCII letters and the order is byte order.
 _BY_NAME: Final = 'title IS NULL, lower(title COLLATE "C"), id'
@@ -193,7 +172,7 @@ OVERVIEW_ORDERS: Final = {
 
 _OVERVIEW: Final = (
     "\nWITH RECURSIVE\n    "  # noqa: S608 - the parts are this module's constants
-    + _account_limits("accounts")
+    + account_limits("accounts")
     + """,
     latest AS MATERIALIZED (
         SELECT s.account_id,
@@ -259,7 +238,7 @@ _OVERVIEW_SQL: Final = {
         r4=_SLOT.format(slot="primary", field="resets_at"),
         r5=_SLOT.format(slot="secondary", field="resets_at"),
         **{f"a{i}": _AHEAD.format(value=f"r{i}") for i in range(1, 6)},
-        title=_TITLE,
+        title=TITLE,
         order=order,
         now=_NOW,
         newest=_NEWEST_OF_AL,
@@ -272,7 +251,7 @@ _OVERVIEW_SQL: Final = {
 # rule reads (core/use_next.py), and every account's title: one walk, no card built.
 _LATEST_WINDOWS: Final = (
     "\nWITH RECURSIVE\n    "
-    + _account_limits("accounts")
+    + account_limits("accounts")
     + f"""
 SELECT s.account_id, s.limit_id,
     s.five_hour_used_percent, s.five_hour_window_minutes, s.five_hour_resets_at,
@@ -286,8 +265,6 @@ FROM account_limits AS al
 ORDER BY s.account_id, s.limit_id
 """  # noqa: S608 - the parts are this module's constants
 )
-
-_TITLES: Final = f"SELECT a.id, {_TITLE} FROM accounts AS a ORDER BY a.id"  # noqa: S608
 
 # A limit family's newest rows since $3, at most $4 per key, for every key at once: one
 # bounded backward range of usage_snapshots_account_limit_time per key.
@@ -553,7 +530,7 @@ class UsageMixin(AccountsMixin, RequestsMixin):
     async def latest_windows(self) -> list[AccountWindows]:
         """Every account by id with its title and the windows of each limit family's newest row."""
         async with self._snapshot() as conn:
-            titles = await conn.fetch(_TITLES)
+            titles = await conn.fetch(TITLES)
             rows = await conn.fetch(_LATEST_WINDOWS)
         limits: dict[int, list[LimitWindows]] = {}
         for row in rows:
@@ -624,9 +601,7 @@ class UsageMixin(AccountsMixin, RequestsMixin):
             account_id,
         )
         if window is not None:
-            column = _WINDOW_COLUMNS.get(window)
-            if column is None:
-                raise ValueError(f"unknown window {window!r}: use one of {sorted(_WINDOW_COLUMNS)}")
+            column = window_column(window)
             query.sql += f" AND {column} IS NOT NULL"
         if limit_id is not None:
             query.add("limit_id = {}", limit_id)

@@ -9,23 +9,16 @@ from codexgate.storage.columns import (
     checked_limit,
     id_floor_setting,
 )
+from codexgate.storage.sql import NEWER_ROW
 from codexgate.storage.sqlite.columns import (
     RAISE_ID_FLOOR_TO,
 )
 from codexgate.storage.sqlite.connection import SQLiteBase, guarded
 
-# A row of the same account and limit that is newer by (captured_at, id): the row at s is not
-# the one latest_usage shows. A probe of the (account, limit, time) index per candidate row.
-_NEWER_ROW: Final = (
-    "SELECT 1 FROM usage_snapshots AS n WHERE n.account_id = s.account_id "
-    "AND n.limit_id = s.limit_id AND n.captured_at >= s.captured_at "
-    "AND (n.captured_at, n.id) > (s.captured_at, s.id)"
-)
-
 # Each selects its rows oldest first on a time index and deletes at most :limit of them.
 _PRUNE_HISTORY: Final = (
     "DELETE FROM usage_snapshots WHERE id IN (SELECT s.id FROM usage_snapshots AS s "  # noqa: S608
-    f"WHERE s.captured_at < :before AND EXISTS ({_NEWER_ROW}) "
+    f"WHERE s.captured_at < :before AND EXISTS ({NEWER_ROW}) "
     "ORDER BY s.captured_at LIMIT :limit) RETURNING id"
 )
 
@@ -33,7 +26,7 @@ _PRUNE_HISTORY: Final = (
 _DOWNSAMPLE_HISTORY: Final = (
     "DELETE FROM usage_snapshots WHERE id IN (SELECT s.id FROM usage_snapshots AS s "  # noqa: S608
     "WHERE s.captured_at >= :since AND s.captured_at < :before "
-    f"AND EXISTS ({_NEWER_ROW} "
+    f"AND EXISTS ({NEWER_ROW} "
     "AND n.captured_at < (CAST(s.captured_at / :bucket AS INTEGER) + 1) * :bucket) "
     "ORDER BY s.captured_at LIMIT :limit) RETURNING id"
 )

@@ -25,7 +25,7 @@ from codexgate.core.rows import (
     UpcomingReset,
     UsageRow,
 )
-from codexgate.core.windows import COLUMN_PREFIXES, FIXED_WINDOWS, reported
+from codexgate.core.windows import FIXED_WINDOWS, reported
 from codexgate.storage.batch import RecordBatch
 from codexgate.storage.columns import (
     ACCOUNT_ID,
@@ -43,6 +43,7 @@ from codexgate.storage.columns import (
     latest_row,
     usage_row,
 )
+from codexgate.storage.sql import TITLE, TITLES, account_limits, window_column
 from codexgate.storage.sqlite.accounts import AccountsMixin
 from codexgate.storage.sqlite.columns import (
     CHUNK,
@@ -63,25 +64,14 @@ _CONFIRM_USAGE: Final = (
     "WHERE id = ? AND account_id = ? AND limit_id = ?"
 )
 
-# history_page(window=...): the used_percent column that must be reported for a row to count.
-_WINDOW_COLUMNS: Final = {
-    label: f"{prefix}_used_percent" for label, prefix in COLUMN_PREFIXES.items()
-}
 
-
-def _account_limits(accounts: str) -> str:
-    """The CTE that walks each account of the table or CTE `accounts` (with an `id` column) to
-    its limit ids, one index seek per step: the same walk as the latest_usage view's."""
-    return f"""account_limits (account_id, limit_id) AS (
-        SELECT x.id, (SELECT min(s.limit_id) FROM usage_snapshots AS s WHERE s.account_id = x.id)
-        FROM {accounts} AS x
-        UNION ALL
-        SELECT al.account_id,
-               (SELECT min(s.limit_id) FROM usage_snapshots AS s
-                WHERE s.account_id = al.account_id AND s.limit_id > al.limit_id)
-        FROM account_limits AS al
-        WHERE al.limit_id IS NOT NULL
-    )"""  # noqa: S608 - the name is one of this module's constants
+# The newest row of the account and limit `al`, as in the latest_usage view: one backward step
+# on the (account, limit, time) index.
+_NEWEST_OF_AL: Final = """JOIN usage_snapshots AS s
+    ON s.id = (SELECT x.id FROM usage_snapshots AS x
+               WHERE x.account_id = al.account_id AND x.limit_id = al.limit_id
+               ORDER BY x.captured_at DESC, x.id DESC
+               LIMIT 1)"""
 
 
 def _latest_of(accounts: str, where: str = "") -> str:
@@ -91,18 +81,14 @@ def _latest_of(accounts: str, where: str = "") -> str:
     return f"""
 WITH RECURSIVE
     chosen (id) AS ({accounts}),
-    {_account_limits("chosen")},
+    {account_limits("chosen")},
     clock (now) AS (SELECT (julianday('now') - 2440587.5) * 86400.0)
 SELECT {USAGE_SELECT_S}, a.account_key, a.display_name, a.email, a.plan_type,
     clock.now - s.confirmed_at, s.five_hour_resets_at - clock.now,
     s.seven_day_resets_at - clock.now, s.monthly_resets_at - clock.now,
     s.limit_hit_resets_at - clock.now, s.spend_resets_at - clock.now
 FROM account_limits AS al
-JOIN usage_snapshots AS s
-    ON s.id = (SELECT x.id FROM usage_snapshots AS x
-               WHERE x.account_id = al.account_id AND x.limit_id = al.limit_id
-               ORDER BY x.captured_at DESC, x.id DESC
-               LIMIT 1)
+{_NEWEST_OF_AL}
 JOIN accounts AS a ON a.id = s.account_id
 CROSS JOIN clock
 {where}
@@ -146,8 +132,6 @@ _AHEAD: Final = "CASE WHEN {value} > :now THEN {value} ELSE 9e18 END"
 # (core/windows.py as_of: reset, inferred), else as reported (NULL stays unknown).
 _AS_OF: Final = "CASE WHEN ({reset}) <= :now AND ({used}) IS NOT NULL THEN 0 ELSE ({used}) END"
 
-_TITLE: Final = "coalesce(nullif(a.display_name, ''), nullif(a.email, ''))"
-
 _BY_NAME: Final = "title IS NULL, lower(title), id"
 
 OVERVIEW_ORDERS: Final = {
@@ -158,7 +142,7 @@ OVERVIEW_ORDERS: Final = {
 
 _OVERVIEW: Final = (
     "\nWITH RECURSIVE\n    "  # noqa: S608 - the parts are this module's constants
-    + _account_limits("accounts")
+    + account_limits("accounts")
     + """,
     latest AS MATERIALIZED (
         SELECT account_id,
@@ -228,7 +212,7 @@ _OVERVIEW_SQL: Final = {
         r4=_SLOT.format(slot="primary", field="resets_at"),
         r5=_SLOT.format(slot="secondary", field="resets_at"),
         **{f"a{i}": _AHEAD.format(value=f"r{i}") for i in range(1, 6)},
-        title=_TITLE,
+        title=TITLE,
         order=order,
     )
     for sort, order in OVERVIEW_ORDERS.items()
@@ -238,9 +222,9 @@ _OVERVIEW_SQL: Final = {
 # The windows of every account's newest row of each limit family, only the columns the "use next"
 # rule reads (core/use_next.py), and every account's title: one walk, no card built.
 _LATEST_WINDOWS: Final = (
-    "\nWITH RECURSIVE\n    "  # noqa: S608 - the parts are this module's constants
-    + _account_limits("accounts")
-    + """
+    "\nWITH RECURSIVE\n    "
+    + account_limits("accounts")
+    + f"""
 SELECT s.account_id, s.limit_id,
     s.five_hour_used_percent, s.five_hour_window_minutes, s.five_hour_resets_at,
     s.seven_day_used_percent, s.seven_day_window_minutes, s.seven_day_resets_at,
@@ -249,16 +233,10 @@ SELECT s.account_id, s.limit_id,
     s.secondary_window, s.secondary_used_percent, s.secondary_window_minutes,
     s.secondary_resets_at, s.limit_hit_type, s.limit_hit_resets_at
 FROM account_limits AS al
-JOIN usage_snapshots AS s
-    ON s.id = (SELECT x.id FROM usage_snapshots AS x
-               WHERE x.account_id = al.account_id AND x.limit_id = al.limit_id
-               ORDER BY x.captured_at DESC, x.id DESC
-               LIMIT 1)
+{_NEWEST_OF_AL}
 ORDER BY s.account_id, s.limit_id
-"""
+"""  # noqa: S608 - the parts are this module's constants
 )
-
-_TITLES: Final = f"SELECT a.id, {_TITLE} FROM accounts AS a ORDER BY a.id"  # noqa: S608
 
 
 class UsageMixin(AccountsMixin, RequestsMixin):
@@ -504,7 +482,7 @@ class UsageMixin(AccountsMixin, RequestsMixin):
     async def latest_windows(self) -> list[AccountWindows]:
         """Every account by id with its title and the windows of each limit family's newest row."""
         async with self._lock:
-            titles = await self._db.execute_fetchall(_TITLES)
+            titles = await self._db.execute_fetchall(TITLES)
             rows = await self._db.execute_fetchall(_LATEST_WINDOWS)
         limits: dict[int, list[LimitWindows]] = {}
         for row in rows:
@@ -575,9 +553,7 @@ class UsageMixin(AccountsMixin, RequestsMixin):
         sql = f"SELECT {USAGE_SELECT} FROM usage_snapshots WHERE account_id = ?"  # noqa: S608
         params: list[Any] = [account_id]
         if window is not None:
-            column = _WINDOW_COLUMNS.get(window)
-            if column is None:
-                raise ValueError(f"unknown window {window!r}: use one of {sorted(_WINDOW_COLUMNS)}")
+            column = window_column(window)
             sql += f" AND {column} IS NOT NULL"
         if limit_id is not None:
             sql += " AND limit_id = ?"
