@@ -31,6 +31,7 @@ from codexgate.services import alerts, metrics
 from codexgate.services import feed as events
 from codexgate.services.accounts import accounts_ctx
 from codexgate.services.forecasts import ForecastCache
+from codexgate.services.instances import instance_ctx
 from codexgate.services.recorder import Recorder
 from codexgate.services.refresh import refresh_ctx
 from codexgate.services.retention import retention_ctx
@@ -123,6 +124,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend(
         [_store_ctx, security.auth_ctx, _upstream_ctx, _upstream_ws_ctx, _recorder_ctx]
     )
+    # The singleton lease: taken before the work that needs it, given up after it stopped.
+    app.cleanup_ctx.append(instance_ctx)
     app.cleanup_ctx.append(retention_ctx)  # deletes in the store: stops before it closes
     # Feeds the recorder through the upstream session: after both, and before the accounts service.
     app.cleanup_ctx.append(refresh_ctx)

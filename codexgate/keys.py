@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from codexgate.services.alerts import AlertEngine, AlertSettings
     from codexgate.services.feed import EventBus, FeedOptions
     from codexgate.services.forecasts import ForecastCache
+    from codexgate.services.instances import Coordinator, InstanceOptions
     from codexgate.services.metrics import Metrics
     from codexgate.services.notify import Notifier
     from codexgate.services.recorder import Recorder
@@ -64,3 +65,6 @@ REFRESH_OPTIONS: Final[web.AppKey[RefreshOptions]] = web.AppKey("refresh_options
 
 # Set by the proxy on the responses it relays; the capture signal reads only those.
 PROXIED: Final[web.ResponseKey[Exchange]] = web.ResponseKey("proxied")
+# This instance among those sharing the database, and whether it does the singleton work.
+INSTANCE: Final[web.AppKey[Coordinator]] = web.AppKey("instance")
+INSTANCE_OPTIONS: Final[web.AppKey[InstanceOptions]] = web.AppKey("instance_options")

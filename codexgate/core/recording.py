@@ -98,6 +98,7 @@ class UsagePlan:
     newest: dict[UsageKey, NewestRow] = field(default_factory=dict)  # after the batch
     inserted: int = 0
     confirmed: int = 0  # samples that only confirmed a row (of the table or of this batch)
+    superseded: int = 0  # samples older than their newest row, with other values: not written
 
 
 def split_batch(
@@ -290,7 +291,8 @@ def plan_usage(
 
     A sample confirms the newest row when its values are the same and it came less than
     heartbeat seconds after that row was captured; otherwise it is a new row, with ids from
-    next_id on. A new row is never older than the newest row: the newest must stay current.
+    next_id on, unless it was captured before the newest row (superseded: not written), so
+    that the newest row is always the newest report.
     """
     plan = UsagePlan()
     pending: dict[UsageKey, NewUsageRow] = {}  # the newest row inserted per key
@@ -313,7 +315,12 @@ def plan_usage(
             plan.confirmed += 1
             continue
         if last is not None and captured_at < last.captured_at:
-            captured_at = last.captured_at
+            # A report captured before the newest row but written after it: another instance
+            # (or a slower request here) committed late. The newer report already says what is
+            # true now; written, the older one would show as current (the feed and the page
+            # take each new row as the newest). It is counted, not written.
+            plan.superseded += 1
+            continue
         row = NewUsageRow(next_id, sample, captured_at, captured_at)
         plan.inserts.append(row)
         pending[key] = row

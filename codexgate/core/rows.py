@@ -318,3 +318,48 @@ class AccountWindows:
     account_id: int
     title: str | None  # display name, else email
     limits: tuple[LimitWindows, ...]
+
+
+InstanceRole = Literal["leader", "standby", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    """One row of `instances`: a codexgate process sharing the database, as it last said."""
+
+    id: str  # random, new at each start
+    hostname: str
+    pid: int
+    version: str
+    started_at: float
+    seen_at: float  # its last heartbeat, by the database's clock
+    role: InstanceRole  # "leader" holds the singleton lease: alerts, webhooks, retention
+
+
+@dataclass(frozen=True, slots=True)
+class InstancesView:
+    """Every instance seen lately, and the database's clock when they were read."""
+
+    now: float
+    instances: list[InstanceRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The singleton lease as a claim left it: who holds it, until when, and how far its work got.
+
+    `now` is the database's clock (PostgreSQL's, so that instances whose clocks differ agree)."""
+
+    holder: str
+    expires_at: float
+    cursor: int  # the newest usage row id the holder's alert engine evaluated
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseHeld:
+    """What a fenced write checks in its own transaction: this holder still holds the lease;
+    and how far the holder's work got, saved with it."""
+
+    holder: str
+    cursor: int

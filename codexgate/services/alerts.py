@@ -20,7 +20,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -37,12 +37,28 @@ from codexgate.core.alerts import (
     limits_back,
     stored_rules,
 )
-from codexgate.core.rows import AlertRow, AlertState, RecordResult, UsageRow, WebhookRow
-from codexgate.keys import ALERT_SETTINGS, ALERTS, CONFIG, FORECASTS, NOTIFIER, RECORDER, STORE
+from codexgate.core.rows import (
+    AlertRow,
+    AlertState,
+    LeaseHeld,
+    RecordResult,
+    UsageRow,
+    WebhookRow,
+)
+from codexgate.keys import (
+    ALERT_SETTINGS,
+    ALERTS,
+    CONFIG,
+    FORECASTS,
+    INSTANCE,
+    NOTIFIER,
+    RECORDER,
+    STORE,
+)
 from codexgate.services import notify
 from codexgate.services.forecasts import ForecastCache
 from codexgate.services.tasks import cancel_and_wait
-from codexgate.storage.interface import Storage, StorageUnavailable
+from codexgate.storage.interface import LeaseLost, Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +66,9 @@ RULES_SETTING: Final = "alert_rules"  # the settings row the API's rules are kep
 _PAGE: Final = 500
 # Accounts per page of the time rules' sweep: one page's rows are evaluated between two awaits.
 _SWEEP_ACCOUNTS: Final = 500
+# Alerts left undelivered by an instance that stopped or died are delivered by the next one to
+# take the singleton role, unless older than this: news of an hour ago is no longer news.
+REDELIVER_SECONDS: Final = 3600.0
 
 
 @dataclass(slots=True)
@@ -113,7 +132,13 @@ class AlertEngine:
         self._rules = rules
         self._tick = tick
         self._cursor = 0
+        # The cursor as far as every decision before it is written: what the lease may save.
+        self._saved = 0
+        # The instance whose singleton lease fences the engine's writes; None: unfenced.
+        self._holder: str | None = None
         self._confirmed: set[int] = set()  # usage row ids confirmed since the last evaluation
+        self._delivered: set[int] = set()  # alert ids delivered, to take out of the outbox
+        self.on_lease_lost: Callable[[], None] = lambda: None
         self._states: dict[StateKey, AlertState] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -125,15 +150,53 @@ class AlertEngine:
         """The newest usage row id evaluated."""
         return self._cursor
 
-    async def start(self) -> None:
-        """Start after the newest row: history is not alerted on again."""
-        self._cursor = (await self._store.feed_cursor()).usage
+    @property
+    def saved_cursor(self) -> int:
+        """The newest usage row id evaluated whose decisions are all written."""
+        return self._saved
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self, *, holder: str | None = None, cursor: int = 0) -> None:
+        """With `holder`, start after `cursor` (where the lease's previous holder stopped), and
+        every write checks that this instance still holds the singleton lease; without, after
+        the newest row: history is not alerted on again."""
+        await cancel_and_wait(self._task)
+        self._holder = holder
+        self._cursor = cursor if holder is not None else (await self._store.feed_cursor()).usage
+        self._saved = self._cursor
+        self._confirmed.clear()
         self._states = {state.key: state for state in await self._store.alert_states()}
         self._task = asyncio.create_task(self._run(), name="codexgate-alerts")
 
     async def stop(self) -> None:
-        """Stop the task (what it has not evaluated yet is evaluated by no one)."""
+        """Stop the task (what it has not evaluated yet waits for the next holder's engine)."""
         await cancel_and_wait(self._task)
+        self._task = None
+        self._holder = None
+
+    def notified(self, confirmed_row_ids: Sequence[int] = ()) -> None:
+        """Another writer (instance) committed rows, confirming these: wake the task."""
+        self._confirmed.update(confirmed_row_ids)
+        self._wake.set()
+
+    def delivered(self, alert_id: int) -> None:
+        """The notifier is done with this alert: take it out of the outbox soon."""
+        self._delivered.add(alert_id)
+        self._wake.set()
+
+    async def flush_delivered(self) -> None:
+        """Take the delivered alerts out of the outbox (kept for the next try when it fails)."""
+        if not self._delivered:
+            return
+        done, self._delivered = self._delivered, set()
+        try:
+            await self._store.alerts_delivered(sorted(done))
+        except StorageUnavailable:
+            self._delivered |= done
+            raise
 
     def committed(self, result: RecordResult) -> None:
         """The recorder's on_commit callback: note the confirmations and wake the task."""
@@ -145,11 +208,15 @@ class AlertEngine:
         self._states = {k: v for k, v in self._states.items() if k[0] != account_id}
         self._forecasts.forget(account_id)
 
-    async def record(self, decision: Decision) -> list[AlertRow]:
-        """Write a decision, keep its states, and tell the listeners what fired."""
+    async def record(self, decision: Decision, *, through: int | None = None) -> list[AlertRow]:
+        """Write a decision, keep its states, and tell the listeners what fired; `through` is
+        the cursor up to which every decision is then written (saved with the lease)."""
+        cursor = self._saved if through is None else through
+        lease = None if self._holder is None else LeaseHeld(self._holder, cursor)
         written = await self._store.record_alerts(
-            decision.fired, list(decision.states.values()), sorted(decision.cleared)
+            decision.fired, list(decision.states.values()), sorted(decision.cleared), lease=lease
         )
+        self._saved = max(self._saved, cursor)
         for key in decision.cleared:
             self._states.pop(key, None)
         self._states.update(decision.states)
@@ -194,7 +261,7 @@ class AlertEngine:
             names = await self._names_of({account_id for account_id, _ in touched})
             states = _Pending(self._states, decision)
             decision.extend(evaluate_stale(touched.values(), names, states, rules, moment))
-        return await self.record(decision)
+        return await self.record(decision, through=self._cursor)
 
     async def sweep(self, now: float | None = None) -> list[AlertRow]:
         """The time rules over every account: hit limits whose reset passed, and stale data,
@@ -269,13 +336,20 @@ class AlertEngine:
             except TimeoutError:
                 pass
             self._wake.clear()
-            steps = [self.run_commits]
+            steps: list[Callable[[], Awaitable[object]]] = [self.run_commits, self.flush_delivered]
             if loop.time() >= next_sweep:
                 next_sweep = loop.time() + self._tick
                 steps.append(self.sweep)
             for step in steps:
                 try:
                     await step()
+                except LeaseLost as exc:
+                    # Another instance holds the role now: stop, and let the heartbeat sort
+                    # out the role (this task must not cancel itself).
+                    log.warning("alerts: %s; stopping the evaluation here", exc)
+                    self._holder = None
+                    self.on_lease_lost()
+                    return
                 except StorageUnavailable as exc:
                     self.stats.failures += 1
                     self.stats.last_error = str(exc)[:300]
@@ -340,30 +414,59 @@ async def load_settings(store: Storage, from_file: AlertConfig) -> AlertSettings
 
 
 async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: settings, notifier and engine; after the recorder, before the feed."""
+    """Cleanup context: settings, notifier and engine; after the recorder and the instance's
+    lease, before the feed. The engine runs, and undelivered alerts are delivered, only while
+    this instance holds the singleton role."""
     store = app[STORE]
     settings = await load_settings(store, app[CONFIG].alerts)
     app[ALERT_SETTINGS] = settings
     session = notify.new_session()
-    notifier = notify.Notifier(session, settings.webhooks)
+    engine = AlertEngine(store, app[FORECASTS], settings.rules)
+    notifier = notify.Notifier(session, settings.webhooks, on_done=engine.delivered)
     notifier.start()
     app[NOTIFIER] = notifier
-    engine = AlertEngine(store, app[FORECASTS], settings.rules)
+    coordinator = app[INSTANCE]
 
     def deliver(rows: Sequence[AlertRow]) -> None:
         for row in rows:
             if row.kind != "test":  # a test alert is sent by its own request, at once
                 notifier.submit(to_notification(row))
 
+    async def on_role(leads: bool) -> None:
+        if not leads:
+            await engine.stop()
+            notifier.abandon()  # what is not in flight stays in the outbox for the next holder
+            return
+        lease = coordinator.lease
+        await engine.start(holder=coordinator.id, cursor=lease.cursor if lease else 0)
+        await engine.flush_delivered()
+        since = time.time() - REDELIVER_SECONDS
+        await store.alerts_delivered((), before=since)
+        for row in await store.undelivered_alerts(since):
+            notifier.submit(to_notification(row), unless_pending=True)
+
     engine.listeners.append(deliver)
-    await engine.start()
+    engine.on_lease_lost = coordinator.lost
+    coordinator.progress = lambda: engine.saved_cursor
+    coordinator.listeners.append(on_role)
     app[ALERTS] = engine
     recorder = app[RECORDER]
     recorder.on_commit.append(engine.committed)
     try:
+        if coordinator.leads:  # the role was taken before this context started
+            try:
+                await on_role(True)
+            except StorageUnavailable as exc:
+                log.warning("alerts: cannot start the evaluation yet: %s", exc)
+                coordinator.lost()  # the heartbeat takes the role again, and starts it
         yield
     finally:
         recorder.on_commit.remove(engine.committed)
+        coordinator.listeners.remove(on_role)
         await engine.stop()
         await notifier.stop()
+        try:  # what the notifier finished in its grace is not delivered again
+            await engine.flush_delivered()
+        except StorageUnavailable as exc:
+            log.warning("alerts: could not note the last deliveries: %s", exc)
         await session.close()

@@ -380,6 +380,8 @@ class EventBus:
         self._task: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # Told of other writers' commits too (the alert engine), with the row ids they confirmed.
+        self.remote_listeners: list[Callable[[Sequence[int]], None]] = []
         self._closing = False
         self._last_failure = float("-inf")
         self.published = 0  # events framed
@@ -420,9 +422,11 @@ class EventBus:
         the same PostgreSQL, say), with the usage row ids it confirmed."""
         self._confirmed.update(confirmed_row_ids)
         self._wake.set()
+        for listener in tuple(self.remote_listeners):
+            listener(confirmed_row_ids)
 
     async def _watch(self) -> None:
-        """Follow the commits of other instances, where the store has any (PostgreSQL)."""
+        """Follow the commits of other instances (or processes on the same SQLite file)."""
         try:
             await self._store.watch_commits(self.notify)
         except StorageUnavailable:
@@ -577,9 +581,11 @@ def bus_context(framing: Framing) -> Callable[[web.Application], AsyncIterator[N
 
         if engine is not None:
             engine.listeners.append(alerts_written)
+            bus.remote_listeners.append(engine.notified)
         yield
         if engine is not None:
             engine.listeners.remove(alerts_written)
+            bus.remote_listeners.remove(engine.notified)
         recorder.on_commit.remove(bus.committed)
         await bus.stop()
 

@@ -735,8 +735,16 @@ class Notifier:
         timeout: float = 10.0,
         queue_size: int = 1000,
         grace: float = 2.0,
+        on_done: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_done(alert id)` is called once every webhook had its attempts at a stored alert
+        (delivered, failed or dropped for a full lane); never for one abandoned or still pending
+        at stop: those stay in the outbox."""
         self._session = session
+        self._on_done = on_done
+        # Stored alerts queued or being delivered: their id -> the deliveries not done with it
+        # (one while queued, then one per webhook).
+        self._remaining: dict[int, int] = {}
         self._webhooks = webhooks
         self._attempts = max(1, attempts)
         self._backoff = backoff
@@ -764,17 +772,41 @@ class Notifier:
         # TLS contexts by ca_file (None: the system's), built once off the loop.
         self._contexts: dict[str | None, ssl.SSLContext] = {}
 
-    def submit(self, alert: Alert) -> None:
-        """Queue an alert for every webhook; when the queue is full (or stopped), count a drop."""
+    def submit(self, alert: Alert, *, unless_pending: bool = False) -> None:
+        """Queue an alert for every webhook; when the queue is full (or stopped), count a drop.
+        With unless_pending, not when a stored alert of its id is queued or in flight."""
         if self._stopping:
             self._drop(1, "the notifier has stopped")
             return
+        if alert.id is not None:
+            if unless_pending and alert.id in self._remaining:
+                return
+            self._remaining[alert.id] = self._remaining.get(alert.id, 0) + 1
         try:
             self._queue.put_nowait(alert)
         except asyncio.QueueFull:
             self._drop(1, "the alert queue is full")
+            self._lane_done(alert)
             return
         self._settled.clear()
+
+    def abandon(self) -> None:
+        """Forget the alerts not in flight (another instance delivers them from the outbox);
+        the deliveries in flight finish."""
+        while not self._queue.empty():
+            self._forget(self._queue.get_nowait())
+        for lane in self._lanes.values():
+            for alert in lane.pending:
+                self._forget(alert)
+            lane.pending.clear()
+        self._settle()
+
+    def _forget(self, alert: Alert) -> None:
+        """One delivery of alert will not happen here: not done, it stays in the outbox."""
+        if alert.id is not None and alert.id in self._remaining:
+            self._remaining[alert.id] -= 1
+            if self._remaining[alert.id] <= 0:
+                del self._remaining[alert.id]
 
     async def send_now(self, alert: Alert) -> list[tuple[Webhook, str | None]]:
         """Send `alert` once to every webhook now; each webhook's error, or None when delivered."""
@@ -846,8 +878,11 @@ class Notifier:
                 log.exception("could not read the webhooks; alert dropped")
                 self._dropped += 1
                 hooks = ()
+            if alert.id is not None and alert.id in self._remaining:
+                self._remaining[alert.id] += len(hooks)
             for hook in hooks:
                 self._enqueue(hook, alert)
+            self._lane_done(alert)  # the queued delivery is now one per webhook
             self._settle()
 
     def _enqueue(self, hook: Webhook, alert: Alert) -> None:
@@ -857,6 +892,7 @@ class Notifier:
             lane.task = asyncio.create_task(self._run_lane(lane), name="codexgate-notify-lane")
         if len(lane.pending) >= self._queue_size:
             self._drop(1, f"the queue of {_label(hook)} is full")
+            self._lane_done(alert)
             return
         lane.pending.append(alert)
 
@@ -872,6 +908,7 @@ class Notifier:
                     self._failed += 1
                 finally:
                     lane.in_flight = 0
+                self._lane_done(alert)
         finally:
             # An idle lane ends; the next alert for its webhook starts a new one.
             if self._lanes.get(lane.webhook) is lane:
@@ -1000,6 +1037,23 @@ class Notifier:
             log.warning(
                 "dropped %d alert delivery(ies): %s; since start: %d", count, reason, self._dropped
             )
+
+    def _lane_done(self, alert: Alert) -> None:
+        """One webhook is done with alert; when it was the last, so is the notifier."""
+        if alert.id is None or alert.id not in self._remaining:
+            return
+        self._remaining[alert.id] -= 1
+        if self._remaining[alert.id] <= 0:
+            self._done(alert)
+
+    def _done(self, alert: Alert) -> None:
+        if alert.id is None or self._remaining.pop(alert.id, None) is None:
+            return
+        if self._on_done is not None:
+            try:
+                self._on_done(alert.id)
+            except Exception:  # the caller's bug must not stop the deliveries
+                log.exception("the notifier's on_done callback failed")
 
     def _settle(self) -> None:
         if self._pending() == 0:

@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 from aiohttp import web
 
-from codexgate.keys import CONFIG, RETENTION, RETENTION_OPTIONS, STORE
+from codexgate.keys import CONFIG, INSTANCE, RETENTION, RETENTION_OPTIONS, STORE
 from codexgate.services.tasks import cancel_and_wait
 from codexgate.storage.interface import RetentionStore, StorageUnavailable
 
@@ -75,6 +75,7 @@ class Retention:
         downsample: bool,
         options: RetentionOptions | None = None,
         clock: Callable[[], float] = time.time,
+        leads: Callable[[], bool] = lambda: True,
     ) -> None:
         """Days of 0 keep that table forever; downsample thins history older than a week."""
         self._store = store
@@ -83,6 +84,7 @@ class Retention:
         self._downsample = downsample
         self.options = options or RetentionOptions()
         self._clock = clock
+        self._leads = leads  # whether this instance does the singleton work (passes run there)
         self._task: asyncio.Task[None] | None = None
         self._deleted: dict[_Kind, int] = {"history": 0, "requests": 0, "downsampled": 0}
         # History captured before this was downsampled already (this process's passes).
@@ -143,7 +145,8 @@ class Retention:
     async def _run(self) -> None:
         await asyncio.sleep(self.options.first_delay)
         while True:
-            await self.run_once()
+            if self._leads():
+                await self.run_once()
             await asyncio.sleep(self.options.interval)
 
     async def _pass(self, now: float) -> None:
@@ -209,6 +212,7 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
         request_days=config.request_retention_days,
         downsample=config.downsample_history,
         options=app.get(RETENTION_OPTIONS),
+        leads=lambda: app[INSTANCE].leads,
     )
     app[RETENTION] = retention
     retention.start()

@@ -19,7 +19,11 @@ from codexgate.core.rows import (
     AlertRow,
     AlertState,
     FeedCursor,
+    InstanceRow,
+    InstancesView,
     LatestUsageRow,
+    Lease,
+    LeaseHeld,
     NewAlert,
     OverviewPage,
     RecordResult,
@@ -36,6 +40,11 @@ class StorageError(Exception):
 
 class StorageSetupError(StorageError):
     """The database cannot be opened or migrated; the message says why and what to do."""
+
+
+class LeaseLost(StorageError):
+    """A fenced write found the singleton lease held by another instance, or expired: the
+    caller is no longer the one that does singleton work, and nothing was written."""
 
 
 class StorageUnavailable(StorageError):
@@ -276,8 +285,23 @@ class AlertStore(Protocol):
         fired: Sequence[NewAlert],
         states: Sequence[AlertState],
         cleared: Sequence[tuple[int, str, str, str]],
+        *,
+        lease: LeaseHeld | None = None,
     ) -> list[AlertRow]:
-        """Write fired alerts, set rule states and clear others, in one transaction."""
+        """Write fired alerts, set rule states and clear others, in one transaction; every
+        fired alert but a test one also goes into the outbox of undelivered alerts.
+
+        With `lease`, first check in the same transaction that lease.holder holds the singleton
+        lease unexpired and save its cursor, else raise LeaseLost and write nothing.
+        """
+        ...
+
+    async def undelivered_alerts(self, since: float) -> list[AlertRow]:
+        """The alerts in the outbox (fired, not yet delivered), fired at or after since, by id."""
+        ...
+
+    async def alerts_delivered(self, alert_ids: Sequence[int], *, before: float = 0.0) -> None:
+        """Take these alerts out of the outbox, and every one fired before `before`."""
         ...
 
     async def webhooks(self) -> list[WebhookRow]:
@@ -322,8 +346,9 @@ class FeedStore(Protocol):
         """Until cancelled, call on_commit after each commit another instance makes, with the
         usage row ids it confirmed (possibly none), and once after each (re)connection.
 
-        Returns at once where no other instance writes (SQLite). Never raises for an outage:
-        it waits for the database to come back.
+        SQLite polls for another process's commits to the same file (a rolling restart) and
+        names no confirmed rows. Never raises for an outage: it waits for the database to come
+        back.
         """
         ...
 
@@ -350,6 +375,33 @@ class RetentionStore(Protocol):
         ...
 
 
+class InstanceStore(Protocol):
+    """The instances sharing the database, and the lease of the one that does singleton work.
+
+    Times here are the database's clock (PostgreSQL's own; SQLite's is this machine's), so that
+    instances on machines whose clocks differ still agree on who holds the lease.
+    """
+
+    async def instance_beat(self, instance: InstanceRow, *, forget_after: float) -> None:
+        """Write (insert or update) this instance's row with seen_at now; delete the rows of
+        instances not seen for forget_after seconds."""
+        ...
+
+    async def instances(self) -> InstancesView:
+        """Every instance's row, newest start first, with the database's clock."""
+        ...
+
+    async def claim_lease(self, holder: str, ttl: float, cursor: int) -> Lease:
+        """Take the singleton lease if it is free, expired or holder's own, for ttl seconds from
+        now, saving cursor when it rises; the lease as it is after (holder is another instance's
+        when it is held)."""
+        ...
+
+    async def release_lease(self, holder: str, cursor: int) -> None:
+        """Give the lease up now if holder holds it, saving its cursor: another takes it at once."""
+        ...
+
+
 class Storage(
     SettingsStore,
     SessionStore,
@@ -359,6 +411,7 @@ class Storage(
     AlertStore,
     FeedStore,
     RetentionStore,
+    InstanceStore,
     Protocol,
 ):
     """Everything codexgate keeps, behind one open connection (or pool) to one database."""

@@ -12,9 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from codexgate import paths
 from codexgate.core.models import Identity
 from codexgate.storage import open_storage
 from codexgate.storage.location import PostgresURL
+from codexgate.storage.migrations import read_migrations
 from tests.helpers.copy_db import (
     SECRET_WEBHOOK,
     clean_environment,
@@ -39,6 +41,8 @@ COPIED = (
     "webhooks",
     "settings",
 )
+
+NEWEST = read_migrations(paths.migrations_dir())[-1].number  # the SQLite schema's
 
 
 @pytest.fixture
@@ -203,7 +207,7 @@ async def test_source_and_usage_errors_are_one_line(postgres_database: str, tmp_
     outdated = run_copy(old, postgres_database, cwd=tmp_path)
     assert outdated.returncode == 1
     assert outdated.stderr.splitlines()[-1] == (
-        f"codexgate: {old} is at schema version 3, not the newest (6): "
+        f"codexgate: {old} is at schema version 3, not the newest ({NEWEST}): "
         f"run `codexgate migrate --db {old}` first"
     )
     assert old.read_bytes() == old_bytes  # not migrated: never written

@@ -15,6 +15,8 @@ import orjson
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from codexgate import paths
+from codexgate.storage.migrations import read_migrations
 from tests.helpers.admin_client import ADMIN
 from tests.helpers.fake_upstream import FakeUpstream
 from tests.helpers.postgres import PostgresServer
@@ -152,7 +154,8 @@ async def test_libpq_variables_and_a_password_file_are_used(
     result = await asyncio.to_thread(_codexgate, "migrate", "--db", url, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = await postgres_server.run_sql(postgres_database, "SELECT version FROM codexgate_schema")
-    assert [row["version"] for row in rows] == [1]
+    newest = read_migrations(paths.migrations_dir("postgresql"))[-1].number
+    assert [row["version"] for row in rows] == [newest]
 
 
 def test_sslmode_in_the_url_is_honoured(

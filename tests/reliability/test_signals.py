@@ -82,10 +82,11 @@ def count_rows(db: Path) -> tuple[int, int, int]:
 
 
 async def refused(port: int) -> bool:
-    """Whether a new TCP connection to the port is refused."""
+    """Whether a new TCP connection to the port is refused (or reset while connecting: the
+    handshake raced the listening socket's close)."""
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     writer.close()
     await writer.wait_closed()

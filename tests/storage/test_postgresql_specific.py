@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from codexgate import paths
 from codexgate.storage import open_storage
 from codexgate.storage.interface import Storage, StorageSetupError, StorageUnavailable
 from codexgate.storage.location import PostgresURL, parse_database
+from codexgate.storage.migrations import read_migrations
 from codexgate.storage.postgresql.store import PostgresStore
 from tests.helpers.builders import T0, identity, request_record, snap, windows
 from tests.helpers.paths import REPO
@@ -48,11 +50,12 @@ async def test_instances_starting_together_migrate_once(
 ) -> None:
     stores = await asyncio.gather(*(open_storage(_url(postgres_database)) for _ in range(4)))
     try:
-        assert [await store.schema_version() for store in stores] == [1] * 4
+        newest = read_migrations(paths.migrations_dir("postgresql"))[-1].number
+        assert [await store.schema_version() for store in stores] == [newest] * 4
         rows = await postgres_server.run_sql(
             postgres_database, "SELECT version FROM codexgate_schema"
         )
-        assert [row["version"] for row in rows] == [1]
+        assert [row["version"] for row in rows] == [newest]
     finally:
         for store in stores:
             await store.close()

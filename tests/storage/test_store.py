@@ -137,20 +137,21 @@ async def test_reset_jitter_within_tolerance_is_the_same(storage: Storage) -> No
     assert [r.five_hour_resets_at for r in rows] == [FIVE_H_RESET, FIVE_H_RESET + 60]
 
 
-async def test_batch_is_recorded_in_time_order_and_never_behind_the_newest_row(
+async def test_batch_is_recorded_in_time_order_and_an_older_report_never_wins(
     storage: Storage,
 ) -> None:
     await storage.record([snap(at=T0 + 2, wins=windows(12.0)), snap(at=T0 + 1, wins=windows(11.0))])
     [account] = await storage.accounts()
     rows = await storage.history(account.id)
     assert [r.five_hour_used_percent for r in rows] == [11.0, 12.0]
-    # A report older than the newest row is written at the newest row's time, so that the
-    # newest row (by time and by id) is still the last one written.
-    await storage.record([snap(at=T0, wins=windows(13.0))])
+    # A report captured before the newest row but written after it (another instance
+    # committed late) is superseded: not written, the newest report stays the one shown.
+    result = await storage.record([snap(at=T0, wins=windows(13.0))])
+    assert (result.rows_inserted, result.rows_confirmed) == (0, 0)
     rows = await storage.history(account.id)
-    assert [(r.five_hour_used_percent, r.captured_at) for r in rows][-1] == (13.0, T0 + 2)
+    assert [(r.five_hour_used_percent, r.captured_at) for r in rows][-1] == (12.0, T0 + 2)
     [latest] = await storage.latest_usage()
-    assert latest.usage.five_hour_used_percent == 13.0
+    assert latest.usage.five_hour_used_percent == 12.0
 
 
 async def test_weekly_only_report_leaves_five_hour_unknown(storage: Storage) -> None:

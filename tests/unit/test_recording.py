@@ -80,11 +80,12 @@ def test_the_heartbeat_writes_a_new_row_of_the_same_values() -> None:
     assert [row.id for row in plan.inserts] == [9]
 
 
-def test_a_late_sample_is_never_older_than_the_newest_row() -> None:
+def test_a_sample_captured_before_the_newest_row_is_superseded_not_written() -> None:
+    # Another instance committed it late: the newest row is the newer report and stays so.
     newest = {KEY: NewestRow(3, values(), T0, T0)}
     plan = plan_usage([sample(T0 - 50, used=90.0)], newest, heartbeat=HEARTBEAT, next_id=9)
-    [row] = plan.inserts
-    assert row.captured_at == row.confirmed_at == T0
+    assert (plan.inserts, plan.confirms, plan.superseded) == ([], {}, 1)
+    assert plan.newest == {}  # unchanged
 
 
 @given(st.lists(st.tuples(st.floats(0, 1000), st.sampled_from([10.0, 20.0])), max_size=30))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from codexgate.core.rows import AlertRow, AlertState, NewAlert, WebhookRow
+from codexgate.core.rows import AlertRow, AlertState, LeaseHeld, NewAlert, WebhookRow
 from codexgate.storage.columns import ALERT_COLUMNS, checked_limit
-from codexgate.storage.postgresql.connection import PostgresBase, guarded
+from codexgate.storage.interface import LeaseLost
+from codexgate.storage.postgresql.connection import NOW, SINGLETON, PostgresBase, guarded
 
 _WEBHOOK_COLUMNS: Final = "id, url, format, name, created_at"
 
@@ -60,11 +61,24 @@ class AlertsMixin(PostgresBase):
         fired: Sequence[NewAlert],
         states: Sequence[AlertState],
         cleared: Sequence[tuple[int, str, str, str]],
+        *,
+        lease: LeaseHeld | None = None,
     ) -> list[AlertRow]:
-        """Write fired alerts, set rule states and clear others, in one transaction."""
+        """Write fired alerts, set rule states and clear others, in one transaction; a fired
+        alert but a test one goes into the outbox. With `lease`, only while it holds the lease."""
         if not (fired or states or cleared):
             return []
         async with self._writing() as conn:
+            if lease is not None:
+                held = await conn.fetchval(
+                    "UPDATE leases SET cursor = greatest(cursor, $3) "  # noqa: S608 - constants
+                    f"WHERE name = $1 AND holder = $2 AND expires_at > {NOW} RETURNING 1",
+                    SINGLETON,
+                    lease.holder,
+                    lease.cursor,
+                )
+                if held is None:
+                    raise LeaseLost("another instance holds the singleton lease now")
             if cleared:
                 await conn.executemany(
                     "DELETE FROM alert_state "
@@ -106,7 +120,32 @@ class AlertsMixin(PostgresBase):
                     alert.message,
                 )
                 written.extend(AlertRow(*row) for row in rows)
+            outbox = [(row.id,) for row in written if row.kind != "test"]
+            if outbox:
+                await conn.executemany("INSERT INTO alert_outbox (alert_id) VALUES ($1)", outbox)
             return written
+
+    @guarded
+    async def undelivered_alerts(self, since: float) -> list[AlertRow]:
+        """The alerts in the outbox (fired, not yet delivered), fired at or after since, by id."""
+        rows = await self._fetch(
+            f"SELECT {ALERT_COLUMNS} FROM alerts "  # noqa: S608 - constants
+            "WHERE id IN (SELECT alert_id FROM alert_outbox) AND at >= $1 ORDER BY id",
+            since,
+        )
+        return [AlertRow(*row) for row in rows]
+
+    @guarded
+    async def alerts_delivered(self, alert_ids: Sequence[int], *, before: float = 0.0) -> None:
+        """Take these alerts out of the outbox, and every one fired before `before`."""
+        # Not a feed table: no write lock, no notification.
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM alert_outbox WHERE alert_id = ANY($1::bigint[]) "
+                "OR alert_id IN (SELECT id FROM alerts WHERE at < $2)",
+                list(alert_ids),
+                before,
+            )
 
     @guarded
     async def webhooks(self) -> list[WebhookRow]:

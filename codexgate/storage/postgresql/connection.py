@@ -39,6 +39,10 @@ MIGRATE_LOCK_KEY: Final = 0x6364786D696772
 # Every write transaction notifies this channel with its store's instance id, and a batch that
 # confirmed rows again with "<instance>:<id>,<id>,...".
 COMMITS_CHANNEL: Final = "codexgate_commits"
+# The singleton lease's row in `leases`, and the database's clock in unix seconds: the lease's
+# times are the server's, so that instances whose clocks differ still agree who holds it.
+SINGLETON: Final = "singleton"
+NOW: Final = "extract(epoch FROM clock_timestamp())::double precision"
 # PostgreSQL refuses a payload of 8000 bytes or more: longer lists of ids are left out (the
 # other instances then only miss those rows' fresher confirmed_at until their next change).
 MAX_NOTIFY_PAYLOAD: Final = 7000

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from codexgate.core.rows import AlertRow, AlertState, NewAlert, WebhookRow
+from codexgate.core.rows import AlertRow, AlertState, LeaseHeld, NewAlert, WebhookRow
 from codexgate.storage.columns import (
     ALERT_COLUMNS,
     checked_limit,
 )
+from codexgate.storage.interface import LeaseLost
 from codexgate.storage.sqlite.connection import SQLiteBase, guarded
+from codexgate.storage.sqlite.instances import SINGLETON
 
 
 class AlertsMixin(SQLiteBase):
@@ -59,11 +62,22 @@ class AlertsMixin(SQLiteBase):
         fired: Sequence[NewAlert],
         states: Sequence[AlertState],
         cleared: Sequence[tuple[int, str, str, str]],
+        *,
+        lease: LeaseHeld | None = None,
     ) -> list[AlertRow]:
-        """Write fired alerts, set rule states and clear others, in one transaction."""
+        """Write fired alerts, set rule states and clear others, in one transaction; a fired
+        alert but a test one goes into the outbox. With `lease`, only while it holds the lease."""
         if not (fired or states or cleared):
             return []
         async with self._lock, self._transaction():
+            if lease is not None:
+                cursor = await self._db.execute(
+                    "UPDATE leases SET cursor = max(cursor, ?) "
+                    "WHERE name = ? AND holder = ? AND expires_at > ?",
+                    (lease.cursor, SINGLETON, lease.holder, time.time()),
+                )
+                if cursor.rowcount != 1:
+                    raise LeaseLost("another process holds the singleton lease now")
             await self._db.executemany(
                 "DELETE FROM alert_state "
                 "WHERE account_id = ? AND limit_id = ? AND window = ? AND rule = ?",
@@ -101,7 +115,33 @@ class AlertsMixin(SQLiteBase):
                     ),
                 )
                 written.extend(AlertRow(*row) for row in rows)
+            await self._db.executemany(
+                "INSERT INTO alert_outbox (alert_id) VALUES (?)",
+                [(row.id,) for row in written if row.kind != "test"],
+            )
             return written
+
+    @guarded
+    async def undelivered_alerts(self, since: float) -> list[AlertRow]:
+        """The alerts in the outbox (fired, not yet delivered), fired at or after since, by id."""
+        rows = await self._fetch(
+            f"SELECT {ALERT_COLUMNS} FROM alerts "  # noqa: S608 - constants
+            "WHERE id IN (SELECT alert_id FROM alert_outbox) AND at >= ? ORDER BY id",
+            (since,),
+        )
+        return [AlertRow(*row) for row in rows]
+
+    @guarded
+    async def alerts_delivered(self, alert_ids: Sequence[int], *, before: float = 0.0) -> None:
+        """Take these alerts out of the outbox, and every one fired before `before`."""
+        async with self._lock, self._transaction():
+            await self._db.executemany(
+                "DELETE FROM alert_outbox WHERE alert_id = ?", [(i,) for i in alert_ids]
+            )
+            await self._db.execute(
+                "DELETE FROM alert_outbox WHERE alert_id IN (SELECT id FROM alerts WHERE at < ?)",
+                (before,),
+            )
 
     @guarded
     async def webhooks(self) -> list[WebhookRow]:

@@ -78,7 +78,7 @@ def guarded(
 
 
 class SQLiteBase:
-    """One aiosqlite connection (the only writer), its lock, caches and transactions."""
+    """This process's one aiosqlite connection to the file, its lock, caches and transactions."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, heartbeat_seconds: float) -> None:
         """Wrap an open, migrated connection; use Store.open()."""
@@ -91,6 +91,12 @@ class SQLiteBase:
         # (account_id, limit_id) -> newest row; None = no row in the database. A key that is
         # absent has not been looked up since start.
         self._last: dict[UsageKey, NewestRow | None] = {}
+        # PRAGMA data_version when record() last checked it: it moves when another connection
+        # commits (a second codexgate during a rolling restart, the command line), and then the
+        # two caches above may name rows that are no longer the newest. None: check at once.
+        self._data_version: int | None = None
+        # Counts reconnections: a new connection's data_version is unrelated to the old one's.
+        self._connection_number = 0
         self._reopen = False  # a write failed on the file itself: open it again first
         self.closed = False
 
@@ -199,9 +205,11 @@ class SQLiteBase:
             raise
         old, self._db = self._db, db
         self._reopen = False
+        self._connection_number += 1
         # A repaired file may lack what the caches remember: look everything up again.
         self._account_ids.clear()
         self._last.clear()
+        self._data_version = None
         try:
             await old.close()
         except sqlite3.Error:
@@ -212,6 +220,25 @@ class SQLiteBase:
         """Read PRAGMA user_version (caller holds the lock or is opening)."""
         rows = await self._db.execute_fetchall("PRAGMA user_version")
         return int(next(iter(rows))[0])
+
+    async def _data_version_now(self) -> int:
+        """This connection's PRAGMA data_version: it changes only when another connection
+        commits (caller holds the lock). It reads no page, only the WAL index: microseconds."""
+        rows = await self._db.execute_fetchall("PRAGMA data_version")
+        return int(next(iter(rows))[0])
+
+    async def _forget_other_writers(self) -> None:
+        """Drop the caches of newest rows and account ids if another connection committed since
+        the last check. Call it right after BEGIN IMMEDIATE: holding the write lock, nobody can
+        commit between this check and our writes."""
+        version = await self._data_version_now()
+        if version == self._data_version:
+            return
+        if self._data_version is not None:
+            LOG.debug("another connection wrote to %s: reloading the newest rows", self.path)
+        self._account_ids.clear()
+        self._last.clear()
+        self._data_version = version
 
     async def _next_id(self, table: str) -> int:
         """The first id this transaction may hand out in table (caller holds the lock)."""

@@ -1,8 +1,15 @@
-"""SQLite: the live feed's replay, rows after an id in id (commit) order, and its cursor."""
+"""SQLite: the live feed's replay, rows after an id in id (commit) order, and its cursor.
+
+Every writer hands out ids inside BEGIN IMMEDIATE, holding the file's one write lock, so id order
+is commit order also when a second process writes the same file (a rolling restart).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from codexgate.core.rows import AccountEvent, AlertRow, FeedCursor, RequestRow, UsageRow
 from codexgate.storage.columns import (
@@ -12,7 +19,15 @@ from codexgate.storage.columns import (
     checked_limit,
     usage_row,
 )
+from codexgate.storage.interface import StorageUnavailable
 from codexgate.storage.sqlite.connection import SQLiteBase, guarded
+
+LOG = logging.getLogger(__name__)
+
+# How often watch_commits looks for another process's commits. Polling, because SQLite has no
+# notification between processes; each look is one PRAGMA data_version, which reads no page
+# (only the WAL index) and costs microseconds.
+POLL_SECONDS: Final = 0.2
 
 
 class FeedMixin(SQLiteBase):
@@ -69,5 +84,27 @@ class FeedMixin(SQLiteBase):
 
     @guarded
     async def watch_commits(self, on_commit: Callable[[Sequence[int]], None]) -> None:
-        """Nothing to watch: this process is the file's only writer."""
-        return
+        """Until cancelled or closed, call on_commit(()) within POLL_SECONDS of a commit by
+        another connection to the file (another codexgate during a rolling restart, the command
+        line), and once at the start and after a failed look: what committed meanwhile is then
+        read after the cursor. This process's own commits do not count: the store's connection
+        reads its data_version, which they leave as it was (the recorder tells the feed of them).
+        The usage rows another process only confirmed are not named."""
+        seen: tuple[int, int] | None = None
+        while not self.closed:
+            try:
+                version = await self._commit_version()
+            except StorageUnavailable as exc:  # locked, or closed (then the loop ends)
+                LOG.debug("cannot look for other writers' commits to %s (%s)", self.path, exc)
+                seen = None  # what committed meanwhile is unknown: wake the feed once it answers
+            else:
+                if version != seen:
+                    seen = version
+                    on_commit(())
+            await asyncio.sleep(POLL_SECONDS)
+
+    @guarded
+    async def _commit_version(self) -> tuple[int, int]:
+        """(which connection, its data_version): a change means another connection committed."""
+        async with self._lock:
+            return self._connection_number, await self._data_version_now()

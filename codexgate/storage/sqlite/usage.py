@@ -262,6 +262,7 @@ class UsageMixin(AccountsMixin, RequestsMixin):
             batch = RecordBatch()
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
+                await self._forget_other_writers()
                 seen = seen_accounts(ordered, requests)
                 await self._resolve_accounts(seen, batch, max_accounts)
                 await self._attach_accounts(unproven_keys(requests, seen), batch)
