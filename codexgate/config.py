@@ -153,6 +153,7 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8787
+    reuse_port: bool = False  # SO_REUSEPORT: a new process may bind the port while this one drains
     upstream: URL = DEFAULT_UPSTREAM
     # A SQLite file, or a PostgreSQL URL whose repr and str hide its password.
     db: DatabaseLocation = Path("./data/codexgate.db")
@@ -228,6 +229,12 @@ class _Setting:
 SETTINGS: tuple[_Setting, ...] = (
     _Setting("host", "address to listen on (default 127.0.0.1)", "HOST"),
     _Setting("port", "port to listen on (default 8787)", "PORT"),
+    _Setting(
+        "reuse_port",
+        "on lets another codexgate started with it listen on the same port, so a new one can "
+        "take over while this one drains (SO_REUSEPORT; default off)",
+        "on|off",
+    ),
     _Setting(
         "upstream",
         "upstream origin; paths are forwarded as they come (default https://chatgpt.com)",
@@ -532,7 +539,7 @@ def _convert(name: str, raw: str) -> object:
             return _number(name, raw, minimum=0)
         case "refresh_after":
             return _number(name, raw, minimum=MIN_REFRESH_AFTER_MINUTES)
-        case "capture" | "no_auth" | "downsample_history" | "refresh_idle":
+        case "capture" | "no_auth" | "downsample_history" | "refresh_idle" | "reuse_port":
             return _switch(name, raw)
         case "websocket":
             mode = raw.strip().lower()

@@ -15,6 +15,16 @@ outlives it). When a cap is reached the oldest idle connection makes room for th
 when every connection is busy with a request (streams, uploads) is a new one refused, with a
 `503`. Connections that never speak therefore cannot keep others out, and `healthz` answers
 while they pile up.
+
+Draining (on SIGTERM, so that another process listening on the same port with SO_REUSEPORT takes
+over without a failed request): the listening sockets are closed, after taking every connection
+the kernel had already queued on them (it resets those still queued when a listener closes).
+From then on every answer says `Connection: close`, so its client reconnects, to the other
+process. HTTP/1.1 has no way to tell a quiet kept-alive connection to go away, and closing one
+races a request its client may be writing at that very moment (a POST it cannot retry), so a
+kept-alive connection is not closed at once: it gets `DRAIN_QUIET_SECONDS` to send its next
+request, which is answered and closed, and is closed only if it stays quiet that long. A
+connection whose first request head has not come yet keeps its head deadline.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
@@ -53,6 +63,9 @@ ACCEPT_RETRY_SECONDS: Final = 0.1
 _ACCEPT_BATCH: Final = 64
 # Warnings about refused connections and failed accepts: at most one per kind per minute.
 NOTICE_SECONDS: Final = 60.0
+# While draining, a kept-alive connection quiet this long (after its last answer, or after the
+# drain began) is closed. A client that is using its connection sends within milliseconds.
+DRAIN_QUIET_SECONDS: Final = 1.0
 
 _REFUSAL_BODY: Final = error_body(
     "too_many_connections", "codexgate has too many busy connections; retry shortly"
@@ -113,8 +126,8 @@ class _Connection:
     address: str
     transport: asyncio.Transport | None = None
     busy: int = 0  # requests in flight (aiohttp runs one at a time; pipelined ones wait)
-    idle_since: float = 0.0
     head_since: float = 0.0  # when the head deadline started counting
+    kept_until: float = 0.0  # when a kept-alive connection that stays quiet is closed
     served: bool = False  # answered a request: between requests it is kept alive
     kept: bool = False  # kept alive, and no byte of its next request has come yet
     gone: bool = False  # closed, or forgotten because it is being closed
@@ -151,6 +164,8 @@ class Connections:
     accept_errors: int = 0  # accept() failures (out of descriptors or memory)
     file_limit: int | None = None  # the open-files limit the cap was fitted to
     listening: bool = False
+    draining: bool = False  # answers close their connections; quiet ones are closed soon
+    _all_closed: asyncio.Event | None = None  # set once draining and every connection is closed
     _loop: asyncio.AbstractEventLoop | None = None
     _per_address: dict[str, int] = field(default_factory=dict)
     # Idle connections, oldest first (a dict keeps insertion order), overall and per address.
@@ -174,12 +189,49 @@ class Connections:
         self._loop = loop
         self.listening = True
 
+    def drain(self) -> None:
+        """Stop keeping connections alive: see the module doc."""
+        assert self._loop is not None
+        self.draining = True
+        self._all_closed = asyncio.Event()
+        if not self.open:
+            self._all_closed.set()
+        # Clamping keeps the queue in deadline order: later entries were kept until later.
+        until = self._loop.time() + self._kept_for()
+        for connection in self._kept:
+            connection.kept_until = min(connection.kept_until, until)
+        self._schedule()
+
+    async def wait_closed(self, within: float) -> bool:
+        """Wait until every connection is closed after drain(), at most `within` seconds."""
+        assert self._all_closed is not None
+        try:
+            async with asyncio.timeout(within):
+                await self._all_closed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close_when_draining(
+        self, request: web.BaseRequest, response: web.StreamResponse
+    ) -> None:
+        """on_response_prepare: while draining, an answer closes its connection after it."""
+        # A 101 hands the connection to a WebSocket: it must say `Connection: Upgrade`.
+        if self.draining and response.status != 101:
+            response.force_close()
+            response.headers[hdrs.CONNECTION] = "close"
+
     def stop(self) -> None:
         """Stop the head deadline (on shutdown aiohttp closes what is idle)."""
         self.listening = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    @property
+    def busy(self) -> int:
+        """Connections with a request in flight."""
+        return self.open - len(self._idle)
 
     def stats(self) -> ConnectionStats:
         """The counters since start."""
@@ -236,6 +288,8 @@ class Connections:
         self._set_busy(connection)
         if connection.transport is not None:
             self._by_transport.pop(connection.transport, None)
+        if not self.open and self._all_closed is not None:
+            self._all_closed.set()
 
     def accept_failed(self, exc: OSError) -> None:
         """accept() failed: count it, make room if an idle connection can give it, say so."""
@@ -313,11 +367,12 @@ class Connections:
         if self._loop is None:
             return
         now = self._loop.time()
-        connection.idle_since = connection.head_since = now
+        connection.head_since = now
         self._idle[connection] = None
         self._idle_of.setdefault(connection.address, {})[connection] = None
         if connection.served:
             connection.kept = True
+            connection.kept_until = now + self._kept_for()
             self._kept[connection] = None
         else:
             self._heads[connection] = None
@@ -334,13 +389,19 @@ class Connections:
             self._kept.pop(connection, None)
             connection.kept = False
 
+    def _kept_for(self) -> float:
+        """How long a kept-alive connection may stay quiet from now."""
+        if self.draining:
+            return min(self.keepalive_timeout, DRAIN_QUIET_SECONDS)
+        return self.keepalive_timeout
+
     def _next_deadline(self) -> float | None:
         """When the oldest head or kept-alive connection runs out of time; None if none waits."""
         due: list[float] = []
         if self._heads:
             due.append(next(iter(self._heads)).head_since + self.head_timeout)
         if self._kept:
-            due.append(next(iter(self._kept)).idle_since + self.keepalive_timeout)
+            due.append(next(iter(self._kept)).kept_until)
         return min(due) if due else None
 
     def _schedule(self) -> None:
@@ -368,7 +429,7 @@ class Connections:
             self._close(oldest)
         while self._kept:
             oldest = next(iter(self._kept))
-            if oldest.idle_since > now - self.keepalive_timeout:
+            if oldest.kept_until > now:
                 break
             self.keepalive_timeouts += 1
             self._close(oldest)
@@ -410,8 +471,29 @@ class _Tracked(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
 
-async def _bind(host: str, port: int, backlog: int) -> list[socket.socket]:
-    """Listening sockets for every address `host` names, as asyncio's create_server binds them."""
+def _in_use(address: Any, reuse_port: bool) -> str:
+    """Why binding `address` failed with EADDRINUSE, and what to do."""
+    where = f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}"
+    if reuse_port:
+        return (
+            f"{where} is in use by a process started without --reuse-port on (or by another user)"
+        )
+    return (
+        f"{where} is in use by another process (to start a new codexgate there while the "
+        "old one drains, start both with --reuse-port on)"
+    )
+
+
+async def _bind(
+    host: str, port: int, backlog: int, *, reuse_port: bool = False
+) -> list[socket.socket]:
+    """Listening sockets for every address `host` names, as asyncio's create_server binds them;
+    with `reuse_port`, sockets that other processes may bind too (SO_REUSEPORT)."""
+    reuse_port_option: int | None = getattr(socket, "SO_REUSEPORT", None)
+    if reuse_port and reuse_port_option is None:
+        raise OSError(
+            errno.ENOPROTOOPT, "--reuse-port on needs SO_REUSEPORT, which this system does not have"
+        )
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -422,11 +504,15 @@ async def _bind(host: str, port: int, backlog: int) -> list[socket.socket]:
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port_option is not None and reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, reuse_port_option, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
                 sock.bind(address)
             except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise OSError(exc.errno, _in_use(address, reuse_port)) from None
                 raise OSError(
                     exc.errno, f"error while attempting to bind on address {address!r}: {exc}"
                 ) from None
@@ -460,11 +546,13 @@ class Listener(web.BaseSite):
         connections: Connections,
         *,
         backlog: int = 128,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
         self._connections = connections
+        self._reuse_port = reuse_port
         self._sockets: list[socket.socket] = []
         self._connecting: set[asyncio.Task[None]] = set()
         self._retries: dict[socket.socket, asyncio.TimerHandle] = {}
@@ -487,7 +575,9 @@ class Listener(web.BaseSite):
         assert server is not None
         self._factory = server
         loop = asyncio.get_running_loop()
-        self._sockets = await _bind(self._host, self._port, self._backlog)
+        self._sockets = await _bind(
+            self._host, self._port, self._backlog, reuse_port=self._reuse_port
+        )
         connections = self._connections
         connections.start(loop)
         for sock in self._sockets:
@@ -518,21 +608,47 @@ class Listener(web.BaseSite):
         self._connections.stop()
         await super().stop()
 
+    def start_draining(self) -> int:
+        """Close the listening sockets without resetting a connection the kernel queued on them,
+        and drain the connections (see the module doc); how many queued ones were taken."""
+        loop = asyncio.get_running_loop()
+        sockets, self._sockets = self._sockets, []
+        taken = 0
+        for sock in sockets:
+            retry = self._retries.pop(sock, None)
+            if retry is not None:
+                retry.cancel()
+            loop.remove_reader(sock.fileno())
+            # Until accept() says none is left, then close, with no await in between: a
+            # connection still queued when the socket closes is reset.
+            taken += self._take(sock, None)
+            sock.close()
+        self._connections.drain()
+        return taken
+
     def _accept(self, sock: socket.socket) -> None:
         """Accept what waits on a listening socket (up to a batch)."""
-        for _ in range(_ACCEPT_BATCH):
+        self._take(sock, _ACCEPT_BATCH)
+
+    def _take(self, sock: socket.socket, most: int | None) -> int:
+        """Accept what waits on a listening socket (at most `most`); how many were taken."""
+        taken = 0
+        while most is None or taken < most:
             try:
                 client, peer = sock.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except ConnectionAbortedError:
                 continue
             except OSError as exc:
                 # Out of descriptors (EMFILE, ENFILE) or memory: retrying at once would spin.
                 self._connections.accept_failed(exc)
-                self._pause(sock)
-                return
+                if sock in self._sockets:  # not when draining: it is about to close
+                    self._pause(sock)
+                break
             self._admit(client, peer)
+            taken += 1
+        return taken
 
     def _pause(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from codexgate import __version__, listener, logs
 from codexgate.app import SERVER_OPTIONS, create_app
-from codexgate.cli import codex_config, commands
+from codexgate.cli import codex_config, commands, systemd
 from codexgate.config import (
     SETTINGS,
     Config,
@@ -27,10 +27,15 @@ from codexgate.config import (
 )
 from codexgate.keys import CONNECTIONS
 from codexgate.proxy.relay import environment_proxy
+from codexgate.services import feed
 from codexgate.storage.interface import StorageSetupError
 from codexgate.storage.location import describe
 
 log = logging.getLogger("codexgate")
+
+# Once the shutdown grace has passed, what still runs gets this long to finish, then it is
+# cancelled and gets this long again to clean up (aiohttp's shutdown timeout).
+CUT_SECONDS: Final = 1.0
 
 
 def _log_banner(config: Config) -> None:
@@ -49,11 +54,42 @@ def _log_banner(config: Config) -> None:
     )
 
 
+async def _drain(
+    app: web.Application, site: listener.Listener, connections: listener.Connections, grace: float
+) -> None:
+    """Stop listening and let every connection finish, within `grace` seconds."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    systemd.notify(systemd.STOPPING)
+    taken = site.start_draining()
+    log.info(
+        "draining: stopped listening (%d queued connections taken); %d connections open, "
+        "%d of them with a request in flight, get %gs to finish",
+        taken,
+        connections.open,
+        connections.busy,
+        grace,
+    )
+    # Feed streams never end by themselves: end them now, their clients reconnect elsewhere.
+    await feed.close_streams(app)
+    if await connections.wait_closed(grace):
+        log.info("drained in %.1fs: every connection closed", loop.time() - began)
+    else:
+        log.warning(
+            "drain: %d connections still open after %gs (shutdown_grace), %d with a request "
+            "in flight; closing them",
+            connections.open,
+            grace,
+            connections.busy,
+        )
+
+
 async def serve(config: Config) -> None:
-    """Run the gateway until SIGINT or SIGTERM, then drain streams and flush snapshots."""
+    """Run the gateway until SIGINT or SIGTERM, then drain connections and flush snapshots."""
     file_limit = listener.raise_file_limit()
     app = create_app(config)
     connections = app[CONNECTIONS]
+    app.on_response_prepare.append(connections.close_when_draining)
     connections.fit_file_limit(file_limit)
     if connections.limit < config.max_connections:
         log.warning(
@@ -66,19 +102,23 @@ async def serve(config: Config) -> None:
         app,
         **SERVER_OPTIONS,
         access_log=None,
-        shutdown_timeout=config.shutdown_grace,
+        # The drain gives connections the grace; aiohttp then ends what is left.
+        shutdown_timeout=CUT_SECONDS,
     )
     await runner.setup()
     try:
-        site = listener.Listener(runner, config.host, config.port, connections)
+        site = listener.Listener(
+            runner, config.host, config.port, connections, reuse_port=config.reuse_port
+        )
         await site.start()
         _log_banner(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        systemd.notify(systemd.READY)
         await stop.wait()
-        log.info("shutting down: in-flight streams get %gs", config.shutdown_grace)
+        await _drain(app, site, connections, config.shutdown_grace)
     finally:
         await runner.cleanup()
 

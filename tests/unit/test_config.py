@@ -84,6 +84,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "refresh_after": "7.5",
         "db_pool_size": "4",
         "db_connect_timeout": "2.5",
+        "reuse_port": "on",
     }
     assert {s.name for s in SETTINGS} == set(values)
     config = from_argv([], environ={f"CODEXGATE_{k.upper()}": v for k, v in values.items()})
@@ -96,6 +97,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert config.queue_size == 50
     assert config.admin_token == "a-long-admin-token-0123"
     assert config.no_auth is True
+    assert config.reuse_port is True
     assert (config.warn_percent, config.critical_percent) == (60.0, 90.5)
     assert (config.history_retention_days, config.request_retention_days) == (0.0, 7.5)
     assert config.downsample_history is True
@@ -221,6 +223,7 @@ FILE_VALUES: dict[str, str] = {
     "refresh_after": "7.5",
     "db_pool_size": "4",
     "db_connect_timeout": "2.5",
+    "reuse_port": "true",
 }
 
 
@@ -242,6 +245,7 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
     assert (config.queue_size, config.history_heartbeat, config.shutdown_grace) == (50, 30.0, 0.0)
     assert config.admin_token == "a-long-admin-token-0123"
     assert config.no_auth is True
+    assert config.reuse_port is True
     assert (config.warn_percent, config.critical_percent) == (60.0, 90.5)
     assert (config.history_retention_days, config.request_retention_days) == (0.0, 7.5)
     assert config.downsample_history is True
@@ -345,6 +349,7 @@ BAD_FILE_VALUES: list[tuple[str, str, str]] = [
     ("refresh_after", "4", "invalid refresh_after in {file}: must be at least 5"),
     ("db_pool_size", "0", "invalid db_pool_size in {file}: must be at least 1, got 0"),
     ("db_connect_timeout", "0", "invalid db_connect_timeout in {file}: must be at least 0.001"),
+    ("reuse_port", '"on"', "invalid reuse_port in {file}: must be true or false"),
 ]
 
 
