@@ -17,6 +17,7 @@ from codexgate.api import (
     compat,
     feed,
     history,
+    instances,
     openapi,
     refresh,
     requests,
@@ -96,6 +97,7 @@ def add_routes(app: web.Application, prefix: str) -> None:
     add_resource(app, f"{api}/use-next", {GET: use_next.get_use_next})
     add_resource(app, f"{api}/accounts/{{id}}/requests", {GET: requests.account_requests})
     add_resource(app, f"{api}/requests", {GET: requests.list_requests})
+    add_resource(app, f"{api}/instances", {GET: instances.list_instances})
     add_resource(app, f"{api}/openapi.json", {GET: openapi.handler(prefix)})
 
     # The original plan's routes.

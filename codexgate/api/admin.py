@@ -16,6 +16,7 @@ from codexgate.keys import (
     CONFIG,
     CONNECTIONS,
     EVENT_BUS,
+    INSTANCE,
     NOTIFIER,
     RECORDER,
     REFRESH,
@@ -36,6 +37,7 @@ async def healthz(request: web.Request) -> web.Response:
         # Every open connection and background job is one task: a count that keeps growing
         # while traffic does not is a leak (the reliability suite watches it).
         "tasks": len(asyncio.all_tasks()),
+        "instance": _instance(request.app),
         "db": {
             "state": stats.db_state,
             "last_error": stats.last_error,
@@ -59,6 +61,24 @@ async def healthz(request: web.Request) -> web.Response:
         "refresh": _refresh(request.app),
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def _instance(app: web.Application) -> dict[str, object]:
+    """Which instance answered, its role in the singleton work, and when the database last took
+    its heartbeat. The hostname names this machine (the issue asks for it behind a balancer);
+    never the database's URL."""
+    coordinator = app[INSTANCE]
+    lease = coordinator.lease
+    return {
+        "id": coordinator.id,
+        "hostname": coordinator.hostname,
+        "pid": coordinator.pid,
+        "role": coordinator.role,
+        "leader": None if lease is None else lease.holder,
+        "started_at": iso(coordinator.started_at),
+        "db_seen_at": iso(coordinator.db_seen_at),
+        "takeovers": coordinator.takeovers,
+    }
 
 
 def _alerts(app: web.Application) -> dict[str, object] | None:

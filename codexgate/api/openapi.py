@@ -158,6 +158,7 @@ SHAPES: Final[tuple[type, ...]] = (
     schemas.WebhookList,
     schemas.TestAlert,
     schemas.SessionsEnded,
+    schemas.InstanceList,
     schemas.CompatUsage,
     schemas.CompatToken,
     schemas.UsageEvent,
@@ -568,6 +569,15 @@ def document(prefix: str) -> dict[str, Any]:
                 ],
                 operation_id="listRequests",
             ),
+        },
+        f"{api}/instances": {
+            "get": _op(
+                "The codexgate instances sharing the database: which are alive (a heartbeat "
+                "every 2 s), and which one does the singleton work",
+                {"200": _ok("InstanceList")},
+                (),
+                operation_id="listInstances",
+            )
         },
         f"{api}/events": {
             "get": _op(

@@ -8,7 +8,7 @@ SHA-256 of one: a fingerprint or token key is cut to its first 8 hex digits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Final, Literal, TypedDict, cast
 
 from codexgate.config import AlertConfig, WebhookFormat
@@ -22,6 +22,9 @@ from codexgate.core.rows import (
     AccountRow,
     AlertKind,
     AlertRow,
+    InstanceRole,
+    InstanceRow,
+    InstancesView,
     LatestUsageRow,
     RequestRow,
     UsageRow,
@@ -55,6 +58,7 @@ ResetIn = Annotated[float | None, Doc("seconds until resets_at, negative once it
 Source = Literal["headers", "event", "usage_body", "error"]
 Transport = Literal["http", "sse", "websocket"]
 ClassifiedBy = Literal["length", "slot"]
+InstanceState = Literal["leader", "standby", "stopped", "gone"]
 
 
 # -- accounts and their latest usage ------------------------------------------------------------
@@ -476,6 +480,57 @@ class SessionsEnded(TypedDict):
     ended: Annotated[int, Doc("sessions ended", minimum=0)]
 
 
+# -- instances ----------------------------------------------------------------------------------
+
+
+class Instance(TypedDict):
+    """A codexgate process sharing the database, as its last heartbeat said."""
+
+    id: Annotated[str, Doc("random, new at each start")]
+    hostname: Annotated[str, Doc("the machine it runs on")]
+    pid: int
+    version: str
+    role: Annotated[
+        InstanceRole,
+        Doc(
+            "as its last heartbeat said: leader (it held the singleton lease), standby, or "
+            "stopped (it shut down)"
+        ),
+    ]
+    started_at: UnixSeconds
+    started_at_iso: Iso
+    seen_at: Annotated[float, Doc("unix seconds of its last heartbeat, by the database's clock")]
+    seen_at_iso: Iso
+    age_seconds: Annotated[float, Doc("since seen_at, by the database's clock", minimum=0)]
+    alive: Annotated[
+        bool, Doc("not stopped, and its last heartbeat recent enough (30 s by default)")
+    ]
+    state: Annotated[
+        InstanceState,
+        Doc(
+            "what the rows say together: leader (alive and holding the singleton lease), "
+            "standby (alive), stopped (shut down), gone (no heartbeat lately: killed, or its "
+            "machine or network is down)"
+        ),
+    ]
+    this: Annotated[bool, Doc("the instance that answered")]
+
+
+class InstanceList(TypedDict):
+    """Every instance that shared the database lately, newest start first."""
+
+    now: Annotated[float, Doc("unix seconds, by the database's clock")]
+    now_iso: Iso
+    leader: Annotated[
+        str | None,
+        Doc(
+            "the id of the instance doing the singleton work (alert evaluation, webhook "
+            "delivery, retention): the holder of the lease, when it is alive; else null"
+        ),
+    ]
+    instances: list[Instance]
+
+
 # -- the original plan's routes -------------------------------------------------------------
 
 
@@ -705,6 +760,47 @@ def limit_json(latest: LatestUsageRow, forecasts: Mapping[str, ForecastResult]) 
         "credits": _credits(row),
         "spend_control": _spend_control(row, latest.spend_reset_in_seconds),
     }
+
+
+def instances_json(
+    view: InstancesView,
+    *,
+    this_id: str,
+    holder: str | None,
+    alive: Callable[[InstanceRow, float], bool],
+) -> InstanceList:
+    """The instances as a heartbeat read found them; `holder` is the lease's holder as this
+    instance last saw it, named the leader only while its row is alive."""
+    now = view.now
+    alive_ids = {row.id for row in view.instances if alive(row, now)}
+    leader = holder if holder is not None and holder in alive_ids else None
+    items: list[Instance] = []
+    for row in view.instances:
+        state: InstanceState
+        if row.id == leader:
+            state = "leader"
+        elif row.id in alive_ids:
+            state = "standby"
+        else:
+            state = "stopped" if row.role == "stopped" else "gone"
+        items.append(
+            {
+                "id": row.id,
+                "hostname": row.hostname,
+                "pid": row.pid,
+                "version": row.version,
+                "role": row.role,
+                "started_at": row.started_at,
+                "started_at_iso": iso(row.started_at),
+                "seen_at": row.seen_at,
+                "seen_at_iso": iso(row.seen_at),
+                "age_seconds": round(max(0.0, now - row.seen_at), 3),
+                "alive": row.id in alive_ids,
+                "state": state,
+                "this": row.id == this_id,
+            }
+        )
+    return {"now": now, "now_iso": iso(now), "leader": leader, "instances": items}
 
 
 def use_next_json(chosen: AccountRoom | None, order: list[int] | None = None) -> UseNext:

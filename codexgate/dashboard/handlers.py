@@ -20,6 +20,7 @@ from yarl import URL
 
 from codexgate.api.common import account_of, parse_id
 from codexgate.api.errors import ApiError
+from codexgate.api.instances import instance_list
 from codexgate.core.accounts import account_title
 from codexgate.core.alerts import SEVERITIES, TEST_KIND
 from codexgate.core.outlook import FULL_PERCENT
@@ -29,7 +30,7 @@ from codexgate.core.use_next import AccountRoom, best, most_left, use_next
 from codexgate.core.windows import FIXED_WINDOWS, WindowValue
 from codexgate.dashboard import charts, i18n, views
 from codexgate.dashboard.pages import language, render
-from codexgate.keys import CONFIG, EVENT_BUS, FORECASTS, REFRESH, STORE
+from codexgate.keys import CONFIG, EVENT_BUS, FORECASTS, INSTANCE, REFRESH, STORE
 from codexgate.services import feed as events
 
 # period: (bucket seconds, buckets) of the summary's sparklines.
@@ -56,6 +57,8 @@ UPCOMING_RESETS: Final = 100
 # Far beyond any real number of pages; a larger ?page= is read as the last page.
 MAX_PAGE_NUMBER: Final = 1_000_000
 RECENT_ALERTS: Final = 8
+# How often the overview asks for the instances again (they are not in the feed).
+INSTANCES_REFRESH_SECONDS: Final = 10
 # Values confirmed less than this long ago read "updated just now".
 JUST_NOW_SECONDS: Final = 5
 # History rows read for one chart page; the charts downsample what they draw.
@@ -227,6 +230,8 @@ async def overview(request: web.Request) -> web.Response:
     )
     # The newest real alerts: a test alert says nothing about an account and takes no slot.
     recent_alerts = await store.alerts(limit=RECENT_ALERTS, exclude_kinds=(TEST_KIND,))
+    coordinator = request.app[INSTANCE]
+    instances = await instance_list(coordinator)
     links = {
         name: _page_href(target, sort, view, period)
         for name, target in (
@@ -257,6 +262,12 @@ async def overview(request: web.Request) -> web.Response:
         "alerts": recent_alerts,
         "use_next": _use_next_view(chosen, untitled),
         "sorts": OVERVIEW_SORTS,
+        "instances": instances,
+        # A panel once the database has seen another instance (rows are kept a day); one line
+        # for the usual single process.
+        "instances_panel": len(instances["instances"]) > 1,
+        "hostname": coordinator.hostname,
+        "alive_for": coordinator.options.alive_for,
     }
     page_data = {
         "page": "overview",
@@ -286,6 +297,7 @@ async def overview(request: web.Request) -> web.Response:
             ],
             "resets_complete": len(found.resets) < UPCOMING_RESETS,
         },
+        "instances_refresh_seconds": INSTANCES_REFRESH_SECONDS,
         "activity": {
             "since": spark.since,
             "bucket": spark.bucket_seconds,

@@ -320,6 +320,25 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "severity.warning": ("Warning", "警告"),
         "severity.info": ("Info", "提示"),
         "severity.test": ("Test", "测试"),
+        "instances.heading": ("Instances", "实例"),
+        "instances.alive_hint": ("instances alive now", "当前存活的实例数"),
+        "instances.hint": (
+            "codexgate processes sharing this database. Alive: a heartbeat within the last"
+            " {seconds} s. The leader does the alert evaluation, webhook delivery and retention.",
+            "共用此数据库的 codexgate 进程。存活：最近 {seconds} 秒内有心跳。"
+            "主实例负责告警评估、webhook 投递和数据保留清理。",
+        ),
+        "instances.state.leader": ("Leader", "主实例"),
+        "instances.state.standby": ("Standby", "备用"),
+        "instances.state.stopped": ("Stopped", "已停止"),
+        "instances.state.gone": ("Gone (no heartbeat)", "已失联（无心跳）"),
+        "instances.this": ("(answering this page)", "（正在响应本页）"),
+        "instances.detail": (
+            "pid {pid} · id {id} · version {version}",
+            "进程 {pid} · id {id} · 版本 {version}",
+        ),
+        "instances.heartbeat": ("last heartbeat {age} ago", "最近心跳在 {age}前"),
+        "instances.one": ("1 instance, on {host}", "1 个实例，运行于 {host}"),
         "missing.title": ("No such account", "没有这个账号"),
         "missing.body": (
             "This account does not exist, or it was deleted.",

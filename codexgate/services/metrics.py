@@ -4,6 +4,10 @@ Every app has its own `Metrics` (and registry); nothing here is global. The traf
 updated by `observe_request`, which the recorder calls for every request record it is offered:
 a few counter increments, no I/O. The window gauges and the recorder's counters are read when
 Prometheus scrapes, so they are exact and cost nothing in between.
+
+With several instances on one database each is scraped on its own: the counters and the
+instance's own families are this process's, the window gauges the shared database's (the same
+on every instance).
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from codexgate import __version__
 from codexgate.core.accounts import account_title
 from codexgate.core.models import RequestRecord, Transport
 from codexgate.core.rows import LatestUsageRow
 from codexgate.core.windows import as_of
-from codexgate.keys import FORECASTS, METRICS, RECORDER, STORE
+from codexgate.keys import FORECASTS, INSTANCE, METRICS, RECORDER, STORE
 from codexgate.services.recorder import RecorderStats
 from codexgate.storage.interface import UsageStore
 
@@ -54,6 +59,17 @@ WindowKey = tuple[int, str, str]  # account id, limit id, window label
 # (prometheus_client takes ~25 µs a line: ~15 ms a slice).
 _SCRAPE_ACCOUNTS: Final = 100
 _WINDOW_SLICE: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ThisInstance:
+    """This process among those sharing the database, as a scrape reports it."""
+
+    id: str
+    hostname: str
+    version: str
+    leads: bool  # holds the singleton lease: alert evaluation, webhook delivery, retention
+    takeovers: int  # times it took the singleton role
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +196,11 @@ class Metrics:
         *,
         now: float,
         exhausts_at: Mapping[WindowKey, float] | None = None,
+        instance: ThisInstance | None = None,
     ) -> bytes:
         """The text exposition of this registry and of the values read for this scrape."""
         slices = _slices_of(windows, exhausts_at or {})
-        return await self.exposition_of(slices, stats, now=now)
+        return await self.exposition_of(slices, stats, now=now, instance=instance)
 
     async def exposition_of(
         self,
@@ -191,6 +208,7 @@ class Metrics:
         stats: RecorderStats,
         *,
         now: float,
+        instance: ThisInstance | None = None,
     ) -> bytes:
         """exposition, the windows (with their exhaustion times) given a slice at a time."""
         parts: list[bytes] = []
@@ -212,6 +230,8 @@ class Metrics:
                 texts[index].append(generate_latest(_Family(family)))
         parts.extend(b"".join(text) for text in texts)
         parts.extend(generate_latest(_Family(family)) for family in _recorder_families(stats))
+        if instance is not None:
+            parts.extend(generate_latest(_Family(f)) for f in _instance_families(instance))
         return b"".join(parts)
 
 
@@ -338,6 +358,27 @@ def _recorder_families(stats: RecorderStats) -> Iterator[Metric]:
     )
 
 
+def _instance_families(instance: ThisInstance) -> Iterator[Metric]:
+    info = GaugeMetricFamily(
+        "codexgate_instance_info",
+        "This instance: its id (new at each start), machine and version; always 1.",
+        labels=("instance_id", "hostname", "version"),
+    )
+    info.add_metric([instance.id, instance.hostname, instance.version], 1)
+    yield info
+    yield GaugeMetricFamily(
+        "codexgate_singleton_leader",
+        "1 while this instance holds the singleton lease (alert evaluation, webhook delivery, "
+        "retention), else 0; across instances at most one is 1.",
+        value=1 if instance.leads else 0,
+    )
+    yield _counter(
+        "codexgate_singleton_takeovers",
+        "Times this instance took the singleton role since it started.",
+        instance.takeovers,
+    )
+
+
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the app's metrics, told of every request record (after the recorder)."""
     cache = app[FORECASTS]
@@ -381,5 +422,13 @@ async def scrape(request: web.Request) -> web.Response:
     now = time.time()
     windows = _window_slices(app[STORE], metrics.forecasts, now)
     stats = app[RECORDER].stats()
-    body = await metrics.exposition_of(windows, stats, now=now)
+    coordinator = app[INSTANCE]
+    instance = ThisInstance(
+        id=coordinator.id,
+        hostname=coordinator.hostname,
+        version=__version__,
+        leads=coordinator.leads,
+        takeovers=coordinator.takeovers,
+    )
+    body = await metrics.exposition_of(windows, stats, now=now, instance=instance)
     return web.Response(body=body, headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})

@@ -11,7 +11,6 @@ import prometheus_client
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from codexgate.core.models import (
     DAILY,
@@ -33,28 +32,13 @@ from codexgate.storage.sqlite.store import Store
 from tests.helpers.admin_client import ADMIN, SECRETS, Admin, assert_no_secret
 from tests.helpers.fake_upstream import FakeUpstream, sse_events
 from tests.helpers.gateway import StartGateway, app_of, settled
+from tests.helpers.prometheus import Scrape, parse, value
 from tests.helpers.tokens import bearer
 
 # The API, feed and alerts behave alike on both backends.
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 METRICS_TOKEN = "metrics-token-for-tests-456789"
-Labels = frozenset[tuple[str, str]]
-Scrape = dict[str, dict[Labels, float]]
-
-
-def parse(body: bytes) -> Scrape:
-    """Every sample of a text exposition: name -> labels -> value."""
-    samples: Scrape = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
-    return samples
-
-
-def value(scrape: Scrape, name: str, **labels: str) -> float | None:
-    """The value of one series, or None when it is absent."""
-    return scrape.get(name, {}).get(frozenset(labels.items()))
 
 
 async def scrape(admin: Admin, auth: str = ADMIN) -> tuple[Scrape, bytes]:

@@ -8,6 +8,7 @@ import {
   applyUsageToCard, cardFacts, cardList, createCard, drawAllWindows, fetchAccount,
   fillMeta, findCard, markUseNext, setupCardActions,
 } from "./cards.js";
+import { startInstances } from "./instances.js";
 import { callApi, notice, setCountdown, showError, storage } from "./page.js";
 
 const SORTS = ["name", "left", "used", "reset"];
@@ -302,8 +303,11 @@ export function start(ctx) {
     useNextTimer = window.setTimeout(askUseNext, USE_NEXT_DEBOUNCE_MS);
   }
 
+  let tickInstances = () => {};
+
   function tick(current) {
     updateSummary(current);
+    tickInstances(current);
     if (useNextTimer === null && current - useNextAskedAt >= USE_NEXT_EVERY_SECONDS) scheduleUseNext();
   }
 
@@ -380,6 +384,7 @@ export function start(ctx) {
     },
   });
   setupTestAlert();
+  tickInstances = startInstances(ctx);
   localizeAlerts(ctx, document.getElementById("alert-list"));
   afterChange();
   return { usage, request, account, alert, tick };
