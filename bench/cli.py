@@ -16,6 +16,7 @@ from . import nginx, procfs
 from .auth import AuthCost, auth_costs
 from .backends import StoreComparison, store_comparison
 from .feed import FeedDelay, feed_delay
+from .instances import InstancesComparison, instances_comparison
 from .loops import loop_factory
 from .postgres import BenchPostgres, bench_postgres
 from .processes import BenchError, raise_open_files_limit
@@ -65,6 +66,23 @@ def _stores(settings: Settings, workdir: Path, postgres: BenchPostgres) -> Store
         return store_comparison(runner, settings, workdir, postgres)
 
 
+def _instances(
+    settings: Settings,
+    workdir: Path,
+    postgres: BenchPostgres,
+    nginx_binary: Path | None,
+    nginx_note: str,
+) -> tuple[InstancesComparison | None, str]:
+    """One codexgate, nginx in front of it, nginx in front of two; or None and why not."""
+    if postgres.server is None:
+        return None, postgres.note
+    if nginx_binary is None:
+        return None, f"not run: it needs nginx; {nginx_note}"
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        comparison = instances_comparison(runner, settings, workdir, postgres, nginx_binary)
+    return comparison, postgres.note
+
+
 def _auth() -> list[AuthCost]:
     """The auth middleware alone, in this process."""
     print("auth middleware alone", flush=True)
@@ -78,11 +96,23 @@ def _feed(settings: Settings, workdir: Path) -> FeedDelay:
         return feed_delay(runner, workdir, settings.samples)
 
 
-def _only(settings: Settings, workdir: Path) -> SideFigures:
+def _only(
+    settings: Settings, workdir: Path, nginx_binary: Path | None, nginx_note: str
+) -> SideFigures:
     """Just the cases --only names."""
     wanted = "postgresql" in settings.only
-    needs_postgres = wanted or ("recorder" in settings.only and settings.recorder_seconds > 0)
+    instances_wanted = "instances" in settings.only
+    needs_postgres = (
+        wanted
+        or instances_wanted
+        or ("recorder" in settings.only and settings.recorder_seconds > 0)
+    )
     with bench_postgres(settings.postgresql and needs_postgres) as postgres:
+        instances, instances_note = (
+            _instances(settings, workdir, postgres, nginx_binary, nginx_note)
+            if instances_wanted
+            else (None, "")
+        )
         return SideFigures(
             idle=[],
             recorder=_recorder(settings, postgres) if "recorder" in settings.only else [],
@@ -92,15 +122,28 @@ def _only(settings: Settings, workdir: Path) -> SideFigures:
             postgres=postgres.note,
             stores=_stores(settings, workdir, postgres) if wanted else None,
             stores_wanted=wanted,
+            instances=instances,
+            instances_note=instances_note,
+            instances_wanted=instances_wanted,
         )
 
 
-def _side(settings: Settings, workdir: Path, outcome: Outcome, nginx_note: str) -> SideFigures:
-    """Every case after the rounds: the live feed, the recorder, the stores, the auth cost."""
+def _side(
+    settings: Settings,
+    workdir: Path,
+    outcome: Outcome,
+    nginx_binary: Path | None,
+    nginx_note: str,
+) -> SideFigures:
+    """Every case after the rounds: the live feed, the recorder, the stores, several instances,
+    the auth cost."""
     feed = _feed(settings, workdir)
     with bench_postgres(settings.postgresql) as postgres:
         recorder = _recorder(settings, postgres)
         stores = _stores(settings, workdir, postgres)
+        instances, instances_note = _instances(
+            settings, workdir, postgres, nginx_binary, nginx_note
+        )
     return SideFigures(
         idle=outcome.idle,
         recorder=recorder,
@@ -110,6 +153,9 @@ def _side(settings: Settings, workdir: Path, outcome: Outcome, nginx_note: str) 
         postgres=postgres.note,
         stores=stores,
         stores_wanted=True,
+        instances=instances,
+        instances_note=instances_note,
+        instances_wanted=True,
     )
 
 
@@ -157,9 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\n".join(_profile(settings, Path(workdir))))
                 return 0
             if settings.only:
-                machine_line = machine()
+                binary, note = _find_nginx(settings) if "instances" in settings.only else (None, "")
+                machine_line = machine(nginx.version(binary) if binary else None)
                 print(machine_line, flush=True)
-                side = _only(settings, Path(workdir))
+                side = _only(settings, Path(workdir), binary, note)
                 lines = side_lines(side)
                 print("\n".join(["", *lines, f"bench took {time.perf_counter() - started:.1f} s"]))
                 if settings.markdown is not None:
@@ -170,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             machine_line = machine(nginx.version(binary) if binary else None)
             print(machine_line, flush=True)
             outcome = run_with_services(settings, Path(workdir), binary)
-            side = _side(settings, Path(workdir), outcome, note)
+            side = _side(settings, Path(workdir), outcome, binary, note)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

@@ -192,6 +192,48 @@ async def _timed_turn(
     return first_byte, first_event
 
 
+@dataclass(frozen=True, slots=True)
+class TimedRate:
+    """Complete turns of one rate measurement, and each one's seconds to its first event."""
+
+    rate: Rate
+    first_event: list[float]
+
+
+async def _timed_turn_worker(
+    session: ClientSession,
+    turn: Turn,
+    counters: Counters,
+    deadline: float,
+    first_events: list[float],
+) -> None:
+    """Send timed turns back to back until the deadline, keeping each complete one's time."""
+    for _ in range(MAX_TURNS_PER_WORKER):
+        if time.perf_counter() >= deadline:
+            return
+        try:
+            _, first_event = await _timed_turn(session, turn, counters)
+        except (ClientError, TimeoutError, BadAnswer) as exc:
+            counters.fail(exc)
+            await asyncio.sleep(ERROR_PAUSE)
+        else:
+            first_events.append(first_event)
+
+
+async def timed_turns_per_second(
+    session: ClientSession, turn: Turn, counters: Counters, *, concurrency: int, seconds: float
+) -> TimedRate:
+    """As turns_per_second, also timing each turn's first event (reading it in chunks)."""
+    first_events: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+    async with asyncio.timeout(seconds + TURN_TIMEOUT + 5.0), asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(_timed_turn_worker(session, turn, counters, deadline, first_events))
+    rate = Rate(len(first_events), time.perf_counter() - started)
+    return TimedRate(rate, first_events)
+
+
 async def _latency_worker(
     session: ClientSession,
     turn: Turn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -18,7 +19,8 @@ UPSTREAM_KEEPALIVE: Final = 128  # idle upstream connections each worker keeps, 
 
 # What an administrator would write to put nginx in front of the Codex backend: HTTP/1.1 with a
 # keep-alive pool to the upstream, nothing buffered either way (SSE must flow event by event),
-# WebSocket upgrades passed through, no access log (codexgate writes none either).
+# WebSocket upgrades passed through, no access log (codexgate writes none either). With several
+# upstream servers nginx takes them in turn (round-robin), each request to the next one.
 CONFIG: Final = """\
 worker_processes {workers};
 pid {dir}/nginx.pid;
@@ -32,7 +34,7 @@ http {{
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
     upstream codex {{
-        server {host}:{upstream_port};
+{servers}
         keepalive {keepalive};
     }}
     map $http_upgrade $connection_upgrade {{
@@ -119,8 +121,8 @@ def workers() -> int:
     return os.cpu_count() or 1
 
 
-def write_config(workdir: Path, port: int, upstream_port: int) -> Path:
-    """The config of a bench nginx listening on `port` in front of the upstream."""
+def write_config(workdir: Path, port: int, upstream_ports: Sequence[int]) -> Path:
+    """The config of a bench nginx listening on `port` in front of the upstream server(s)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "nginx.conf"
     path.write_text(
@@ -130,7 +132,9 @@ def write_config(workdir: Path, port: int, upstream_port: int) -> Path:
             nofile=2 * WORKER_CONNECTIONS,
             connections=WORKER_CONNECTIONS,
             host=LOOPBACK,
-            upstream_port=upstream_port,
+            servers="\n".join(
+                f"        server {LOOPBACK}:{upstream};" for upstream in upstream_ports
+            ),
             port=port,
             keepalive=UPSTREAM_KEEPALIVE,
         )
@@ -138,9 +142,9 @@ def write_config(workdir: Path, port: int, upstream_port: int) -> Path:
     return path
 
 
-def service(binary: Path, workdir: Path, port: int, upstream_port: int) -> Service:
+def service(binary: Path, workdir: Path, port: int, upstream_ports: Sequence[int]) -> Service:
     """nginx in the foreground as a child of the bench, with its own prefix, config and logs."""
-    config = write_config(workdir, port, upstream_port)
+    config = write_config(workdir, port, upstream_ports)
     return Service(
         name="nginx",
         argv=[

@@ -38,6 +38,21 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return ticks / TICKS_PER_SECOND
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent on anything but idling since boot.
+
+    The first line of /proc/stat: user nice system idle iowait irq softirq steal, in ticks;
+    busy is user to softirq but idle and iowait. Steal (the hypervisor running someone else)
+    is left out; guest time is already inside user.
+    """
+    try:
+        first = (PROC / "stat").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return float("nan")
+    ticks = [int(field) for field in first.split()[1:9]]
+    return (sum(ticks[:7]) - ticks[3] - ticks[4]) / TICKS_PER_SECOND
+
+
 def children(pid: int) -> list[int]:
     """The pids whose parent is `pid` (nginx's workers under its master)."""
     found = []

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout
@@ -42,6 +42,8 @@ from .report import PEAK_RSS, ROUND_RSS, FigureValues, cpu_key, describe
 from .settings import Settings
 from .stats import percentile
 from .websocket import make_ws_turn, websocket_turns_per_second
+
+_T = TypeVar("_T")
 
 SETTLE_WITHIN: Final = 15.0
 # codexgate's recorder takes a batch's first item off the queue, lingers 50 ms, then writes it:
@@ -351,8 +353,8 @@ async def settled_health(base: str, within: float = SETTLE_WITHIN) -> Health | N
     return dataclasses.replace(last, moved_after_empty=moved)
 
 
-def rotated(targets: Sequence[Target], index: int) -> list[Target]:
-    """The targets in round `index`'s order: each round starts one further along."""
+def rotated(targets: Sequence[_T], index: int) -> list[_T]:
+    """The targets (or cases) in round `index`'s order: each round starts one further along."""
     shift = index % len(targets)
     return [*targets[shift:], *targets[:shift]]
 

@@ -113,7 +113,7 @@ def services(
         _gateway(settings, workdir, off_port, upstream_port, capture=False),
     ]
     if nginx_binary is not None:
-        service = nginx.service(nginx_binary, workdir / "nginx", nginx_port, upstream_port)
+        service = nginx.service(nginx_binary, workdir / "nginx", nginx_port, [upstream_port])
         proxies.append(Proxy(NGINX, service, _origin(nginx_port), PING_PATH))
     return upstream, proxies
 

@@ -26,9 +26,14 @@ RECORDER_SECONDS: Final = 4.0
 # next, so it takes many short pairs (each pair back to back) for a stable median ratio.
 STORE_ROUNDS: Final = 10
 STORE_SECONDS: Final = 1.5
+# Rounds of SSE turns through one codexgate, through nginx in front of it and through nginx in
+# front of two, all on one PostgreSQL database; each round runs the three back to back at every
+# concurrency, so one round takes 3 x 2 x (1.5 + 0.3) s.
+INSTANCE_ROUNDS: Final = 5
+INSTANCE_CONCURRENCIES: Final = (32, 1)
 PROFILE_RATE: Final = 500  # py-spy samples per second
 # The cases --only can pick, each run on its own without the rounds' processes.
-ONLY_CASES: Final = ("auth", "feed", "recorder", "postgresql")
+ONLY_CASES: Final = ("auth", "feed", "recorder", "postgresql", "instances")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +48,15 @@ class Settings:
     quick: bool
     gateway_args: tuple[str, ...] = ()
     nginx: bool = True
-    postgresql: bool = True  # the PostgreSQL cases: the recorder alone, SSE turns vs SQLite
+    # The PostgreSQL cases: the recorder alone, SSE turns vs SQLite, several instances.
+    postgresql: bool = True
     idle_streams: int = IDLE_STREAMS
     recorder_seconds: float = RECORDER_SECONDS
     store_rounds: int = STORE_ROUNDS
     store_seconds: float = STORE_SECONDS
+    instance_rounds: int = INSTANCE_ROUNDS
+    instance_seconds: float = STORE_SECONDS
+    instance_concurrencies: tuple[int, ...] = INSTANCE_CONCURRENCIES
     profile_seconds: float = 0.0  # above 0: profile codexgate instead of benchmarking
     profile_output: Path | None = None
     rate_concurrencies: tuple[int, ...] = RATE_CONCURRENCIES
@@ -65,6 +74,11 @@ class Settings:
     def store_warmup_seconds(self) -> float:
         """Warm-up before each SQLite against PostgreSQL measurement."""
         return min(1.0, self.store_seconds / 5)
+
+    @property
+    def instance_warmup_seconds(self) -> float:
+        """Warm-up before each measurement of the several-instances case."""
+        return min(1.0, self.instance_seconds / 5)
 
     @property
     def warmup_samples(self) -> int:
@@ -111,20 +125,22 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "codexgate with capture on and with capture off, and nginx, against a direct "
             "connection to the same fake upstream, one run; then 1,000 idle streams, the "
-            "recorder alone (on SQLite and on PostgreSQL), and codexgate on PostgreSQL against "
-            "SQLite. Linux only (CPU and memory come from /proc)."
+            "recorder alone (on SQLite and on PostgreSQL), codexgate on PostgreSQL against "
+            "SQLite, and one codexgate against two behind nginx on one PostgreSQL database. "
+            "Linux only (CPU and memory come from /proc)."
         ),
     )
     parser.add_argument(
         "--seconds",
         type=_positive_float,
         help=f"per rate run (default {DEFAULT_SECONDS:g}; {STORE_SECONDS:g} for SQLite against "
-        "PostgreSQL)",
+        "PostgreSQL and for several instances)",
     )
     parser.add_argument(
         "--rounds",
         type=_positive_int,
-        help=f"rounds, medians (default 3; {STORE_ROUNDS} for SQLite against PostgreSQL)",
+        help=f"rounds, medians (default 3; {STORE_ROUNDS} for SQLite against PostgreSQL, "
+        f"{INSTANCE_ROUNDS} for several instances)",
     )
     parser.add_argument("--samples", type=_positive_int, help="latency samples (default 200)")
     parser.add_argument(
@@ -139,8 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-postgresql",
         action="store_true",
-        help="leave the PostgreSQL cases out (the recorder alone on PostgreSQL, and SSE turns "
-        "through codexgate on PostgreSQL against SQLite)",
+        help="leave the PostgreSQL cases out (the recorder alone on PostgreSQL, SSE turns "
+        "through codexgate on PostgreSQL against SQLite, and several instances)",
     )
     parser.add_argument(
         "--idle-streams",
@@ -185,8 +201,10 @@ def _parser() -> argparse.ArgumentParser:
             "run just this case, repeatable: auth (the auth middleware's cost per request), "
             "feed (the live feed's delay from a turn to its usage event), recorder (the "
             "recorder alone, on SQLite and on PostgreSQL), postgresql (SSE turns at "
-            "concurrency 32 through codexgate on PostgreSQL against the same on SQLite); "
-            "without it every case runs"
+            "concurrency 32 through codexgate on PostgreSQL against the same on SQLite), "
+            "instances (SSE turns at concurrency 32 and 1 through one codexgate on PostgreSQL, "
+            "through nginx in front of it, and through nginx in front of two on the same "
+            "database); without it every case runs"
         ),
     )
     parser.add_argument(
@@ -215,6 +233,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         recorder_seconds=_given(args.recorder_seconds, 1.0 if quick else RECORDER_SECONDS),
         store_rounds=args.rounds or (1 if quick else STORE_ROUNDS),
         store_seconds=args.seconds or (1.0 if quick else STORE_SECONDS),
+        instance_rounds=args.rounds or (1 if quick else INSTANCE_ROUNDS),
+        instance_seconds=args.seconds or (1.0 if quick else STORE_SECONDS),
         profile_seconds=args.profile or 0.0,
         profile_output=args.profile_output,
         only=tuple(dict.fromkeys(args.only or ())),

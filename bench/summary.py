@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from .accounting import health_lines
@@ -9,6 +10,7 @@ from .auth import AuthCost, auth_line
 from .backends import CONCURRENCY, StoreComparison, comparison_lines
 from .feed import FeedDelay, feed_line
 from .idle import IdleResult, idle_lines
+from .instances import InstancesComparison, instances_lines
 from .protocol import MEGABYTE
 from .recording import POSTGRESQL, SQLITE, RecorderRate, recorder_line
 from .report import (
@@ -45,11 +47,17 @@ class SideFigures:
     postgres: str = ""
     stores: StoreComparison | None = None
     stores_wanted: bool = False  # the SQLite against PostgreSQL comparison was asked for
+    instances: InstancesComparison | None = None
+    # The PostgreSQL server the instances ran on, or why they did not run.
+    instances_note: str = ""
+    instances_wanted: bool = False
 
     @property
     def healthy(self) -> bool:
         """Whether the side cases that check what codexgate recorded found it all."""
-        return self.stores is None or self.stores.healthy
+        return (self.stores is None or self.stores.healthy) and (
+            self.instances is None or self.instances.healthy
+        )
 
 
 def _label(stopped: Stopped) -> str:
@@ -121,6 +129,20 @@ def side_lines(side: SideFigures) -> list[str]:
         lines.append(f"  {side.postgres}")
         if side.stores is not None:
             lines.extend(comparison_lines(side.stores))
+    if side.instances is not None or side.instances_wanted:
+        rounds = (
+            f", medians of {len(side.instances.rounds)} round(s), order rotated each round"
+            if side.instances is not None
+            else ""
+        )
+        lines.append(
+            "SSE turns through one codexgate (capture on) on PostgreSQL, through nginx in front "
+            "of it, and through nginx in front of two codexgates on the same database "
+            f"(round-robin), one upstream{rounds}:"
+        )
+        lines.append(f"  {side.instances_note}")
+        if side.instances is not None:
+            lines.extend(instances_lines(side.instances, os.cpu_count()))
     if side.auth:
         lines.append(
             "auth middleware alone (codexgate.security.auth_middleware on one mocked request, "
