@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from .accounting import health_lines
 from .load import Counters, make_turn, new_session, turns_per_second
 from .meter import metered
 from .postgres import BenchPostgres
-from .processes import LOG_TAIL_LINES, LOOPBACK, Service, free_ports, wait_ready
+from .processes import LOG_TAIL_LINES, LOOPBACK, Service, codexgate_service, free_ports, wait_ready
 from .protocol import PING_PATH, REPO_ROOT, SMALL_TURN
 from .recording import POSTGRESQL, SQLITE
 from .run import Target, rotated, settled_health, workload
@@ -87,29 +86,14 @@ def _gateway(
 ) -> tuple[Service, str]:
     """A codexgate (capture on) on `port`, not started yet; its base URL."""
     name = store.lower()
-    service = Service(
-        name=f"codexgate ({store})",
-        argv=[
-            sys.executable,
-            "-m",
-            "codexgate",
-            "--port",
-            str(port),
-            "--upstream",
-            f"http://{LOOPBACK}:{upstream_port}",
-            "--log-level",
-            "WARNING",
-            "--max-connections-per-address",
-            "0",
-            *settings.gateway_args,
-            "--capture",
-            "on",
-        ],
-        cwd=workdir,
-        log_path=workdir / f"codexgate-{name}.log",
-        # The database through the environment: a PostgreSQL URL holds its password, which
-        # would show in the process list as an argument. The token: never shown either.
-        env={"CODEXGATE_DB": database, "CODEXGATE_ADMIN_TOKEN": secrets.token_urlsafe(32)},
+    service = codexgate_service(
+        f"codexgate ({store})",
+        port=port,
+        upstream_port=upstream_port,
+        workdir=workdir,
+        log_name=f"codexgate-{name}.log",
+        extra_args=settings.gateway_args,
+        env={"CODEXGATE_DB": database},
     )
     return service, f"http://{LOOPBACK}:{port}"
 

@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import math
 import os
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -28,7 +27,7 @@ from .accounting import health_lines
 from .load import Counters, make_turn, new_session, timed_turns_per_second, turns_per_second
 from .meter import metered
 from .postgres import BenchPostgres
-from .processes import LOG_TAIL_LINES, LOOPBACK, Service, free_ports, wait_ready
+from .processes import LOG_TAIL_LINES, LOOPBACK, Service, codexgate_service, free_ports, wait_ready
 from .protocol import PING_PATH, REPO_ROOT, SMALL_TURN
 from .report import number
 from .run import Health, rotated, settled_health, workload
@@ -103,28 +102,14 @@ def _gateway(
     settings: Settings, workdir: Path, name: str, database: str, port: int, upstream_port: int
 ) -> Service:
     """A codexgate (capture on) on `port` with its data on the shared database, not started."""
-    return Service(
-        name=f"codexgate {name}",
-        argv=[
-            sys.executable,
-            "-m",
-            "codexgate",
-            "--port",
-            str(port),
-            "--upstream",
-            f"http://{LOOPBACK}:{upstream_port}",
-            "--log-level",
-            "WARNING",
-            "--max-connections-per-address",
-            "0",
-            *settings.gateway_args,
-            "--capture",
-            "on",
-        ],
-        cwd=workdir,
-        log_path=workdir / f"instances-codexgate-{name}.log",
-        # The URL holds the server's password: through the environment, not the process list.
-        env={"CODEXGATE_DB": database, "CODEXGATE_ADMIN_TOKEN": secrets.token_urlsafe(32)},
+    return codexgate_service(
+        f"codexgate {name}",
+        port=port,
+        upstream_port=upstream_port,
+        workdir=workdir,
+        log_name=f"instances-codexgate-{name}.log",
+        extra_args=settings.gateway_args,
+        env={"CODEXGATE_DB": database},
     )
 
 

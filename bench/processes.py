@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -150,3 +153,44 @@ async def wait_ready(service: Service, url: str, within: float = READY_WITHIN) -
                 pass
             await asyncio.sleep(0.05)
     raise BenchError(f"{service.name} was not ready within {within:g}s:\n{service.log_tail()}")
+
+
+def codexgate_service(
+    name: str,
+    *,
+    port: int,
+    upstream_port: int,
+    workdir: Path,
+    log_name: str,
+    extra_args: Sequence[str],
+    capture: str = "on",
+    env: dict[str, str] | None = None,
+) -> Service:
+    """A codexgate on `port` relaying to the upstream on `upstream_port`, not started yet."""
+    return Service(
+        name=name,
+        argv=[
+            sys.executable,
+            "-m",
+            "codexgate",
+            "--port",
+            str(port),
+            "--upstream",
+            f"http://{LOOPBACK}:{upstream_port}",
+            "--log-level",
+            "WARNING",
+            # Every load client and idle stream comes from one loopback address, as nothing
+            # limits nginx per address here either.
+            "--max-connections-per-address",
+            "0",
+            *extra_args,
+            "--capture",  # last, so that it wins over a --capture among the extra arguments
+            capture,
+        ],
+        cwd=workdir,
+        log_path=workdir / log_name,
+        # A token of its own, so that codexgate does not make one up and log it; never shown.
+        # A PostgreSQL URL goes in `env` too: as an argument its password would be in the
+        # process list.
+        env={"CODEXGATE_ADMIN_TOKEN": secrets.token_urlsafe(32), **(env or {})},
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from . import nginx, procfs
 from .idle import IdleResult, idle_streams
 from .loops import loop_factory
-from .processes import LOOPBACK, Service, free_ports, wait_ready
+from .processes import LOOPBACK, Service, codexgate_service, free_ports, wait_ready
 from .protocol import PING_PATH, REPO_ROOT
 from .report import CAPTURE_OFF, CAPTURE_ON, DIRECT, NGINX, TARGETS
 from .run import RunResult, Target, run, workload
@@ -62,32 +61,14 @@ def _gateway(
 ) -> Proxy:
     """A codexgate instance with its own port, database and log, capture on or off."""
     switch = "on" if capture else "off"
-    service = Service(
-        name=f"codexgate (capture {switch})",
-        argv=[
-            sys.executable,
-            "-m",
-            "codexgate",
-            "--port",
-            str(port),
-            "--upstream",
-            _origin(upstream_port),
-            "--db",
-            str(workdir / f"bench-capture-{switch}.db"),
-            "--log-level",
-            "WARNING",
-            # Every load client and idle stream comes from one loopback address, as nothing
-            # limits nginx per address here either.
-            "--max-connections-per-address",
-            "0",
-            *settings.gateway_args,
-            "--capture",  # last, so that it wins over a --capture among the extra arguments
-            switch,
-        ],
-        cwd=workdir,
-        log_path=workdir / f"codexgate-capture-{switch}.log",
-        # A token of its own, so that codexgate does not make one up and log it; never shown.
-        env={"CODEXGATE_ADMIN_TOKEN": secrets.token_urlsafe(32)},
+    service = codexgate_service(
+        f"codexgate (capture {switch})",
+        port=port,
+        upstream_port=upstream_port,
+        workdir=workdir,
+        log_name=f"codexgate-capture-{switch}.log",
+        extra_args=["--db", str(workdir / f"bench-capture-{switch}.db"), *settings.gateway_args],
+        capture=switch,
     )
     return Proxy(CAPTURE_ON if capture else CAPTURE_OFF, service, _origin(port), HEALTH_PATH)
 

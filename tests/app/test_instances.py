@@ -1,6 +1,7 @@
-"""Two gateways on one PostgreSQL database: a feed on one instance sees, within a second, what
-the other instance wrote (PostgreSQL's LISTEN/NOTIFY wakes it; the rows are read after its
-cursor, in commit order)."""
+"""Two gateways on one database: a feed on one instance sees, within a second, what the other
+instance wrote (PostgreSQL's LISTEN/NOTIFY wakes it; on SQLite, two processes on one file during
+a rolling restart, it polls the file's data_version; the rows are read after its cursor, in
+commit order)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.helpers.feed import SseReader, feed_url
 from tests.helpers.gateway import StartGateway, turn
 from tests.helpers.tokens import bearer
 
-pytestmark = pytest.mark.backends("postgresql")
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
