@@ -148,6 +148,7 @@ class Subscriber:
         self, http: ClientSession, gateway: GatewayProcess, last_event_id: str | None = None
     ) -> None:
         self.blocks: list[Block] = []
+        self.arrived: list[float] = []  # time.time() each block came, as self.blocks
         self._task = asyncio.create_task(self._read(http, gateway, last_event_id))
 
     async def _read(
@@ -163,6 +164,7 @@ class Subscriber:
             while (block := await reader.block(within=120)) is not None:
                 if block.data:
                     self.blocks.append(block)
+                    self.arrived.append(time.time())
 
     def rows(self, event: str) -> list[int]:
         """The row ids of the `event` events seen, in order (usage: the history row's id)."""
@@ -172,6 +174,14 @@ class Subscriber:
                 data = block.json()
                 found.append(data["row"]["id"] if event == "usage" else data["id"])
         return found
+
+    def request_delays(self) -> list[float]:
+        """Seconds from each request's end (its instance's clock: one machine) to its event."""
+        return [
+            at - data["started_at"] - data["duration_ms"] / 1000
+            for block, at in zip(self.blocks, self.arrived, strict=True)
+            if block.event == "request" and (data := block.json())
+        ]
 
     async def close(self) -> None:
         self._task.cancel()
@@ -237,6 +247,12 @@ async def spread_turns_and_follow_the_feeds(
                 assert subscriber.rows("usage") == usage_ids
                 assert subscriber.rows("request") == request_ids
                 assert sorted(subscriber.rows("account")) == subscriber.rows("account")
+            # Two thirds of these cross instances: the other's recorder batch, its commit's
+            # NOTIFY, then this instance's read. Measured here: p99 0.15-0.19 s (target 0.5 s;
+            # the issue's bound, asserted, is 1 s).
+            delays = sorted(delay for s in subscribers for delay in s.request_delays())
+            p99 = delays[int(len(delays) * 0.99)]
+            assert p99 <= 1.0, delays
         finally:
             for subscriber in subscribers:
                 await subscriber.close()
