@@ -65,8 +65,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 def _instance(app: web.Application) -> dict[str, object]:
     """Which instance answered, its role in the singleton work, and when the database last took
-    its heartbeat. The hostname names this machine (the issue asks for it behind a balancer);
-    never the database's URL."""
+    its heartbeat. The hostname names this machine, so that behind a balancer one can tell which
+    answered; never the database's URL."""
     coordinator = app[INSTANCE]
     lease = coordinator.lease
     return {
