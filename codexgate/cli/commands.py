@@ -1,4 +1,5 @@
-"""The offline commands: status, history, accounts, migrate, copy-db and check-config."""
+"""The offline commands: status, history, accounts, migrate, copy-db, backup, restore and
+check-config."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from codexgate.cli import accounts, check_config, codex_auth, copy_db, history, migrate, status
+from codexgate.cli import (
+    accounts,
+    backup,
+    check_config,
+    codex_auth,
+    copy_db,
+    history,
+    migrate,
+    status,
+)
 from codexgate.cli.backend import open_backend, pick_account
 from codexgate.cli.common import FAILURE, OK, USAGE, CommandError
 from codexgate.cli.output import colour_enabled
@@ -20,7 +30,16 @@ from codexgate.core.sanitize import escape_unsafe
 from codexgate.storage.interface import StorageUnavailable
 from codexgate.storage.location import describe
 
-NAMES: Final = ("status", "history", "accounts", "migrate", "copy-db", "check-config")
+NAMES: Final = (
+    "status",
+    "history",
+    "accounts",
+    "migrate",
+    "copy-db",
+    "backup",
+    "restore",
+    "check-config",
+)
 URL_ENV: Final = "CODEXGATE_URL"
 # The settings each command reads, besides --config (the file may hold any of them): its --help
 # lists these and no others, and they may come before the command too (codexgate --db x status).
@@ -35,6 +54,8 @@ SETTINGS_USED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "migrate": _DATABASE,
         # Its databases are --from and --to; a PostgreSQL one is reached as --db's would be.
         "copy-db": ("db_connect_timeout",),
+        "backup": ("db",),
+        "restore": ("db",),
         # It shows what serve would run with: every setting applies.
         "check-config": tuple(setting.name for setting in SETTINGS),
     }
@@ -150,6 +171,20 @@ def add_parsers(
     )
     copy_db.add_arguments(parser)
 
+    parser = commands.add_parser(
+        "backup",
+        parents=[_settings_parent("backup")],
+        help="write a consistent copy of the SQLite database, also while it serves",
+    )
+    backup.add_backup_arguments(parser)
+
+    parser = commands.add_parser(
+        "restore",
+        parents=[_settings_parent("restore")],
+        help="replace the SQLite database with a backup (with no codexgate serving on it)",
+    )
+    backup.add_restore_arguments(parser)
+
     commands.add_parser(
         "check-config",
         parents=[_settings_parent("check-config")],
@@ -165,6 +200,10 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
             return OK
         if args.command == "copy-db":
             return copy_db.run(args, loaded.config, sys.stdout, sys.stderr)
+        if args.command == "backup":
+            return backup.run_backup(args, loaded.config, sys.stdout)
+        if args.command == "restore":
+            return backup.run_restore(args, loaded.config, sys.stdout)
         login = None
         if args.command == "accounts" and args.action == "add":
             # Before the loop starts: reading stdin blocks.
