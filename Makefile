@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each creates .venv and installs
-# what it needs; a stamp file skips the install until pyproject.toml changes. `make test` also
+# what it needs; a stamp file skips the install until pyproject.toml or the version (in
+# codexgate/__init__.py) changes. `make test` also
 # installs the pinned real Codex CLI (tests/client, needs Node.js 20+ and npm) for tests/e2e, and
 # Debian's chromium (with a CJK font for the Chinese pages) for tests/browser, openssl and
 # PostgreSQL when they are missing: the browser tests drive Chromium with Playwright, which never
@@ -25,11 +26,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.stamp-run: pyproject.toml | $(PY)
+$(VENV)/.stamp-run: pyproject.toml codexgate/__init__.py | $(PY)
 	$(PIP) -e '.[fast]'
 	touch $@
 
-$(VENV)/.stamp-test: pyproject.toml | $(PY)
+$(VENV)/.stamp-test: pyproject.toml codexgate/__init__.py | $(PY)
 	$(PIP) -e '.[fast,test]'
 	touch $@
 

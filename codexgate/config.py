@@ -22,6 +22,7 @@ from typing import Any, Final, Literal, get_args
 from yarl import URL
 
 from codexgate.core.refresh import DEFAULT_REFRESH_AFTER_MINUTES, MIN_REFRESH_AFTER_MINUTES
+from codexgate.paths import NoStateFolder, default_database
 from codexgate.storage.location import DatabaseLocation, parse_database
 
 WebSocketMode = Literal["relay", "refuse"]
@@ -147,6 +148,25 @@ class ConfigError(Exception):
         self.message = message
 
 
+def default_database_path(environ: Mapping[str, str]) -> Path:
+    """The database file when no --db, CODEXGATE_DB or file `db` is given."""
+    try:
+        return default_database(environ).path
+    except NoStateFolder as exc:
+        raise ConfigError("db", f"{exc}: give one") from None
+
+
+def default_database_why(
+    db: DatabaseLocation, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """Why the database is where it is when that is the default location, else None."""
+    try:
+        default = default_database(os.environ if environ is None else environ)
+    except NoStateFolder:
+        return None
+    return default.why if db == default.path else None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything that shapes one running instance."""
@@ -155,8 +175,9 @@ class Config:
     port: int = 8787
     reuse_port: bool = False  # SO_REUSEPORT: a new process may bind the port while this one drains
     upstream: URL = DEFAULT_UPSTREAM
-    # A SQLite file, or a PostgreSQL URL whose repr and str hide its password.
-    db: DatabaseLocation = Path("./data/codexgate.db")
+    # A SQLite file, or a PostgreSQL URL whose repr and str hide its password. Unset, it depends
+    # on how codexgate runs (paths.default_database): every command gets it from here.
+    db: DatabaseLocation = field(default_factory=lambda: default_database_path(os.environ))
     db_pool_size: int = 10  # connections in the PostgreSQL pool (SQLite ignores it)
     db_connect_timeout: float = 30.0  # start-up gives PostgreSQL this long before it fails
     admin_prefix: str = "codexgate"
@@ -241,7 +262,11 @@ SETTINGS: tuple[_Setting, ...] = (
         "URL",
     ),
     _Setting(
-        "db", "SQLite database file or postgresql:// URL (default ./data/codexgate.db)", "PATH|URL"
+        "db",
+        "SQLite database file or postgresql:// URL (default ./data/codexgate.db in a source "
+        "checkout, else $XDG_STATE_HOME/codexgate/codexgate.db or "
+        "~/.local/state/codexgate/codexgate.db)",
+        "PATH|URL",
     ),
     _Setting("db_pool_size", "connections in the PostgreSQL pool (default 10)", "N"),
     _Setting(
@@ -937,6 +962,8 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] | None =
             sources[name] = "file"
         else:
             sources[name] = "default"
+    if sources["db"] == "default":
+        values["db"] = default_database_path(env)
     try:
         config = Config(**values)  # type: ignore[arg-type]
     except ConfigError as exc:

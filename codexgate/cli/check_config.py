@@ -10,7 +10,15 @@ from yarl import URL
 
 from codexgate.cli.common import open_database
 from codexgate.cli.output import table
-from codexgate.config import SETTINGS, AlertConfig, Config, Loaded, mask_credentials, mask_url
+from codexgate.config import (
+    SETTINGS,
+    AlertConfig,
+    Config,
+    Loaded,
+    default_database_why,
+    mask_credentials,
+    mask_url,
+)
 from codexgate.security import TOKEN_SETTING
 from codexgate.storage import schema_status
 from codexgate.storage.interface import StorageSetupError, StorageUnavailable
@@ -97,6 +105,10 @@ def render(loaded: Loaded, out: TextIO, admin_token: str | None = None) -> None:
         source: str = sources[setting.name]
         if setting.name == "admin_token" and value is None and admin_token is not None:
             text, source = admin_token, "database"
+        if setting.name == "db" and source == "default" and isinstance(value, Path):
+            # As the start-up log says it: the whole path, and why it is the default.
+            why = default_database_why(value)
+            text = f"{value.resolve()} ({why})" if why else text
         rows.append([setting.name, text, source])
     rows += _alert_rows(config.alerts, sources["alerts"])
     out.write(table(HEADERS, rows, colour=False))

@@ -21,6 +21,7 @@ from codexgate.config import (
     Config,
     ConfigError,
     add_arguments,
+    default_database_why,
     log_level_number,
     mask_credentials,
     resolve,
@@ -46,7 +47,8 @@ def _log_banner(config: Config) -> None:
     log.info("upstream %s%s", config.upstream, via)
     # A PostgreSQL URL shows without its password.
     database = config.db.resolve() if isinstance(config.db, Path) else config.db.masked
-    log.info("database %s", database)
+    why = default_database_why(config.db)
+    log.info("database %s%s", database, f" ({why})" if why else "")
     log.info("health %s/%s/healthz", config.public_base, config.admin_prefix)
     log.info(
         "point the Codex CLI here with ~/.codex/config.toml (codexgate codex-config --write):\n%s",
