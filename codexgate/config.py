@@ -38,8 +38,14 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{16,}")
 DEFAULT_UPSTREAM: Final = URL("https://chatgpt.com")
 DEFAULT_CONFIG_FILE: Final = Path("codexgate.toml")
-# Where a setting's value came from, strongest first.
-Source = Literal["flag", "env", "file", "default"]
+# Where a setting's value came from, strongest first ("env_file": CODEXGATE_<NAME>_FILE).
+Source = Literal["flag", "env", "env_file", "file", "default"]
+# Settings that may hold a secret and so may also be read from a file named by
+# CODEXGATE_<NAME>_FILE: container and compose secrets are files (/run/secrets/...), and a file
+# keeps the value out of the process environment, which `docker inspect` shows.
+SECRET_FILE_SETTINGS: Final = ("admin_token", "metrics_token", "db", "upstream_proxy")
+SECRET_FILE_SUFFIX: Final = "_FILE"  # noqa: S105 (a variable name, not a secret)
+_SECRET_FILE_MAX_BYTES: Final = 64 * 1024
 # The settings each check in Config.__post_init__ compares, by the setting its error names.
 _CROSS_CHECKED: Final = MappingProxyType(
     {"critical_percent": ("warn_percent", "critical_percent"), "no_auth": ("no_auth", "host")}
@@ -606,6 +612,34 @@ def _convert(name: str, raw: str) -> object:
     raise AssertionError(f"unhandled setting {name}")
 
 
+def read_secret_file(name: str, raw_path: str) -> str:
+    """The value of CODEXGATE_<NAME>_FILE's file: its text without surrounding whitespace."""
+    variable = ENV_PREFIX + name.upper() + SECRET_FILE_SUFFIX
+    path = Path(raw_path).expanduser()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_SECRET_FILE_MAX_BYTES + 1)
+    except FileNotFoundError:
+        problem = "does not exist"
+    except IsADirectoryError:
+        problem = "is a folder"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    else:
+        if len(data) > _SECRET_FILE_MAX_BYTES:
+            problem = f"is larger than {_SECRET_FILE_MAX_BYTES // 1024} KiB"
+        else:
+            try:
+                text = data.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                problem = "is not UTF-8 text"
+            else:
+                if text:
+                    return text
+                problem = "is empty"
+    raise ConfigError(name, f"{path} {problem}", where=variable)
+
+
 def config_path(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Path | None:
     """The settings file to read: --config, else CODEXGATE_CONFIG, else ./codexgate.toml if any."""
     raw = flags.get("config")
@@ -955,7 +989,24 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] | None =
         if raw is None:
             raw = env.get(ENV_PREFIX + name.upper())
             sources[name] = "env"
-        if raw is not None:
+        if name in SECRET_FILE_SETTINGS:
+            secret_file = env.get(ENV_PREFIX + name.upper() + SECRET_FILE_SUFFIX)
+            if secret_file is not None and sources[name] == "env":
+                if raw is not None:
+                    raise ConfigError(
+                        name,
+                        f"set {ENV_PREFIX}{name.upper()} or "
+                        f"{ENV_PREFIX}{name.upper()}{SECRET_FILE_SUFFIX}, not both",
+                    )
+                raw = read_secret_file(name, secret_file)
+                sources[name] = "env_file"
+        if raw is not None and sources[name] == "env_file":
+            try:
+                values[name] = _convert(name, raw)
+            except ConfigError as exc:
+                variable = ENV_PREFIX + name.upper() + SECRET_FILE_SUFFIX
+                raise ConfigError(name, exc.message, where=variable) from None
+        elif raw is not None:
             values[name] = _convert(name, raw)
         elif name in file_values:
             values[name] = _file_setting(name, file_values[name], str(path))

@@ -93,7 +93,7 @@ async def stored_admin_token(config: Config) -> str:
 
 
 def render(loaded: Loaded, out: TextIO, admin_token: str | None = None) -> None:
-    """Every setting, its value (secrets as ***set***) and flag, env, file or default.
+    """Every setting, its value (secrets as ***set***) and flag, env, env_file, file or default.
 
     admin_token says what stands in for an unset admin_token (stored_admin_token).
     """

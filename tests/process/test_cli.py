@@ -482,7 +482,8 @@ def test_check_config_shows_values_sources_and_masks_secrets(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CODEXGATE_LOG_LEVEL", "debug")
-    monkeypatch.setenv("CODEXGATE_METRICS_TOKEN", "metrics-token-sekrit-1")
+    (tmp_path / "metrics_token").write_text("metrics-token-sekrit-1\n")
+    monkeypatch.setenv("CODEXGATE_METRICS_TOKEN_FILE", str(tmp_path / "metrics_token"))
     (tmp_path / "codexgate.toml").write_text(
         'port = 9001\nadmin_token = "admin-token-sekrit-123"\n'
         'upstream_proxy = "http://user:pw-sekrit@proxy.internal:3128"\n'
@@ -501,7 +502,7 @@ def test_check_config_shows_values_sources_and_masks_secrets(
     assert rows["idle_timeout"] == ["300", "default"]
     assert rows["capture"] == ["on", "default"]
     assert rows["admin_token"] == ["***set***", "file"]
-    assert rows["metrics_token"] == ["***set***", "env"]
+    assert rows["metrics_token"] == ["***set***", "env_file"]
     assert rows["upstream_proxy"] == ["http://***@proxy.internal:3128", "file"]
     assert rows["alerts.thresholds"] == ["50, 90", "file"]
     assert rows["alerts.webhooks[0]"] == ["https://hooks.slack.com/… (slack, team)", "file"]

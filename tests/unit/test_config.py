@@ -636,3 +636,70 @@ def test_a_bad_database_url_never_repeats_its_password(tmp_path: Path, bad: str)
     for message in messages:
         assert DB_PASSWORD not in message
         assert "\n" not in message
+
+
+TOKEN = "Zq7-mW2xK9pL4vR8tY3n"
+
+
+def test_secrets_can_come_from_a_file_named_by_a_file_variable(tmp_path: Path) -> None:
+    token_file = tmp_path / "admin_token"
+    token_file.write_text(TOKEN + "\n")  # as `echo` and most secret tools write it
+    db_file = tmp_path / "db"
+    db_file.write_text("postgresql://codexgate:s3cret@db:5432/codexgate\n")
+    env = {"CODEXGATE_ADMIN_TOKEN_FILE": str(token_file), "CODEXGATE_DB_FILE": str(db_file)}
+    loaded = resolve({}, env)
+    assert loaded.config.admin_token == TOKEN
+    assert isinstance(loaded.config.db, PostgresURL)
+    assert loaded.config.db.dsn == "postgresql://codexgate:s3cret@db:5432/codexgate"
+    assert (loaded.sources["admin_token"], loaded.sources["db"]) == ("env_file", "env_file")
+    # A flag still beats the file.
+    flagged = resolve({"admin_token": "Ab1-Cd2-Ef3-Gh4-Jk5"}, env)
+    assert (flagged.config.admin_token, flagged.sources["admin_token"]) == (
+        "Ab1-Cd2-Ef3-Gh4-Jk5",
+        "flag",
+    )
+
+
+def test_only_secret_settings_have_a_file_variable(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    port_file.write_text("9999")
+    assert resolve({}, {"CODEXGATE_PORT_FILE": str(port_file)}).config.port == 8787
+
+
+def test_a_variable_and_its_file_variable_together_are_an_error(tmp_path: Path) -> None:
+    token_file = tmp_path / "admin_token"
+    token_file.write_text(TOKEN)
+    env = {"CODEXGATE_ADMIN_TOKEN": TOKEN, "CODEXGATE_ADMIN_TOKEN_FILE": str(token_file)}
+    with pytest.raises(ConfigError, match="CODEXGATE_ADMIN_TOKEN or CODEXGATE_ADMIN_TOKEN_FILE"):
+        resolve({}, env)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "does not exist"),
+        (b"", "is empty"),
+        (b"  \n", "is empty"),
+        (b"\xff\xfe", "is not UTF-8 text"),
+        (b"x" * (64 * 1024 + 1), "is larger than 64 KiB"),
+        (b"short-Secret9", "at least 16 visible ASCII characters"),
+    ],
+)
+def test_a_bad_secret_file_names_the_file_variable_and_never_the_value(
+    tmp_path: Path, content: bytes | None, words: str
+) -> None:
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        resolve({}, {"CODEXGATE_ADMIN_TOKEN_FILE": str(path)})
+    message = str(caught.value)
+    assert message.startswith("invalid admin_token in CODEXGATE_ADMIN_TOKEN_FILE: ")
+    assert words in message
+    if content:
+        assert "short-Secret9" not in message
+
+
+def test_a_secret_file_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"CODEXGATE_METRICS_TOKEN_FILE: .* is a folder"):
+        resolve({}, {"CODEXGATE_METRICS_TOKEN_FILE": str(tmp_path)})
