@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import sqlite3
 import struct
@@ -76,6 +77,7 @@ def backup(source: Path, dest: Path, *, force: bool) -> Summary:
         raise BackupError(f"{dest} exists; give another name, or --force to replace it")
     if _same_file(source, dest):
         raise BackupError(f"{dest} is the database itself")
+    _remove_abandoned(dest.parent, f".{dest.name}.partial-")
     partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     try:
         with _reading(source) as reader:
@@ -170,6 +172,7 @@ def restore(source: Path, db: Path, *, held: bool) -> Path | None:
     held: a process has db open (only with --force): its -wal and -shm are moved aside with it
     instead of being checkpointed and removed. Returns the kept file, or None when there was none.
     """
+    _remove_abandoned(db.parent, f".{db.name}.restore-")
     partial = db.with_name(f".{db.name}.restore-{os.getpid()}")
     kept = db.with_name(db.name + BEFORE_RESTORE)
     try:
@@ -203,6 +206,26 @@ def restore(source: Path, db: Path, *, held: bool) -> Path | None:
     finally:
         partial.unlink(missing_ok=True)
     return result
+
+
+def _remove_abandoned(folder: Path, prefix: str) -> None:
+    """Delete temporary files named prefix + PID whose process is gone (a killed backup's)."""
+    for leftover in folder.glob(glob.escape(prefix) + "*"):
+        pid = leftover.name.removeprefix(prefix)
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 @contextlib.contextmanager
