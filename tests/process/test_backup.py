@@ -213,3 +213,51 @@ async def test_restore_refuses_a_newer_or_broken_file(tmp_path: Path) -> None:
         "codexgate: backup works on a SQLite file; for PostgreSQL use pg_dump "
         "(docs/operations.md#backups)\n"
     )
+
+
+def test_forced_restore_over_an_open_file_keeps_what_its_holder_wrote(tmp_path: Path) -> None:
+    """A process holding the file with rows only in its -wal: restore refuses, then with --force
+    puts the backup in place and moves the -wal and -shm aside with the old file, so the rows the
+    holder committed stay readable in <db>.before-restore and none of them leak into the restore."""
+    db = tmp_path / "codexgate.db"
+    assert run("migrate", "--db", str(db), cwd=tmp_path).returncode == 0
+    saved = tmp_path / "saved.db"
+    assert run("backup", "--db", str(db), str(saved), cwd=tmp_path).returncode == 0
+    holder_code = (
+        "import sqlite3, sys\n"
+        f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "db.execute('PRAGMA journal_mode = WAL')\n"
+        "db.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        'db.execute("INSERT INTO accounts (id, account_key, first_seen_at, last_seen_at) '
+        "VALUES (7, 'seat:held:u', 0, 0)\")\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "ready\n"
+        wal = db.with_name(db.name + "-wal")
+        assert wal.stat().st_size > 0, "the holder's row must still be in the -wal only"
+
+        refused = run("restore", "--db", str(db), str(saved), cwd=tmp_path)
+        assert refused.returncode == 1
+        assert f"is open in process {holder.pid} on this machine" in refused.stderr
+
+        forced = run("restore", "--force", "--db", str(db), str(saved), cwd=tmp_path)
+        assert forced.returncode == 0, forced.stderr
+        kept = db.with_name(db.name + ".before-restore")
+        assert kept.with_name(kept.name + "-wal").exists()
+        assert not wal.exists()
+    finally:
+        holder.communicate("", timeout=30)
+    with contextlib.closing(sqlite3.connect(db)) as restored:
+        assert restored.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
+    with contextlib.closing(sqlite3.connect(kept)) as old:
+        assert old.execute("SELECT account_key FROM accounts").fetchall() == [("seat:held:u",)]
+    assert integrity(db)[0] == "ok"
