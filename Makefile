@@ -16,10 +16,11 @@ CLIENT := tests/client
 # self-signed certificate of the SMTP STARTTLS test, tests/helpers/smtp.py), PostgreSQL's server
 # programs in /usr/lib/postgresql/NN/bin (tests/helpers/postgres.py), nginx and HAProxy in
 # /usr/sbin (the load balancers of docs/deployment.md, tests/process/test_deployment_examples.py),
-# systemd for systemd-analyze (deploy/systemd, tests/process/test_systemd_unit.py).
-# The packages' own services (PostgreSQL's "main" cluster, nginx, haproxy) are left alone;
+# systemd for systemd-analyze (deploy/systemd, tests/process/test_systemd_unit.py), prometheus for
+# promtool (deploy/prometheus, tests/process/test_monitoring_kit.py).
+# The packages' own services (PostgreSQL's "main" cluster, nginx, haproxy, prometheus) are left alone;
 # without systemd they are started only where policy-rc.d allows it.
-TEST_PACKAGES := chromium fonts-wqy-zenhei openssl postgresql nginx haproxy systemd
+TEST_PACKAGES := chromium fonts-wqy-zenhei openssl postgresql nginx haproxy systemd prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test test-fast lint bench clean test-packages screenshots
@@ -45,8 +46,8 @@ test-packages:
 		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		&& { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 \
 		&& { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 \
-		&& [ -x /usr/bin/systemd-analyze ]; then :; else \
-		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium, openssl, PostgreSQL, nginx, haproxy or systemd-analyze not found and no apt-get; install Chromium and openssl so that both are on PATH, PostgreSQL so that /usr/lib/postgresql/NN/bin holds initdb and postgres, nginx and haproxy in /usr/sbin, and systemd so that /usr/bin/systemd-analyze exists" >&2; exit 1; }; \
+		&& [ -x /usr/bin/systemd-analyze ] && command -v promtool >/dev/null 2>&1; then :; else \
+		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium, openssl, PostgreSQL, nginx, haproxy, systemd-analyze or promtool not found and no apt-get; install Chromium and openssl so that both are on PATH, PostgreSQL so that /usr/lib/postgresql/NN/bin holds initdb and postgres, nginx and haproxy in /usr/sbin, systemd so that /usr/bin/systemd-analyze exists, and Prometheus's promtool on PATH" >&2; exit 1; }; \
 		echo "installing Debian's $(TEST_PACKAGES) for the tests"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
