@@ -38,8 +38,9 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{16,}")
 DEFAULT_UPSTREAM: Final = URL("https://chatgpt.com")
 DEFAULT_CONFIG_FILE: Final = Path("codexgate.toml")
-# Where a setting's value came from, strongest first ("env_file": CODEXGATE_<NAME>_FILE).
-Source = Literal["flag", "env", "env_file", "file", "default"]
+# Where a setting's value came from, strongest first ("env_file": CODEXGATE_<NAME>_FILE, which
+# beats CODEXGATE_<NAME>).
+Source = Literal["flag", "env_file", "env", "file", "default"]
 # Settings that may hold a secret and so may also be read from a file named by
 # CODEXGATE_<NAME>_FILE: container and compose secrets are files (/run/secrets/...), and a file
 # keeps the value out of the process environment, which `docker inspect` shows.
@@ -991,13 +992,9 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] | None =
             sources[name] = "env"
         if name in SECRET_FILE_SETTINGS:
             secret_file = env.get(ENV_PREFIX + name.upper() + SECRET_FILE_SUFFIX)
+            # The file beats the plain variable: an image sets CODEXGATE_DB=/data/... as its
+            # default, and compose cannot unset it for a service that gives CODEXGATE_DB_FILE.
             if secret_file is not None and sources[name] == "env":
-                if raw is not None:
-                    raise ConfigError(
-                        name,
-                        f"set {ENV_PREFIX}{name.upper()} or "
-                        f"{ENV_PREFIX}{name.upper()}{SECRET_FILE_SUFFIX}, not both",
-                    )
                 raw = read_secret_file(name, secret_file)
                 sources[name] = "env_file"
         if raw is not None and sources[name] == "env_file":

@@ -666,12 +666,15 @@ def test_only_secret_settings_have_a_file_variable(tmp_path: Path) -> None:
     assert resolve({}, {"CODEXGATE_PORT_FILE": str(port_file)}).config.port == 8787
 
 
-def test_a_variable_and_its_file_variable_together_are_an_error(tmp_path: Path) -> None:
-    token_file = tmp_path / "admin_token"
-    token_file.write_text(TOKEN)
-    env = {"CODEXGATE_ADMIN_TOKEN": TOKEN, "CODEXGATE_ADMIN_TOKEN_FILE": str(token_file)}
-    with pytest.raises(ConfigError, match="CODEXGATE_ADMIN_TOKEN or CODEXGATE_ADMIN_TOKEN_FILE"):
-        resolve({}, env)
+def test_a_file_variable_beats_its_plain_variable(tmp_path: Path) -> None:
+    """The container image sets CODEXGATE_DB=/data/codexgate.db; compose's CODEXGATE_DB_FILE
+    must still win."""
+    db_file = tmp_path / "db"
+    db_file.write_text("postgresql://codexgate@db/codexgate")
+    env = {"CODEXGATE_DB": "/data/codexgate.db", "CODEXGATE_DB_FILE": str(db_file)}
+    loaded = resolve({}, env)
+    assert isinstance(loaded.config.db, PostgresURL)
+    assert loaded.sources["db"] == "env_file"
 
 
 @pytest.mark.parametrize(
