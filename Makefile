@@ -17,13 +17,14 @@ CLIENT := tests/client
 # programs in /usr/lib/postgresql/NN/bin (tests/helpers/postgres.py), nginx and HAProxy in
 # /usr/sbin (the load balancers of docs/deployment.md, tests/process/test_deployment_examples.py),
 # systemd for systemd-analyze (deploy/systemd, tests/process/test_systemd_unit.py), prometheus for
-# promtool (deploy/prometheus, tests/process/test_monitoring_kit.py).
+# promtool (deploy/prometheus, tests/process/test_monitoring_kit.py), binutils for PyInstaller's
+# objcopy and strip (make dist, tests/process/test_dist.py).
 # The packages' own services (PostgreSQL's "main" cluster, nginx, haproxy, prometheus) are left alone;
 # without systemd they are started only where policy-rc.d allows it.
-TEST_PACKAGES := chromium fonts-wqy-zenhei openssl postgresql nginx haproxy systemd prometheus
+TEST_PACKAGES := chromium fonts-wqy-zenhei openssl postgresql nginx haproxy systemd prometheus binutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast lint bench clean test-packages screenshots
+.PHONY: run test test-fast lint bench clean test-packages screenshots dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ $(VENV)/.stamp-test: pyproject.toml codexgate/__init__.py | $(PY)
 	$(PIP) -e '.[fast,test]'
 	touch $@
 
+$(VENV)/.stamp-dist: pyproject.toml codexgate/__init__.py | $(PY)
+	$(PIP) -e '.[dist]'
+	touch $@
+
 $(CLIENT)/node_modules/.stamp: $(CLIENT)/package.json $(CLIENT)/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { echo "make test: npm not found; install Node.js 20+ with npm, it installs the Codex CLI the end-to-end tests run ($(CLIENT))" >&2; exit 1; }
 	npm ci --prefix $(CLIENT) --no-audit --no-fund
@@ -46,8 +51,9 @@ test-packages:
 		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		&& { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 \
 		&& { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 \
-		&& [ -x /usr/bin/systemd-analyze ] && command -v promtool >/dev/null 2>&1; then :; else \
-		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium, openssl, PostgreSQL, nginx, haproxy, systemd-analyze or promtool not found and no apt-get; install Chromium and openssl so that both are on PATH, PostgreSQL so that /usr/lib/postgresql/NN/bin holds initdb and postgres, nginx and haproxy in /usr/sbin, systemd so that /usr/bin/systemd-analyze exists, and Prometheus's promtool on PATH" >&2; exit 1; }; \
+		&& [ -x /usr/bin/systemd-analyze ] && command -v promtool >/dev/null 2>&1 \
+		&& command -v objcopy >/dev/null 2>&1; then :; else \
+		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium, openssl, PostgreSQL, nginx, haproxy, systemd-analyze, promtool or objcopy not found and no apt-get; install Chromium and openssl so that both are on PATH, PostgreSQL so that /usr/lib/postgresql/NN/bin holds initdb and postgres, nginx and haproxy in /usr/sbin, systemd so that /usr/bin/systemd-analyze exists, Prometheus's promtool and binutils' objcopy on PATH" >&2; exit 1; }; \
 		echo "installing Debian's $(TEST_PACKAGES) for the tests"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
@@ -74,6 +80,12 @@ screenshots: $(VENV)/.stamp-test test-packages
 	$(PY) -m pytest -q tests/browser/test_docs_screenshots.py
 	mkdir -p docs/images
 	cp test-artifacts/docs-*.png docs/images/
+
+# The wheel, the sdist, codexgate.pyz and the standalone binary codexgate, into dist/ (or
+# DIST=folder); the intermediate files go to build/. release/dist.py says how each is made.
+DIST ?= dist
+dist: $(VENV)/.stamp-dist
+	$(PY) -m release.dist --out $(DIST)
 
 bench: $(VENV)/.stamp-test
 	$(PY) -m bench

@@ -1,0 +1,1 @@
+"""Release tooling: `python -m release.dist` builds the artifacts of `make dist`."""
