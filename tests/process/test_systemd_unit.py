@@ -191,6 +191,8 @@ def test_the_unit_runs_codexgate_as_a_notify_service_with_its_database_in_its_st
     assert Path(command[0]).name == "codexgate"
     assert command[1:] == ["serve"]
     assert unit.value("Type") == "notify"
+    # The one-file binary's READY=1 comes from a child of the unit's main process.
+    assert unit.value("NotifyAccess") == "all"
     assert unit.value("DynamicUser") == "yes"
     # One user name for both instances of the template: the kernel shares a port between one
     # user's sockets only.
@@ -207,7 +209,12 @@ def test_the_unit_runs_codexgate_as_a_notify_service_with_its_database_in_its_st
 def test_every_variable_the_unit_and_the_example_file_set_is_a_codexgate_setting(
     unit: Unit,
 ) -> None:
-    assert set(unit.environment()) <= SETTING_VARIABLES
+    # Besides codexgate's settings, only where codexgate.pyz unpacks itself: the cache directory
+    # (%C is /var/cache), since shiv's default ~/.shiv is not writable for a dynamic user.
+    environment = unit.environment()
+    assert environment.pop("SHIV_ROOT") == f"%C/{unit.value('CacheDirectory')}"
+    assert unit.value("CacheDirectoryMode") == "0700"
+    assert set(environment) <= SETTING_VARIABLES
     example = re.findall(r"^#?([A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
     assert ENV_PREFIX + "ADMIN_TOKEN" in example
     assert set(example) <= SETTING_VARIABLES
@@ -308,7 +315,8 @@ def start_as_the_unit_would(
     """Start `codexgate <ExecStart arguments>` with the unit's environment (%S as `state`),
     umask, open-files limit and MemoryDenyWriteExecute, plus the `extra` variables."""
     environment = {
-        name: value.replace("%S", str(state)) for name, value in unit.environment().items()
+        name: value.replace("%S", str(state)).replace("%C", str(state.with_name("var-cache")))
+        for name, value in unit.environment().items()
     }
     with log_path.open("wb") as log:
         return subprocess.Popen(
