@@ -18,10 +18,12 @@ CLIENT := tests/client
 # /usr/sbin (the load balancers of docs/deployment.md, tests/process/test_deployment_examples.py),
 # systemd for systemd-analyze (deploy/systemd, tests/process/test_systemd_unit.py), prometheus for
 # promtool (deploy/prometheus, tests/process/test_monitoring_kit.py), binutils for PyInstaller's
-# objcopy and strip (make dist, tests/process/test_dist.py).
-# The packages' own services (PostgreSQL's "main" cluster, nginx, haproxy, prometheus) are left alone;
-# without systemd they are started only where policy-rc.d allows it.
-TEST_PACKAGES := chromium fonts-wqy-zenhei openssl postgresql nginx haproxy systemd prometheus binutils
+# objcopy and strip (make dist, tests/process/test_dist.py), docker.io and mmdebstrap for a
+# docker daemon of the test's own and a base image made from Debian packages
+# (tests/process/test_container.py). The packages' own services (PostgreSQL's "main" cluster,
+# nginx, haproxy, prometheus, docker) are left alone; without systemd they are started only where
+# policy-rc.d allows it.
+TEST_PACKAGES := chromium fonts-wqy-zenhei openssl postgresql nginx haproxy systemd prometheus binutils docker.io mmdebstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test test-fast lint bench clean test-packages screenshots dist
@@ -52,8 +54,9 @@ test-packages:
 		&& { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 \
 		&& { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 \
 		&& [ -x /usr/bin/systemd-analyze ] && command -v promtool >/dev/null 2>&1 \
-		&& command -v objcopy >/dev/null 2>&1; then :; else \
-		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium, openssl, PostgreSQL, nginx, haproxy, systemd-analyze, promtool or objcopy not found and no apt-get; install Chromium and openssl so that both are on PATH, PostgreSQL so that /usr/lib/postgresql/NN/bin holds initdb and postgres, nginx and haproxy in /usr/sbin, systemd so that /usr/bin/systemd-analyze exists, Prometheus's promtool and binutils' objcopy on PATH" >&2; exit 1; }; \
+		&& command -v objcopy >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 \
+		&& command -v mmdebstrap >/dev/null 2>&1; then :; else \
+		command -v apt-get >/dev/null 2>&1 || { echo "make test: chromium, openssl, PostgreSQL, nginx, haproxy, systemd-analyze, promtool, objcopy, dockerd or mmdebstrap not found and no apt-get; install Chromium and openssl so that both are on PATH, PostgreSQL so that /usr/lib/postgresql/NN/bin holds initdb and postgres, nginx and haproxy in /usr/sbin, systemd so that /usr/bin/systemd-analyze exists, Prometheus's promtool, binutils' objcopy, dockerd and mmdebstrap on PATH" >&2; exit 1; }; \
 		echo "installing Debian's $(TEST_PACKAGES) for the tests"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
