@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ import pytest
 from aiohttp import ClientSession, ClientTimeout
 
 from tests.helpers.admin_client import ADMIN
+from tests.helpers.balancers import Balancer, checked_config, start_nginx
 from tests.helpers.fake_upstream import sse_events
 from tests.helpers.paths import DATA, REPO
 from tests.helpers.processes import (
@@ -28,7 +28,6 @@ from tests.helpers.processes import (
     UpstreamProcess,
     free_port,
     health,
-    wait_answering,
 )
 from tests.helpers.tokens import bearer
 from tests.helpers.waiting import eventually
@@ -37,7 +36,6 @@ DEPLOYMENT_DOC: Final = REPO / "docs" / "deployment.md"
 # The addresses the examples are written with: the balancer, then the two instances.
 DOC_BALANCER: Final = "127.0.0.1:8080"
 DOC_INSTANCES: Final = ("127.0.0.1:8081", "127.0.0.1:8082")
-NGINX: Final = Path("/usr/sbin/nginx")  # Debian's; not on a regular user's PATH
 HAPROXY: Final = Path("/usr/sbin/haproxy")
 
 # The upstream streams turns of 6 + DELTAS events, EVENT_DELAY seconds apart: a turn takes
@@ -55,22 +53,6 @@ WS_TURN_REQUEST: Final = orjson.dumps(
         if orjson.loads(line)["dir"] == "client"
     )
 ).decode()
-
-# Only what nginx needs around the documented file (which goes into its http block) to run
-# unprivileged in a temporary folder: pid, logs and temporary files there, no access log.
-NGINX_MAIN: Final = """\
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{
-    worker_connections 1024;
-}}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    include {dir}/codexgate.conf;
-}}
-"""
 
 
 def documented_block(kind: str) -> str:
@@ -96,61 +78,9 @@ def expected_turn() -> bytes:
     return b"".join([*events[:3], *[events[2]] * DELTAS, *events[3:]])
 
 
-@dataclass
-class Balancer:
-    """nginx or HAProxy in the foreground, as a child of the test."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def wait_ready(self) -> None:
-        """Wait until healthz answers through it, or fail with its log."""
-        if not await wait_answering(f"{self.base}/codexgate/healthz", self.process, 15):
-            raise AssertionError(f"the balancer did not come up:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(self.process.wait), 10)
-            except TimeoutError:
-                self.process.kill()
-                await asyncio.to_thread(self.process.wait)
-
-
-def checked_config(command: list[str | Path]) -> None:
-    """Run a balancer's own configuration check: it must pass without a warning."""
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    said = done.stdout + done.stderr
-    assert done.returncode == 0, said
-    assert "warn" not in said.lower(), said
-
-
-def start_nginx(workdir: Path, port: int, instances: tuple[int, int]) -> Balancer:
-    """Debian's nginx with the documented file, wrapped in NGINX_MAIN, in the foreground."""
-    assert NGINX.exists(), "nginx is missing: `make test` installs Debian's nginx"
-    workdir.mkdir()
-    config = with_ports(documented_block("nginx"), port, instances)
-    (workdir / "codexgate.conf").write_text(config)
-    (workdir / "nginx.conf").write_text(NGINX_MAIN.format(dir=workdir))
-    # The error log in the folder, not /var/log/nginx, which a user may not write.
-    options: list[str | Path] = ["-p", workdir, "-c", workdir / "nginx.conf"]
-    options += ["-e", workdir / "error.log"]
-    checked_config([NGINX, "-t", "-q", *options])
-    log_path = workdir / "stderr.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [NGINX, *options, "-g", "daemon off;"], stdout=log, stderr=subprocess.STDOUT
-        )
-    return Balancer(process, port, log_path)
+def documented_nginx(workdir: Path, port: int, instances: tuple[int, int]) -> Balancer:
+    """Debian's nginx with the documented file, in the foreground."""
+    return start_nginx(workdir, with_ports(documented_block("nginx"), port, instances), port)
 
 
 def start_haproxy(workdir: Path, port: int, instances: tuple[int, int]) -> Balancer:
@@ -290,7 +220,7 @@ async def check_through(
 async def test_the_nginx_example_streams_and_survives_an_instance_killed(
     tmp_path: Path, deployment: Deployment
 ) -> None:
-    balancer = start_nginx(tmp_path / "nginx", free_port(), deployment.ports)
+    balancer = documented_nginx(tmp_path / "nginx", free_port(), deployment.ports)
     try:
         await balancer.wait_ready()
         await check_through(balancer, deployment)
