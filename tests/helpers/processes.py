@@ -118,6 +118,14 @@ class GatewayProcess:
             self.process.wait()
         self._log.close()
 
+    async def stop(self) -> None:
+        """Teardown: SIGTERM if still running, SIGKILL if that fails or times out."""
+        try:
+            if self.process.poll() is None:
+                await self.terminate()
+        finally:
+            self.kill()
+
 
 class UpstreamProcess:
     """The fake upstream served by a subprocess on a loopback port."""

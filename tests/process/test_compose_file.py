@@ -458,11 +458,7 @@ async def instances(tmp_path: Path, postgres_database: str) -> AsyncIterator[Ins
         yield Instances(gateways, upstream)
     finally:
         for gateway in gateways.values():
-            try:
-                if gateway.process.poll() is None:
-                    await gateway.terminate()
-            finally:
-                gateway.kill()
+            await gateway.stop()
         await upstream.kill()
 
 

@@ -126,11 +126,7 @@ async def deployment(tmp_path: Path, postgres_database: str) -> AsyncIterator[De
         yield Deployment((gateways[0], gateways[1]), upstream)
     finally:
         for gateway in gateways:
-            try:
-                if gateway.process.poll() is None:
-                    await gateway.terminate()
-            finally:
-                gateway.kill()
+            await gateway.stop()
         await upstream.kill()
 
 
