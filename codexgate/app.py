@@ -12,7 +12,7 @@ from codexgate import routes, security
 from codexgate.api import errors
 from codexgate.api import feed as feed_api
 from codexgate.capture import tap
-from codexgate.capture.headers import IdentityCache
+from codexgate.capture.headers import IdentityCache, RateLimitHeaderParser
 from codexgate.config import Config
 from codexgate.dashboard import pages
 from codexgate.keys import (
@@ -20,6 +20,7 @@ from codexgate.keys import (
     CONNECTIONS,
     FORECASTS,
     IDENTITIES,
+    RATE_LIMIT_HEADERS,
     RECORDER,
     STORE,
     UPSTREAM_SESSION,
@@ -73,6 +74,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         auto_decompress=False,  # bodies pass through with their Content-Encoding
         cookie_jar=DummyCookieJar(),  # never carry one client's cookies into another's request
         proxy=config.upstream_proxy or proxy.environment_proxy(config.upstream),
+        skip_auto_headers=proxy.SKIP_AUTO_HEADERS,
     )
     app[UPSTREAM_SESSION] = session
     yield
@@ -115,6 +117,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[IDENTITIES] = IdentityCache()
+    app[RATE_LIMIT_HEADERS] = RateLimitHeaderParser()
     app[CONNECTIONS] = Connections(
         limit=config.max_connections,
         per_address_limit=config.max_connections_per_address,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:
-    from codexgate.capture.headers import IdentityCache
+    from codexgate.capture.headers import IdentityCache, RateLimitHeaderParser
     from codexgate.capture.observe import Exchange
     from codexgate.config import Config
     from codexgate.listener import Connections
@@ -31,6 +31,7 @@ UPSTREAM_SESSION: Final = web.AppKey("upstream_session", ClientSession)
 UPSTREAM_WS_SESSION: Final = web.AppKey("upstream_ws_session", ClientSession)
 RECORDER: Final[web.AppKey[Recorder]] = web.AppKey("recorder")
 IDENTITIES: Final[web.AppKey[IdentityCache]] = web.AppKey("identities")
+RATE_LIMIT_HEADERS: Final[web.AppKey[RateLimitHeaderParser]] = web.AppKey("rate_limit_headers")
 # The live feed's bus (set by its cleanup context); FEED_OPTIONS, when set before the app starts,
 # overrides the feed's defaults (queue size, ping interval: tests make them small).
 EVENT_BUS: Final[web.AppKey[EventBus]] = web.AppKey("event_bus")

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
 
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from codexgate.core.models import (
     DAILY,
@@ -32,6 +33,7 @@ from codexgate.core.sanitize import clean_text
 __all__ = [
     "LIMIT_ID",
     "IdentityCache",
+    "RateLimitHeaderParser",
     "classify_window",
     "header_text",
     "identity_from_token",
@@ -43,9 +45,10 @@ __all__ = [
 # Rate-limit headers
 # ---------------------------------------------------------------------------------------------
 
+_USED_TAIL: Final = "-used-percent"  # found first, then the two below
 _PRIMARY_USED: Final = "-primary-used-percent"
 _SECONDARY_USED: Final = "-secondary-used-percent"
-_USED_TAIL: Final = "-used-percent"  # one cheap test before the two above
+_LINE_ENDS: Final = ("\n", "")  # after a whole name in the joined names
 _CODEX_ID: Final = "codex"
 _CODEX_PREFIX: Final = "x-codex"
 # What a limit id may be: Codex's families are "codex", "codex_bengalfox". A header family or
@@ -236,44 +239,163 @@ def _parse_credits(found: Mapping[str, str]) -> Credits | None:
     return Credits(_parse_bool(has_credits), _parse_bool(unlimited), _parse_balance(balance))
 
 
-def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> UsageReport | None:
-    """Read every rate-limit family and the codex-wide fields from response headers."""
-    found: dict[str, str] = {}
+# The codex-wide fields, read whatever families a response reports.
+_REPORT_NAMES: Final = (
+    "x-codex-plan-type",
+    "x-codex-active-limit",
+    "x-codex-credits-has-credits",
+    "x-codex-credits-unlimited",
+    "x-codex-credits-balance",
+    "x-codex-rate-limit-reached-type",
+    "x-codex-promo-message",
+)
+# Reports memoised by RateLimitHeaderParser before it starts afresh.
+REPORT_MEMO_SIZE: Final = 1024
+
+Headers = CIMultiDict[str] | CIMultiDictProxy[str]
+
+
+class _Reported(NamedTuple):
+    """The raw text of every header a report is read from: equal ones give equal reports."""
+
+    limit_ids: tuple[str, ...]  # "codex" first, the other families sorted
+    prefixes: tuple[str, ...]  # their lower-case header prefixes, such as "x-codex"
+    values: tuple[str | None, ...]  # each family's _FamilyNames, then _REPORT_NAMES
+
+    def found(self) -> dict[str, str]:
+        """The values by lower-case header name."""
+        names = [name for prefix in self.prefixes for name in _flat_names(prefix)]
+        names.extend(_REPORT_NAMES)
+        pairs = zip(names, self.values, strict=True)
+        return {name: value for name, value in pairs if value is not None}
+
+    def uses_clock(self) -> bool:
+        """Whether a window's reset time comes from reset-after-seconds, so from `now`."""
+        found = self.found()
+        for prefix in self.prefixes:
+            names = _names_of(prefix)
+            for slot in (names.primary, names.secondary):
+                if not _parse_int(found.get(slot.reset_at)) and slot.reset_after in found:
+                    return True
+        return False
+
+
+def _names_of(prefix: str) -> _FamilyNames:
+    return _CODEX_NAMES if prefix == _CODEX_PREFIX else _family_names(prefix)
+
+
+def _all_names(names: _FamilyNames) -> tuple[str, ...]:
+    return (*names.primary, *names.secondary, names.over_secondary, names.limit_name)
+
+
+_CODEX_ALL_NAMES: Final = _all_names(_CODEX_NAMES)
+
+
+def _flat_names(prefix: str) -> tuple[str, ...]:
+    """Every header name of a family, in _Reported.values's order."""
+    return _CODEX_ALL_NAMES if prefix == _CODEX_PREFIX else _all_names(_family_names(prefix))
+
+
+def _reported(headers: Mapping[str, str]) -> _Reported | None:
+    """The rate-limit headers among `headers` (None without a family); a repeated header's
+    first value counts, and names are compared without case."""
+    if not isinstance(headers, CIMultiDict | CIMultiDictProxy):
+        headers = CIMultiDict(headers)
+    # One string of every name, joined and lowered in C, then searched for the used-percent
+    # names: far cheaper than a Python loop over every header of every relayed response.
+    names = "\n".join(headers.keys()).lower()
     prefixes: dict[str, str] = {}  # limit id -> lower-case header prefix ("x-codex")
-    for name, value in headers.items():
-        key = name.lower()
-        # A repeated header: the first value counts, as with a multidict's get().
-        found.setdefault(key, value)
-        if key.endswith(_USED_TAIL) and key.startswith("x-"):
-            # Whatever precedes the suffix is the family, so "x-codex-credits-*" and
-            # "x-codex-primary-over-secondary-limit-percent" never start one.
-            if key.endswith(_PRIMARY_USED):
-                prefix = key[: -len(_PRIMARY_USED)]
-            elif key.endswith(_SECONDARY_USED):
-                prefix = key[: -len(_SECONDARY_USED)]
-            else:
-                continue
-            limit_id = prefix[2:].replace("-", "_")
-            if LIMIT_ID.fullmatch(limit_id):
-                prefixes.setdefault(limit_id, prefix)
+    at = names.find(_USED_TAIL)
+    while at >= 0:
+        end = at + len(_USED_TAIL)
+        at = names.find(_USED_TAIL, end)
+        if names[end : end + 1] not in _LINE_ENDS:
+            continue
+        name = names[names.rfind("\n", 0, end) + 1 : end]
+        # Whatever precedes the suffix is the family, so "x-codex-credits-*" and
+        # "x-codex-primary-over-secondary-limit-percent" never start one.
+        if name.endswith(_PRIMARY_USED):
+            prefix = name[: -len(_PRIMARY_USED)]
+        elif name.endswith(_SECONDARY_USED):
+            prefix = name[: -len(_SECONDARY_USED)]
+        else:
+            continue
+        limit_id = prefix[2:].replace("-", "_")
+        # A name with a line end inside (a wrapped error frame's JSON may have one) cannot
+        # fake a family: the line must be a name of its own.
+        if prefix.startswith("x-") and LIMIT_ID.fullmatch(limit_id) and name in headers:
+            prefixes.setdefault(limit_id, prefix)
     if not prefixes:
         return None
+    # Only "x-codex" maps to the id "codex" (the id has no "_" to come from a "-").
+    limit_ids = sorted(prefixes)
+    if _CODEX_ID in prefixes:
+        limit_ids.remove(_CODEX_ID)
+        limit_ids.insert(0, _CODEX_ID)
+    family_prefixes = tuple(prefixes[limit_id] for limit_id in limit_ids)
+    get = headers.get
+    values = [get(name) for prefix in family_prefixes for name in _flat_names(prefix)]
+    values.extend(get(name) for name in _REPORT_NAMES)
+    return _Reported(tuple(limit_ids), family_prefixes, tuple(values))
 
-    limits: list[LimitReport] = []
-    # Only "x-codex" maps to the id "codex" (the id has no "_" to come from a "-"): names prebuilt.
-    if prefixes.pop(_CODEX_ID, None) is not None:
-        limits.append(_parse_family(found, _CODEX_ID, _CODEX_NAMES, now))
-    for limit_id in sorted(prefixes):
-        limits.append(_parse_family(found, limit_id, _family_names(prefixes[limit_id]), now))
 
+def _report(reported: _Reported, now: float) -> UsageReport:
+    """Read every rate-limit family and the codex-wide fields."""
+    found = reported.found()
+    limits = tuple(
+        _parse_family(found, limit_id, _names_of(prefix), now)
+        for limit_id, prefix in zip(reported.limit_ids, reported.prefixes, strict=True)
+    )
     return UsageReport(
-        limits=tuple(limits),
+        limits=limits,
         plan_type=header_text(found.get("x-codex-plan-type")),
         active_limit=header_text(found.get("x-codex-active-limit")),
         credits=_parse_credits(found),
         rate_limit_reached_type=header_text(found.get("x-codex-rate-limit-reached-type")),
         promo_message=header_text(found.get("x-codex-promo-message")),
     )
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> UsageReport | None:
+    """Read every rate-limit family and the codex-wide fields from response headers."""
+    reported = _reported(headers)
+    return None if reported is None else _report(reported, now)
+
+
+class RateLimitHeaderParser:
+    """parse_rate_limit_headers with a bounded memo of the reports it read.
+
+    A seat's headers repeat from one response to the next until a percentage moves, so most
+    responses give a report already read: the same values always give the same report, unless
+    a reset time is relative (reset-after-seconds without reset-at), which is never memoised.
+    """
+
+    __slots__ = ("_maxsize", "_reports")
+
+    def __init__(self, maxsize: int = REPORT_MEMO_SIZE) -> None:
+        """Keep at most `maxsize` reports; when full, start afresh."""
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._maxsize = maxsize
+        self._reports: dict[_Reported, UsageReport] = {}
+
+    def __len__(self) -> int:
+        """The number of memoised reports."""
+        return len(self._reports)
+
+    def parse(self, headers: Mapping[str, str], now: float) -> UsageReport | None:
+        """What parse_rate_limit_headers(headers, now) returns."""
+        reported = _reported(headers)
+        if reported is None:
+            return None
+        report = self._reports.get(reported)
+        if report is None:
+            report = _report(reported, now)
+            if not reported.uses_clock():
+                if len(self._reports) >= self._maxsize:
+                    self._reports.clear()
+                self._reports[reported] = report
+        return report
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from codexgate.capture.bodies import (
     parse_usage_body,
     plan_type_of_error_body,
 )
-from codexgate.capture.headers import IdentityCache, header_text, parse_rate_limit_headers
+from codexgate.capture.headers import IdentityCache, RateLimitHeaderParser, header_text
 from codexgate.capture.scan import (
     ErrorFrame,
     RateLimitsEvent,
@@ -169,10 +169,12 @@ class HttpExchange:
         request: web.Request,
         recorder: Recorder,
         identities: IdentityCache,
+        rate_limit_headers: RateLimitHeaderParser,
         keeper: TokenKeeper | None = None,
     ) -> None:
         self._request = request
         self._sink = _Sink(recorder, _identity(request, identities), request, keeper)
+        self._rate_limit_headers = rate_limit_headers
         self._started_at = time.time()
         self._started = time.monotonic()
         self._status: int | None = None
@@ -196,7 +198,7 @@ class HttpExchange:
         headers = CIMultiDictProxy(response.headers)
         self._headers = headers
         self._model = header_text(headers.get("openai-model"))
-        report = parse_rate_limit_headers(headers, time.time())
+        report = self._rate_limit_headers.parse(headers, time.time())
         if response.status == 429:
             self._pending_headers = report  # the body says whether it is a quota error
         else:
@@ -327,10 +329,12 @@ class WebSocketExchange:
         request: web.Request,
         recorder: Recorder,
         identities: IdentityCache,
+        rate_limit_headers: RateLimitHeaderParser,
         keeper: TokenKeeper | None = None,
     ) -> None:
         self._request = request
         self._sink = _Sink(recorder, _identity(request, identities), request, keeper)
+        self._rate_limit_headers = rate_limit_headers
         self._upstream_request_id: str | None = None
         self._turn: _Turn | None = None
 
@@ -340,7 +344,7 @@ class WebSocketExchange:
         self._sink.answered(response.status, accepted=response.status == 101)
         headers = CIMultiDictProxy(response.headers)
         self._upstream_request_id = _upstream_request_id(headers)
-        report = parse_rate_limit_headers(headers, time.time())
+        report = self._rate_limit_headers.parse(headers, time.time())
         self._sink.snapshot(report, "headers", response.status)
         if response.status != 101:
             self._sink.recorder.offer(self._failed_handshake(response.status))

@@ -216,16 +216,25 @@ class SseScanner:
         """Decode the matching events of buf[:end], a region of complete events only."""
         events: list[StreamEvent] = []
         done = 0  # the events before this offset are handled
+        # Streams end their lines with "\n" alone (the usual) or with a "\r" somewhere: without
+        # one, "\n\n" is the only pair, and one search each way finds an event's edges.
+        lf_only = buf.find(b"\r", 0, end) < 0
         for match in _MARKER.finditer(buf, 0, end):
             at = match.start()
             if at < done:
                 continue  # a second match inside an event already decoded
             # The event around the match: from the last blank line before it to the next one.
             # Only this event is cut out; its neighbours (the deltas) are never split out.
-            last = max(buf.rfind(pair, done, at) for pair in _PAIRS)
+            if lf_only:
+                last = buf.rfind(b"\n\n", done, at)
+                stop = buf.find(b"\n\n", at, end)
+            else:
+                last = max(buf.rfind(b"\n\n", done, at), buf.rfind(b"\r\r", done, at))
+                last = max(last, buf.rfind(b"\n\r", done, at))
+                stops = [buf.find(pair, at, end) for pair in _PAIRS]
+                stop = min((found for found in stops if found >= 0), default=-1)
             start = last + 2 if last >= 0 else done
-            stops = [found for found in (buf.find(pair, at, end) for pair in _PAIRS) if found >= 0]
-            done = min(stops) if stops else end
+            done = stop if stop >= 0 else end
             # Line ends at either edge of the event do not count, so any chunking agrees.
             if done - start > self._limit and len(buf[start:done].strip(b"\r\n")) > self._limit:
                 self.dropped_events += 1

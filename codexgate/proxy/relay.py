@@ -39,6 +39,7 @@ from codexgate.keys import (
     CONFIG,
     IDENTITIES,
     PROXIED,
+    RATE_LIMIT_HEADERS,
     RECORDER,
     REFRESH,
     UPSTREAM_SESSION,
@@ -87,6 +88,7 @@ UNWRITABLE_HEADER_TEXT: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 NOT_UTF8: Final = re.compile("[\ud800-\udfff]")
 NOT_RELAYED: Final = "only the Codex backend's paths (/backend-api/, /api/codex/) are relayed"
 # Defaults aiohttp's client would add by itself; the client's own values (if any) pass through.
+# Given to the session (app.py), which converts them once; per request aiohttp redoes it.
 SKIP_AUTO_HEADERS: Final = frozenset(
     {hdrs.USER_AGENT, hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.CONTENT_TYPE}
 )
@@ -277,7 +279,6 @@ async def _open_upstream(
             headers=request_headers_for_upstream(request),
             data=request.content if request.body_exists else None,
             allow_redirects=False,
-            skip_auto_headers=SKIP_AUTO_HEADERS,
         )
     except ClientError as exc:
         return _upstream_failure(exc, target)
@@ -307,7 +308,7 @@ def _new_exchange(request: web.Request, kind: type[_E]) -> _E | None:
     if not app[CONFIG].capture:
         return None
     # The idle refresh keeps accepted tokens only when --refresh-idle is on (else no key).
-    return kind(request, app[RECORDER], app[IDENTITIES], app.get(REFRESH))
+    return kind(request, app[RECORDER], app[IDENTITIES], app[RATE_LIMIT_HEADERS], app.get(REFRESH))
 
 
 def _refusal(request: web.Request) -> web.Response | None:

@@ -12,6 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from codexgate.capture.headers import (
     IdentityCache,
+    RateLimitHeaderParser,
     classify_window,
     header_text,
     identity_from_token,
@@ -199,6 +200,51 @@ def test_repeated_header_first_value_counts() -> None:
 )
 def test_no_family_gives_none(headers: dict[str, str]) -> None:
     assert parse_rate_limit_headers(headers, NOW) is None
+
+
+def test_a_name_with_a_line_end_inside_starts_no_family() -> None:
+    # Wrapped error frames bring their headers as JSON, whose names may hold anything.
+    assert parse_rate_limit_headers({"a\nx-fake-primary-used-percent": "9"}, NOW) is None
+    report = parse({"x-codex-primary-used-percent": "1", "b\nx-fake-primary-used-percent": "9"})
+    assert [item.limit_id for item in report.limits] == ["codex"]
+
+
+@pytest.mark.parametrize("name", ["plus-200", "extra-family", "free-429", "malformed"])
+def test_the_memo_gives_what_the_parser_gives(name: str) -> None:
+    parser = RateLimitHeaderParser()
+    headers = CIMultiDictProxy(CIMultiDict(load_headers(name)))
+    first = parser.parse(headers, NOW)
+    assert first == parse_rate_limit_headers(headers, NOW)
+    assert parser.parse(headers, NOW + 30) == first
+
+
+def test_the_memo_never_keeps_a_reset_time_read_from_the_clock() -> None:
+    parser = RateLimitHeaderParser()
+    relative = {
+        "x-codex-primary-used-percent": "10",
+        "x-codex-primary-reset-after-seconds": "100",
+    }
+    first = parser.parse(relative, NOW)
+    later = parser.parse(relative, NOW + 30)
+    assert first is not None
+    assert later is not None
+    first_reset = limit(first).windows[0].resets_at
+    assert first_reset is not None
+    assert limit(later).windows[0].resets_at == first_reset + 30
+    assert len(parser) == 0
+    absolute = {**relative, "x-codex-primary-reset-at": "1800009999"}
+    assert parser.parse(absolute, NOW) == parser.parse(absolute, NOW + 30)
+    assert len(parser) == 1
+
+
+def test_the_memo_is_bounded_and_a_changed_value_is_read_afresh() -> None:
+    parser = RateLimitHeaderParser(maxsize=3)
+    for used in range(10):
+        headers = {"x-codex-primary-used-percent": str(used), "x-codex-primary-reset-at": "9"}
+        report = parser.parse(headers, NOW)
+        assert report is not None
+        assert limit(report).windows[0].used_percent == used
+        assert len(parser) <= 3
 
 
 def test_only_used_percent_suffixes_start_families() -> None:
