@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .load import Counters
+from .report import proxy_label
 from .run import Health
 
 
@@ -74,14 +75,14 @@ def _accounting(health: Health, counters: Counters) -> tuple[bool, list[str]]:
 def health_lines(name: str, health: Health | None, counters: Counters) -> tuple[bool, list[str]]:
     """One codexgate's healthz, checked against what it should have captured."""
     if health is None:
-        return False, [f"codexgate ({name}) healthz: no answer after the run"]
+        return False, [f"{proxy_label(name)} healthz: no answer after the run"]
     requests = (
         "no request-log counters"
         if health.requests_logged is None
         else f"request log: logged {health.requests_logged:,}, dropped {health.requests_dropped:,}"
     )
     lines = [
-        f"codexgate ({name}) healthz after the run: status {health.status}, "
+        f"{proxy_label(name)} healthz after the run: status {health.status}, "
         f"capture {'on' if health.capture else 'off'}, db {health.db_state}"
         f"{f' ({health.last_error})' if health.last_error else ''}; snapshots: recorded "
         f"{health.recorded:,}, dropped {health.dropped:,}, unattributed {health.unattributed:,}; "

@@ -15,13 +15,20 @@ from typing import NoReturn
 from . import nginx, procfs
 from .auth import AuthCost, auth_costs
 from .backends import StoreComparison, store_comparison
+from .before import Revision, export
 from .feed import FeedDelay, feed_delay
 from .instances import InstancesComparison, instances_comparison
 from .loops import loop_factory
 from .postgres import BenchPostgres, bench_postgres
 from .processes import BenchError, raise_open_files_limit
 from .profile import profile, profile_lines
-from .recording import POSTGRESQL, RecorderRate, recorder_rates, sqlite_recorder_rates
+from .recording import (
+    POSTGRESQL,
+    RecorderRate,
+    recorder_rates,
+    sqlite_recorder_comparison,
+    sqlite_recorder_rates,
+)
 from .report import CAPTURE_ON, machine
 from .run import workload
 from .session import Outcome, ready, run_with_services, services
@@ -44,18 +51,25 @@ def _find_nginx(settings: Settings) -> tuple[Path | None, str]:
     return binary, note
 
 
-def _recorder(settings: Settings, postgres: BenchPostgres) -> list[RecorderRate]:
-    """The recorder-alone measurement on SQLite, then on PostgreSQL when it runs."""
+def _recorder(
+    settings: Settings, postgres: BenchPostgres, before: Revision | None
+) -> tuple[list[RecorderRate], list[RecorderRate]]:
+    """The recorder-alone measurement on SQLite (today's tree, and the --before revision's beside
+    it), then today's on PostgreSQL when it runs."""
     if not settings.recorder_seconds:
-        return []
+        return [], []
     print("recorder alone", flush=True)
+    earlier: list[RecorderRate] = []
+    if before is not None:
+        rates, earlier = sqlite_recorder_comparison(settings.recorder_seconds, before)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        rates = runner.run(sqlite_recorder_rates(settings.recorder_seconds))
+        if before is None:
+            rates = runner.run(sqlite_recorder_rates(settings.recorder_seconds))
         if postgres.server is not None:
             rates += runner.run(
                 recorder_rates(settings.recorder_seconds, POSTGRESQL, postgres.fresh_database)
             )
-    return rates
+    return rates, earlier
 
 
 def _stores(settings: Settings, workdir: Path, postgres: BenchPostgres) -> StoreComparison | None:
@@ -97,7 +111,11 @@ def _feed(settings: Settings, workdir: Path) -> FeedDelay:
 
 
 def _only(
-    settings: Settings, workdir: Path, nginx_binary: Path | None, nginx_note: str
+    settings: Settings,
+    workdir: Path,
+    nginx_binary: Path | None,
+    nginx_note: str,
+    before: Revision | None,
 ) -> SideFigures:
     """Just the cases --only names."""
     wanted = "postgresql" in settings.only
@@ -113,10 +131,15 @@ def _only(
             if instances_wanted
             else (None, "")
         )
+        recorder, recorder_before = (
+            _recorder(settings, postgres, before) if "recorder" in settings.only else ([], [])
+        )
         return SideFigures(
             idle=[],
-            recorder=_recorder(settings, postgres) if "recorder" in settings.only else [],
+            recorder=recorder,
             nginx_note="not run (--only)",
+            recorder_before=recorder_before,
+            before=before,
             auth=_auth() if "auth" in settings.only else [],
             feed=_feed(settings, workdir) if "feed" in settings.only else None,
             postgres=postgres.note,
@@ -139,7 +162,7 @@ def _side(
     the auth cost."""
     feed = _feed(settings, workdir)
     with bench_postgres(settings.postgresql) as postgres:
-        recorder = _recorder(settings, postgres)
+        recorder, recorder_before = _recorder(settings, postgres, outcome.before)
         stores = _stores(settings, workdir, postgres)
         instances, instances_note = _instances(
             settings, workdir, postgres, nginx_binary, nginx_note
@@ -156,6 +179,8 @@ def _side(
         instances=instances,
         instances_note=instances_note,
         instances_wanted=True,
+        recorder_before=recorder_before,
+        before=outcome.before,
     )
 
 
@@ -188,6 +213,19 @@ def _profile(settings: Settings, workdir: Path) -> list[str]:
     return lines
 
 
+def _before(settings: Settings, workdir: Path) -> Revision | None:
+    """The --before revision exported into `workdir`, when a case that runs measures it."""
+    if settings.before is None:
+        return None
+    if settings.only and ("recorder" not in settings.only or not settings.recorder_seconds):
+        print(
+            "bench: --before measures the rounds and the recorder alone; neither runs here",
+            flush=True,
+        )
+        return None
+    return export(settings.before, workdir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench; 0 when nothing failed, 1 on errors or a misbehaving proxy."""
     settings = parse_settings(argv)
@@ -206,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 binary, note = _find_nginx(settings) if "instances" in settings.only else (None, "")
                 machine_line = machine(nginx.version(binary) if binary else None)
                 print(machine_line, flush=True)
-                side = _only(settings, Path(workdir), binary, note)
+                before = _before(settings, Path(workdir))
+                side = _only(settings, Path(workdir), binary, note, before)
                 lines = side_lines(side)
                 print("\n".join(["", *lines, f"bench took {time.perf_counter() - started:.1f} s"]))
                 if settings.markdown is not None:
@@ -216,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             binary, note = _find_nginx(settings)
             machine_line = machine(nginx.version(binary) if binary else None)
             print(machine_line, flush=True)
-            outcome = run_with_services(settings, Path(workdir), binary)
+            before = _before(settings, Path(workdir))
+            outcome = run_with_services(settings, Path(workdir), binary, before)
             side = _side(settings, Path(workdir), outcome, binary, note)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)

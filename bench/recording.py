@@ -1,19 +1,31 @@
 """codexgate's recorder alone: snapshots and request rows committed per second, on SQLite or on
-PostgreSQL."""
+PostgreSQL.
+
+`python -m bench.recording --mode N --seconds S` measures one mode on SQLite and prints it as
+JSON: --before runs it once against today's tree and once against the exported revision, each in
+a process of its own. That entry uses only what both revisions have (open_storage, the store's
+counts, Recorder with offer, start, stop, stats and on_commit), as the old package cannot change.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import copy
 import dataclasses
 import itertools
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import orjson
+
+import codexgate
 from codexgate.capture.headers import identity_from_token, parse_rate_limit_headers
 from codexgate.core.models import Identity, RequestRecord, Snapshot, TokenUsage, UsageReport, Window
 from codexgate.core.rows import RecordResult
@@ -21,9 +33,12 @@ from codexgate.services.recorder import Item, Recorder
 from codexgate.storage import open_storage
 from codexgate.storage.location import DatabaseLocation
 
-from .processes import BenchError
+from .before import Revision, check_imported
+from .loops import loop_factory
+from .processes import LOG_TAIL_LINES, BenchError, child_environment
 from .protocol import (
     AUTH_CLAIMS,
+    REPO_ROOT,
     RESPONSES_PATH,
     bearer_token,
     rate_limit_headers,
@@ -39,6 +54,8 @@ WARMUP: Final = 1.0
 COMMIT_WITHIN: Final = 30.0
 SQLITE: Final = "SQLite"
 POSTGRESQL: Final = "PostgreSQL"
+# A subprocess's time beyond its mode's seconds: start-up, the warm-up, the last commits.
+SUBPROCESS_WITHIN: Final = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +175,7 @@ async def _measure(
             marks.append(_mark(recorder, results))
         finally:
             await recorder.stop()
+        stats = recorder.stats()
         history, requests = await store.count_history(), await store.count_requests()
     finally:
         await store.close()
@@ -172,14 +190,15 @@ async def _measure(
         requests_per_second=(requests1 - requests0) / elapsed,
         rows_inserted=sum(result.rows_inserted for result in measured),
         rows_confirmed=sum(result.rows_confirmed for result in measured),
-        dropped=recorder.dropped + recorder.requests_dropped,
+        dropped=stats.dropped + stats.requests_dropped,
         history_rows=history,
         request_rows=requests,
     )
 
 
 def _mark(recorder: Recorder, results: list[RecordResult]) -> tuple[float, int, int, int]:
-    return time.perf_counter(), recorder.recorded, recorder.requests_logged, len(results)
+    stats = recorder.stats()
+    return time.perf_counter(), stats.recorded, stats.requests_logged, len(results)
 
 
 async def recorder_rates(
@@ -213,3 +232,97 @@ def recorder_line(rate: RecorderRate) -> str:
         f"{rate.seconds:.1f} s (history rows inserted {rate.rows_inserted:,}, confirmed "
         f"{rate.rows_confirmed:,}; dropped {rate.dropped:,})"
     )
+
+
+def _rate_json(rate: RecorderRate) -> dict[str, Any]:
+    """A rate as JSON, its mode as an index into MODES."""
+    fields = {field.name: getattr(rate, field.name) for field in dataclasses.fields(rate)}
+    return {**fields, "mode": MODES.index(rate.mode)}
+
+
+def _rate_from_json(data: dict[str, Any]) -> RecorderRate:
+    return RecorderRate(**{**data, "mode": MODES[int(data["mode"])]})
+
+
+async def _sqlite_rate(mode: Mode, seconds: float) -> RecorderRate:
+    """One mode on a fresh SQLite file in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="codexgate-bench-recorder-") as folder:
+        return await _measure(SQLITE, mode, Path(folder) / "recorder.db", seconds)
+
+
+def _in_subprocess(
+    mode: Mode, seconds: float, cwd: Path, environment: dict[str, str]
+) -> tuple[RecorderRate, Path]:
+    """One mode measured by `python -m bench.recording` in `cwd`; the rate and the codexgate
+    package it imported."""
+    argv = [sys.executable, "-m", "bench.recording", "--mode", str(MODES.index(mode))]
+    try:
+        done = subprocess.run(
+            [*argv, "--seconds", repr(seconds)],
+            cwd=cwd,
+            env={**child_environment(), **environment},
+            capture_output=True,
+            text=True,
+            timeout=seconds + SUBPROCESS_WITHIN,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"the recorder subprocess in {cwd} did not finish: {exc}") from exc
+    if done.returncode != 0 or not done.stdout.strip():
+        tail = "\n".join(done.stderr.splitlines()[-LOG_TAIL_LINES:])
+        raise BenchError(f"the recorder subprocess in {cwd} exited {done.returncode}:\n{tail}")
+    answer = orjson.loads(done.stdout.splitlines()[-1])
+    return _rate_from_json(answer["rate"]), Path(answer["codexgate"])
+
+
+def sqlite_recorder_comparison(
+    seconds: float, revision: Revision
+) -> tuple[list[RecorderRate], list[RecorderRate]]:
+    """Every mode on SQLite against today's tree and against `revision`: each run in a process of
+    its own (so that neither carries the bench's heap), which of the two goes first alternating
+    from mode to mode."""
+    today_package = (REPO_ROOT / "codexgate").resolve()
+    today: list[RecorderRate] = []
+    before: list[RecorderRate] = []
+    shown = False
+    for index, mode in enumerate(MODES):
+        for is_before in (False, True) if index % 2 == 0 else (True, False):
+            if is_before:
+                rate, imported = _in_subprocess(
+                    mode, seconds, revision.imports, revision.recorder_environment()
+                )
+                check_imported(revision, imported)
+                if not shown:
+                    print(f"  recorder, before: codexgate imported from {imported}", flush=True)
+                    shown = True
+                before.append(rate)
+                label = f"{SQLITE}, before {revision.commit}"
+            else:
+                # python -m puts the repository first on sys.path: today's codexgate.
+                rate, imported = _in_subprocess(mode, seconds, REPO_ROOT, {})
+                if not imported.resolve().is_relative_to(today_package):
+                    raise BenchError(f"today's recorder run imported codexgate from {imported}")
+                today.append(rate)
+                label = SQLITE
+            print(f"  recorder on {label}: {recorder_line(rate)}", flush=True)
+    return today, before
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure one mode on SQLite; print it, and where codexgate was imported from, as JSON."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.recording",
+        description="codexgate's recorder alone, one mode on a temporary SQLite file, as JSON",
+    )
+    parser.add_argument("--mode", type=int, choices=range(len(MODES)), required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    args = parser.parse_args(argv)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        rate = runner.run(_sqlite_rate(MODES[args.mode], args.seconds))
+    answer = {"codexgate": codexgate.__file__, "rate": _rate_json(rate)}
+    sys.stdout.write(orjson.dumps(answer).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -278,6 +278,7 @@ async def run_round(
     names = ", ".join(target.name for target in order)
     print(f"round {number}/{settings.rounds} (order: {names})", flush=True)
     figures: dict[str, FigureValues] = {}
+    width = max(11, *(len(target.name) for target in order))
     for scenario in scenarios(settings, load):
         for target in order:
             values = await scenario.measure(target, counters[target.name])
@@ -288,7 +289,7 @@ async def run_round(
                     peaks[target.name] = value if math.isnan(previous) else max(previous, value)
                 else:
                     figures.setdefault(key, {})[target.name] = value
-            print(f"  {scenario.name:<20} {target.name:<11} {describe(values)}", flush=True)
+            print(f"  {scenario.name:<20} {target.name:<{width}} {describe(values)}", flush=True)
     return figures
 
 

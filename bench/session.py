@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import nginx, procfs
+from .before import Revision
 from .idle import IdleResult, idle_streams
 from .loops import loop_factory
 from .processes import LOOPBACK, Service, codexgate_service, free_ports, wait_ready
 from .protocol import PING_PATH, REPO_ROOT
-from .report import CAPTURE_OFF, CAPTURE_ON, DIRECT, NGINX, TARGETS
+from .report import BEFORE, CAPTURE_OFF, CAPTURE_ON, DIRECT, NGINX, TARGETS
 from .run import RunResult, Target, run, workload
 from .settings import Settings
 
@@ -40,6 +41,7 @@ class Outcome:
     idle: list[IdleResult]
     gateways: list[Stopped]
     nginx: Stopped | None
+    before: Revision | None = None  # the --before revision, measured as BEFORE
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +75,27 @@ def _gateway(
     return Proxy(CAPTURE_ON if capture else CAPTURE_OFF, service, _origin(port), HEALTH_PATH)
 
 
+def _before_gateway(
+    settings: Settings, workdir: Path, port: int, upstream_port: int, before: Revision
+) -> Proxy:
+    """The --before revision's codexgate, capture on, with its own port, database and log."""
+    service = codexgate_service(
+        f"codexgate {before.commit} (capture on)",
+        port=port,
+        upstream_port=upstream_port,
+        workdir=workdir,
+        log_name="codexgate-before-capture-on.log",
+        extra_args=["--db", str(workdir / "bench-before-capture-on.db"), *settings.gateway_args],
+        env=before.environment(),
+    )
+    return Proxy(BEFORE, service, _origin(port), HEALTH_PATH)
+
+
 def services(
-    settings: Settings, workdir: Path, nginx_binary: Path | None
+    settings: Settings, workdir: Path, nginx_binary: Path | None, before: Revision | None = None
 ) -> tuple[Proxy, list[Proxy]]:
     """The fake upstream and every proxy in front of it, not started yet."""
-    upstream_port, on_port, off_port, nginx_port = free_ports(4)
+    upstream_port, on_port, off_port, nginx_port, before_port = free_ports(5)
     upstream = Proxy(
         DIRECT,
         Service(
@@ -93,6 +111,8 @@ def services(
         _gateway(settings, workdir, on_port, upstream_port, capture=True),
         _gateway(settings, workdir, off_port, upstream_port, capture=False),
     ]
+    if before is not None:
+        proxies.append(_before_gateway(settings, workdir, before_port, upstream_port, before))
     if nginx_binary is not None:
         service = nginx.service(nginx_binary, workdir / "nginx", nginx_port, [upstream_port])
         proxies.append(Proxy(NGINX, service, _origin(nginx_port), PING_PATH))
@@ -129,7 +149,7 @@ async def _bench(
     if settings.idle_streams:
         load = workload()
         for target in targets:
-            if target.name in (CAPTURE_ON, NGINX):
+            if target.name in (BEFORE, CAPTURE_ON, NGINX):
                 print(
                     f"holding {settings.idle_streams:,} idle streams open through {target.name}",
                     flush=True,
@@ -156,9 +176,11 @@ def _nginx_stopped(proxy: Proxy) -> Stopped:
     return dataclasses.replace(stopped, log=stopped.log + lines)
 
 
-def run_with_services(settings: Settings, workdir: Path, nginx_binary: Path | None) -> Outcome:
+def run_with_services(
+    settings: Settings, workdir: Path, nginx_binary: Path | None, before: Revision | None = None
+) -> Outcome:
     """Run the bench between starting and stopping (SIGTERM, wait, kill) every process."""
-    upstream, proxies = services(settings, workdir, nginx_binary)
+    upstream, proxies = services(settings, workdir, nginx_binary, before)
     with contextlib.ExitStack() as stack:
         for proxy in (upstream, *proxies):
             stack.enter_context(proxy.service)
@@ -171,4 +193,5 @@ def run_with_services(settings: Settings, workdir: Path, nginx_binary: Path | No
         idle=idle,
         gateways=gateways,
         nginx=None if nginx_proxy is None else _nginx_stopped(nginx_proxy),
+        before=before,
     )

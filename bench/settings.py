@@ -64,6 +64,7 @@ class Settings:
     usage_concurrency: int = USAGE_CONCURRENCY
     latency_concurrency: int = LATENCY_CONCURRENCY
     only: tuple[str, ...] = ()  # when set: just these of ONLY_CASES
+    before: str | None = None  # a git revision whose codexgate is measured beside today's
 
     @property
     def warmup_seconds(self) -> float:
@@ -117,6 +118,12 @@ def _seconds_or_zero(raw: str) -> float:
     if not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError("must be between 0 and 3600")
     return value
+
+
+def _revision(raw: str) -> str:
+    if not raw.strip() or raw.startswith("-"):
+        raise argparse.ArgumentTypeError("must name a git revision")
+    return raw
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -183,12 +190,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument(
+        "--before",
+        type=_revision,
+        metavar="REV",
+        help=(
+            "also measure the codexgate of git revision REV (e.g. a commit), exported from the "
+            "repository with git archive: a third instance with capture on in every round, its "
+            "idle streams, and the recorder alone on SQLite beside today's"
+        ),
+    )
+    parser.add_argument(
         "--codexgate-arg",
         action="append",
         default=[],
         metavar="ARG",
         help=(
-            "extra argument for both codexgate instances, repeatable "
+            "extra argument for every codexgate instance of the rounds, repeatable "
             "(e.g. --codexgate-arg=--queue-size=100000); --capture is set by the bench"
         ),
     )
@@ -217,7 +234,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     """Settings from the command line; --quick changes the defaults, explicit flags win."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.before is not None and args.profile:
+        parser.error("--before does not combine with --profile")
     quick: bool = args.quick
     return Settings(
         seconds=args.seconds or (1.0 if quick else DEFAULT_SECONDS),
@@ -238,6 +258,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         profile_seconds=args.profile or 0.0,
         profile_output=args.profile_output,
         only=tuple(dict.fromkeys(args.only or ())),
+        before=args.before,
     )
 
 

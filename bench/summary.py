@@ -2,34 +2,44 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 from .accounting import health_lines
 from .auth import AuthCost, auth_line
 from .backends import CONCURRENCY, StoreComparison, comparison_lines
+from .before import Revision
 from .feed import FeedDelay, feed_line
 from .idle import IdleResult, idle_lines
 from .instances import InstancesComparison, instances_lines
 from .protocol import MEGABYTE
 from .recording import POSTGRESQL, SQLITE, RecorderRate, recorder_line
 from .report import (
+    BEFORE,
     CAPTURE_OFF,
     CAPTURE_ON,
-    NGINX,
+    FigureValues,
     added_times,
     capture_costs,
-    goals,
     medians,
     method,
+    proxy_label,
     table,
 )
 from .run import RunResult
 from .session import Outcome, Stopped
 from .settings import Settings
+from .targets import (
+    IDLE_RSS_GOAL,
+    IDLE_STREAMS_GOAL,
+    INSTANCES,
+    RECORDER_GOAL,
+    SideResults,
+    goal_lines,
+    goals,
+)
 
-IDLE_RSS_GOAL = 100  # MB with 1,000 idle streams open, the issue's target
-RECORDER_GOAL = 20_000  # snapshots per second, the issue's target
 # The PostgreSQL issue's target for the recorder alone, when every snapshot is a new row.
 POSTGRES_RECORDER_GOAL = 10_000
 
@@ -39,8 +49,10 @@ class SideFigures:
     """The measurements outside the rounds, and the nginx note."""
 
     idle: list[IdleResult]
-    recorder: list[RecorderRate]
+    recorder: list[RecorderRate]  # today's tree, on SQLite and on PostgreSQL
     nginx_note: str
+    recorder_before: list[RecorderRate] = field(default_factory=list)  # --before, on SQLite
+    before: Revision | None = None
     auth: list[AuthCost] = field(default_factory=list)
     feed: FeedDelay | None = None
     # The bench's PostgreSQL server when it ran, else why the PostgreSQL cases did not run.
@@ -60,15 +72,11 @@ class SideFigures:
         )
 
 
-def _label(stopped: Stopped) -> str:
-    return "nginx" if stopped.name == NGINX else f"codexgate ({stopped.name})"
-
-
 def _process_lines(stopped: Stopped) -> list[str]:
     """How one proxy stopped and what it logged at WARNING and above."""
     stop = stopped.stop_seconds
     how = "killed after the SIGTERM wait ran out" if stopped.killed else "on SIGTERM"
-    label = _label(stopped)
+    label = proxy_label(stopped.name)
     lines = [
         f"{label} stopped {how} in "
         f"{stop if stop is not None else float('nan'):.2f} s, exit code {stopped.exit_code}"
@@ -97,7 +105,9 @@ def checks(outcome: Outcome) -> tuple[bool, list[str]]:
     result = outcome.result
     healthy = all(counters.errors == 0 for counters in result.counters.values())
     lines: list[str] = []
-    for name in (CAPTURE_ON, CAPTURE_OFF):
+    for name in (CAPTURE_ON, BEFORE, CAPTURE_OFF):
+        if name not in result.counters:  # no --before
+            continue
         good, checked = health_lines(name, result.health.get(name), result.counters[name])
         healthy = healthy and good
         lines.extend(checked)
@@ -113,12 +123,15 @@ def side_lines(side: SideFigures) -> list[str]:
     and the live feed delay."""
     lines = []
     if side.idle:
-        lines.append(f"RSS with idle streams (target for codexgate: <= {IDLE_RSS_GOAL} MB):")
+        lines.append(
+            f"RSS with idle streams (target for codexgate with {IDLE_STREAMS_GOAL:,}: "
+            f"<= {IDLE_RSS_GOAL} MB):"
+        )
         for result in side.idle:
             lines.extend(f"  {line}" for line in idle_lines(result))
-            if result.name == CAPTURE_ON and result.wanted >= 1000:
+            if result.name in INSTANCES and result.wanted >= IDLE_STREAMS_GOAL:
                 met = result.holding <= IDLE_RSS_GOAL * MEGABYTE and result.opened == result.wanted
-                lines.append(f"  codexgate with {result.wanted:,}: {_met(met)}")
+                lines.append(f"  {proxy_label(result.name)} with {result.wanted:,}: {_met(met)}")
     lines.extend(_recorder_lines(side))
     if side.stores is not None or side.stores_wanted:
         lines.append(
@@ -158,19 +171,42 @@ def side_lines(side: SideFigures) -> list[str]:
     return lines
 
 
+def _sqlite_recorder_line(rate: RecorderRate) -> str:
+    """One mode's figures, with the verdict where the target applies (a new row each)."""
+    met = rate.snapshots_per_second >= RECORDER_GOAL
+    return recorder_line(rate) + (f": {_met(met)}" if rate.mode.changing else "")
+
+
 def _recorder_lines(side: SideFigures) -> list[str]:
-    """The recorder alone on SQLite, then on PostgreSQL beside it."""
+    """The recorder alone on SQLite (with --before, the earlier revision's beside it), then on
+    PostgreSQL beside it."""
     sqlite = {rate.mode: rate for rate in side.recorder if rate.backend == SQLITE}
+    before = {rate.mode: rate for rate in side.recorder_before}
     postgres = [rate for rate in side.recorder if rate.backend == POSTGRESQL]
     lines = []
     if sqlite:
+        separately = (
+            ", each mode in a process of its own, today's tree and the before revision "
+            "alternating which goes first"
+            if before
+            else ""
+        )
         lines.append(
             "recorder alone (codexgate.services.recorder.Recorder over the SQLite store on a "
-            f"temp file, queue kept full; target >= {RECORDER_GOAL:,} snapshots/s):"
+            f"temp file, queue kept full{separately}; target >= {RECORDER_GOAL:,} new rows/s "
+            "when a value changed each time):"
         )
+        if before and side.before is not None:
+            lines.append(f"  before: codexgate {side.before.describe()}")
         for rate in sqlite.values():
-            met = rate.snapshots_per_second >= RECORDER_GOAL
-            lines.append(f"  {recorder_line(rate)}: {_met(met)}")
+            lines.append(f"  {_sqlite_recorder_line(rate)}")
+            earlier = before.get(rate.mode)
+            if earlier is not None and side.before is not None:
+                speedup = rate.snapshots_per_second / (earlier.snapshots_per_second or math.nan)
+                ratio = "" if math.isnan(speedup) else f"; today / before {speedup:.2f}"
+                lines.append(
+                    f"    before {side.before.commit}: {_sqlite_recorder_line(earlier)}{ratio}"
+                )
     if postgres:
         lines.append(
             "recorder alone on PostgreSQL (the same, on a fresh database of the bench's "
@@ -200,22 +236,46 @@ def _met(met: bool) -> str:
     return "target met" if met else "target NOT met"
 
 
+def _goal_lines(
+    settings: Settings, outcome: Outcome, side: SideFigures, values: dict[str, FigureValues]
+) -> list[str]:
+    """Issue 17's targets: capture on, and the before revision beside it when it ran."""
+    result = outcome.result
+    recorded_all = {
+        name: health_lines(name, result.health.get(name), result.counters[name])[0]
+        for name in INSTANCES
+        if name in result.counters
+    }
+    recorder = {
+        CAPTURE_ON: [rate for rate in side.recorder if rate.backend == SQLITE],
+        BEFORE: side.recorder_before,
+    }
+    return goal_lines(goals(settings, values, SideResults(recorder, side.idle, recorded_all)))
+
+
+def _before_commit(outcome: Outcome) -> str | None:
+    return None if outcome.before is None else outcome.before.commit
+
+
 def summary(settings: Settings, outcome: Outcome, side: SideFigures, elapsed: float) -> list[str]:
     """Everything printed after the rounds."""
     values = medians(outcome.result.rounds)
     healthy, checked = checks(outcome)
+    before = "" if outcome.before is None else f", before = {outcome.before.commit}"
     return [
         "",
-        f"== direct vs nginx vs codexgate (capture on, capture off), medians of "
+        f"== direct vs nginx vs codexgate (capture on, capture off{before}), medians of "
         f"{settings.rounds} round(s) ==",
         f"nginx: {side.nginx_note}",
         "",
         *table(settings, values),
         "",
-        method(settings),
+        method(settings, _before_commit(outcome)),
         *added_times(values),
-        *goals(settings, values),
         *capture_costs(settings, values),
+        "",
+        *_goal_lines(settings, outcome, side, values),
+        "",
         *side_lines(side),
         *checked,
         *_error_lines(outcome.result),
@@ -233,11 +293,12 @@ def markdown(settings: Settings, outcome: Outcome, side: SideFigures, machine_li
             "",
             *table(settings, values),
             "",
-            method(settings),
+            method(settings, _before_commit(outcome)),
             "",
             *added_times(values),
-            *goals(settings, values),
             *capture_costs(settings, values),
+            "",
+            *_goal_lines(settings, outcome, side, values),
             "",
             *side_lines(side),
             "",
