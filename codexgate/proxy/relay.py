@@ -17,6 +17,7 @@ from aiohttp import (
     ClientWebSocketResponse,
     ClientWSTimeout,
     ServerTimeoutError,
+    StreamReader,
     TraceConfig,
     TraceRequestEndParams,
     TraceRequestRedirectParams,
@@ -277,11 +278,22 @@ async def _open_upstream(
             request.method,
             target,
             headers=request_headers_for_upstream(request),
-            data=request.content if request.body_exists else None,
+            data=_request_body(request),
             allow_redirects=False,
         )
     except ClientError as exc:
         return _upstream_failure(exc, target)
+
+
+def _request_body(request: web.Request) -> bytes | StreamReader | None:
+    """The body to send upstream: streamed as it comes, or as bytes when it came whole with
+    its headers (the usual turn), which spares aiohttp's streaming payload and its reads."""
+    if not request.body_exists:
+        return None
+    content = request.content
+    if content.is_eof() and content.exception() is None:
+        return content.read_nowait()
+    return content
 
 
 def _upstream_failure(exc: ClientError, target: URL) -> web.Response:
@@ -370,7 +382,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         return upstream
     error_code: str | None = None
     try:
-        response = web.StreamResponse(
+        response = _RelayedResponse(
             status=upstream.status,
             # aiohttp refuses a control character in the status line: the standard phrase then.
             reason=reason if (reason := upstream.reason) and reason.isprintable() else None,
@@ -379,11 +391,20 @@ async def forward(request: web.Request) -> web.StreamResponse:
         if exchange is not None:
             response[PROXIED] = exchange
         await response.prepare(request)
+        body = upstream.content
         try:
-            async for chunk in upstream.content.iter_any():
+            # What came with the upstream's headers leaves with the client's, in one write; when
+            # nothing came, the headers leave at once (the first write below, of b"").
+            chunk = body.read_nowait()
+            while not body.at_eof():
                 await response.write(chunk)
-                if exchange is not None:
+                if exchange is not None and chunk:
                     exchange.body_chunk(chunk)
+                chunk = await body.readany()
+            # The last bytes, and with them the end of the body (the chunked terminator).
+            await response.write_eof(chunk)
+            if exchange is not None and chunk:
+                exchange.body_chunk(chunk)
         except ConnectionResetError:
             error_code = "client_disconnected"
             return response
@@ -399,7 +420,6 @@ async def forward(request: web.Request) -> web.StreamResponse:
             if request.transport is not None:
                 request.transport.close()
             return response
-        await response.write_eof()
         return response
     except asyncio.CancelledError:
         error_code = "client_disconnected"
@@ -409,6 +429,18 @@ async def forward(request: web.Request) -> web.StreamResponse:
         upstream.release()
         if exchange is not None:
             exchange.finish(error_code=error_code)
+
+
+class _RelayedResponse(web.StreamResponse):
+    """A relayed answer, whose headers the relay sends with its first body bytes.
+
+    aiohttp sends a StreamResponse's headers on prepare(), each in a write (a system call) of
+    its own, then every chunk, then the end of the body: three writes for a short answer that
+    the upstream sent in one. Held, they share the first body write, and a body that is
+    complete on arrival goes out in one; the relay never holds them waiting for bytes.
+    """
+
+    _send_headers_immediately = False  # what aiohttp's own web.Response uses
 
 
 def _is_websocket_upgrade(request: web.Request) -> bool:

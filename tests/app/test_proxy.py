@@ -55,6 +55,21 @@ async def test_sse_events_arrive_unbuffered(
     assert first + rest == b"".join(events)
 
 
+async def test_headers_never_wait_for_a_body_the_upstream_has_not_sent(
+    gateway: TestServer, fake: FakeUpstream, http: ClientSession
+) -> None:
+    fake.release_first_event = asyncio.Event()
+    events = sse_events("stream-basic.sse")
+    request = http.post(url(gateway, "/backend-api/codex/responses"), data=b"{}")
+    async with await asyncio.wait_for(request, timeout=2) as response:
+        # The status line and headers are here while the upstream still holds every event.
+        assert response.status == 200
+        assert response.headers["x-codex-primary-used-percent"] == "46"
+        assert not fake.release_first_event.is_set()
+        fake.release_first_event.set()
+        assert await response.read() == b"".join(events)
+
+
 async def test_request_headers_and_zstd_body_reach_upstream_byte_for_byte(
     gateway: TestServer, fake: FakeUpstream, http: ClientSession
 ) -> None:

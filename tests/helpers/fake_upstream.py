@@ -55,6 +55,8 @@ class FakeUpstream:
     event_delay: float = 0.0
     # When set, the stream waits for it after the first event (proves nothing is buffered).
     release_second_event: asyncio.Event | None = None
+    # When set, the stream sends its headers, then waits for it before the first event.
+    release_first_event: asyncio.Event | None = None
     # When set, POST responses answer this JSON body (e.g. a 429 usage_limit_reached) instead.
     error_body: bytes | None = None
     usage_body: bytes = field(default_factory=lambda: (DATA / "wham-usage-plus.json").read_bytes())
@@ -112,7 +114,9 @@ class FakeUpstream:
         response = web.StreamResponse(status=self.status, headers=headers)
         await response.prepare(request)
         for index, event in enumerate(self.events):
-            if index == 1 and self.release_second_event is not None:
+            if index == 0 and self.release_first_event is not None:
+                await self.release_first_event.wait()
+            elif index == 1 and self.release_second_event is not None:
                 await self.release_second_event.wait()
             elif index and self.event_delay:
                 await asyncio.sleep(self.event_delay)
