@@ -7,10 +7,9 @@ reports become new history rows and which only confirm the newest row.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field, fields
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeVar
 
 from codexgate.core.models import (
@@ -21,6 +20,7 @@ from codexgate.core.models import (
     LimitReport,
     RequestRecord,
     Snapshot,
+    UsageReport,
     Window,
 )
 from codexgate.core.rows import UsageRow
@@ -36,8 +36,17 @@ CODEX_LIMIT: Final = "codex"
 # source and http_status do not count.
 _USAGE_FIELDS: Final = tuple(f.name for f in fields(UsageRow))
 VALUE_FIELDS: Final = _USAGE_FIELDS[_USAGE_FIELDS.index("limit_name") :]
-_RESET_INDEXES: Final = frozenset(
+_RESET_INDEXES: Final = tuple(
     i for i, name in enumerate(VALUE_FIELDS) if name.endswith("_resets_at")
+)
+# The (start, end) slices of VALUE_FIELDS between the reset times: same_values compares each
+# slice at once, in C.
+_BETWEEN_RESETS: Final = tuple(
+    (start, end)
+    for start, end in zip(
+        (0, *(i + 1 for i in _RESET_INDEXES)), (*_RESET_INDEXES, len(VALUE_FIELDS)), strict=True
+    )
+    if start < end
 )
 
 UsageKey = tuple[int, str]  # (account id, limit id)
@@ -68,7 +77,9 @@ class NewestRow:
     confirmed_at: float
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (nor is NewUsageRow): one is made for every limit report of every snapshot, and a
+# frozen dataclass takes four times as long to make (each field goes through object.__setattr__).
+@dataclass(slots=True)
 class Sample:
     """One limit report of a snapshot, to be written as a usage row or to confirm one."""
 
@@ -101,6 +112,10 @@ class UsagePlan:
     superseded: int = 0  # samples older than their newest row, with other values: not written
 
 
+_CAPTURED_AT: Final = attrgetter("captured_at")
+_TIME: Final = itemgetter(0)
+
+
 def split_batch(
     items: Sequence[Snapshot | RequestRecord],
 ) -> tuple[list[Snapshot], list[RequestRecord]]:
@@ -112,7 +127,8 @@ def split_batch(
             snapshots.append(item)
         else:
             requests.append(item)
-    return sorted(snapshots, key=lambda snapshot: snapshot.captured_at), requests
+    snapshots.sort(key=_CAPTURED_AT)
+    return snapshots, requests
 
 
 def seen_accounts(
@@ -120,27 +136,32 @@ def seen_accounts(
 ) -> dict[str, SeenAccount]:
     """Fold a batch's proven identities, in time order, into one entry per account: newest wins."""
     # (time, identity, plan): a snapshot's plan is its report's, else the token claim.
-    sightings: Iterable[tuple[float, Identity, str | None]] = (
+    sightings = [
         (s.captured_at, s.identity, s.report.plan_type or s.identity.plan_type) for s in ordered
-    )
-    if requests:
-        by_time = sorted(
-            (
-                (r.started_at, r.identity, r.identity.plan_type)
-                for r in requests
-                if r.identity is not None and r.proven
-            ),
-            key=itemgetter(0),
-        )
-        # Requests first: at equal times the snapshot comes later, so its report's plan wins.
-        sightings = heapq.merge(by_time, sightings, key=itemgetter(0))
+    ]
+    proven = [
+        (r.started_at, r.identity, r.identity.plan_type)
+        for r in requests
+        if r.identity is not None and r.proven
+    ]
+    if proven:
+        # Requests first and a stable sort: at equal times the snapshot comes later, so its
+        # report's plan wins.
+        sightings = sorted(proven + sightings, key=_TIME)
     seen: dict[str, SeenAccount] = {}
+    folded: dict[str, tuple[Identity, str | None]] = {}  # what each account took last
     for at, identity, plan_type in sightings:
-        account = seen.get(identity.account_key)
+        key = identity.account_key
+        account = seen.get(key)
         if account is None:
-            account = SeenAccount(identity.account_key, at, at)
-            seen[identity.account_key] = account
-        account.last_seen_at = at
+            account = SeenAccount(key, at, at)
+            seen[key] = account
+        else:
+            account.last_seen_at = at
+            last_identity, last_plan = folded[key]
+            if last_identity is identity and last_plan == plan_type:
+                continue  # the same fields again (capture reuses identities): nothing changes
+        folded[key] = (identity, plan_type)
         account.chatgpt_account_id = identity.chatgpt_account_id or account.chatgpt_account_id
         account.chatgpt_user_id = identity.chatgpt_user_id or account.chatgpt_user_id
         account.email = identity.email or account.email
@@ -159,6 +180,13 @@ def unproven_keys(requests: Sequence[RequestRecord], seen: Mapping[str, SeenAcco
     return sorted(keys)
 
 
+def refused_requests(requests: Sequence[RequestRecord], refused: Set[str]) -> int:
+    """How many of requests name an account that max_accounts refused (in refused)."""
+    if not refused:
+        return 0
+    return sum(1 for r in requests if r.identity is not None and r.identity.account_key in refused)
+
+
 def admit_accounts(
     new: Sequence[_T], existing: int, max_accounts: int | None
 ) -> tuple[list[_T], list[_T]]:
@@ -169,6 +197,11 @@ def admit_accounts(
     return list(new[:room]), list(new[room:])
 
 
+# The limit a hit or a spend cap is about, when a report names no "codex" limit: one object, so
+# that Sampler remembers its values like any other limit's.
+_CODEX_ONLY: Final = LimitReport(CODEX_LIMIT, None, ())
+
+
 def limits(snapshot: Snapshot) -> tuple[LimitReport, ...]:
     """The limit reports to write: a windowless "codex" one added when only it is hit or capped."""
     report = snapshot.report
@@ -176,7 +209,7 @@ def limits(snapshot: Snapshot) -> tuple[LimitReport, ...]:
         limit.limit_id == CODEX_LIMIT for limit in report.limits
     ):
         return report.limits
-    return (LimitReport(CODEX_LIMIT, None, ()), *report.limits)
+    return (_CODEX_ONLY, *report.limits)
 
 
 def samples(snapshot: Snapshot, account_id: int) -> list[Sample]:
@@ -193,53 +226,141 @@ def samples(snapshot: Snapshot, account_id: int) -> list[Sample]:
     ]
 
 
+# A remembered layout: the limit and report it is of, the plan it took, the values.
+_Laid = tuple[LimitReport, UsageReport, str | None, UsageValues]
+
+
+class Sampler:
+    """samples() of whole batches, remembering the values of the limit reports it laid out.
+
+    Capture hands out the same report object again while a seat's values do not move (its header
+    parser memoises reports), so most snapshots cost a lookup here, not a layout.
+    """
+
+    __slots__ = ("_laid", "_maxsize")
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        """Remember at most `maxsize` layouts; when full, start afresh."""
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._maxsize = maxsize
+        # By id(limit). An entry holds its limit, so no other object can have that id meanwhile.
+        self._laid: dict[int, _Laid] = {}
+
+    def __len__(self) -> int:
+        """The number of remembered layouts."""
+        return len(self._laid)
+
+    def samples(
+        self, snapshots: Sequence[Snapshot], account_ids: Mapping[str, int]
+    ) -> list[Sample]:
+        """samples() of every snapshot in order; account_ids has the id of each account key."""
+        laid = self._laid
+        found: list[Sample] = []
+        for snapshot in snapshots:
+            account_id = account_ids[snapshot.identity.account_key]
+            report = snapshot.report
+            plan_type = report.plan_type or snapshot.identity.plan_type
+            written = report.limits
+            if report.limit_hit is not None or report.spend_control is not None:
+                written = limits(snapshot)
+            for limit in written:
+                entry = laid.get(id(limit))
+                if (
+                    entry is not None
+                    and entry[0] is limit
+                    and entry[1] is report
+                    and entry[2] == plan_type
+                ):
+                    values = entry[3]
+                else:
+                    values = usage_values(snapshot, limit)
+                    if len(laid) >= self._maxsize:
+                        laid.clear()
+                    laid[id(limit)] = (limit, report, plan_type, values)
+                found.append(
+                    Sample(
+                        (account_id, limit.limit_id),
+                        snapshot.captured_at,
+                        snapshot.source,
+                        snapshot.http_status,
+                        values,
+                    )
+                )
+        return found
+
+
 def usage_values(snapshot: Snapshot, limit: LimitReport) -> UsageValues:
     """One limit report of a snapshot laid out like VALUE_FIELDS."""
     report = snapshot.report
-    classified: dict[str, Window] = {}
-    slots: dict[str, Window] = {}
+    # The first window of each label, and of each slot.
+    five: Window | None = None
+    seven: Window | None = None
+    month: Window | None = None
+    primary: Window | None = None
+    secondary: Window | None = None
     for window in limit.windows:
-        classified.setdefault(window.label, window)
-        slots.setdefault(window.slot, window)
-    primary = slots.get("primary")
-    secondary = slots.get("secondary")
+        label = window.label
+        if label == FIVE_HOUR:
+            five = five or window
+        elif label == SEVEN_DAY:
+            seven = seven or window
+        elif label == MONTHLY:
+            month = month or window
+        if window.slot == "primary":
+            primary = primary or window
+        elif window.slot == "secondary":
+            secondary = secondary or window
     credits = report.credits
     codex = limit.limit_id == CODEX_LIMIT
     hit = report.limit_hit if codex else None
     spend = report.spend_control if codex else None
+    # Written out field by field: this runs for every new report, and one flat tuple is the
+    # cheapest way to lay out 35 columns.
     return (
         limit.limit_name,
         report.plan_type or snapshot.identity.plan_type,
         report.active_limit,
         report.rate_limit_reached_type,
-        *_window_fields(classified.get(FIVE_HOUR)),
-        *_window_fields(classified.get(SEVEN_DAY)),
-        *_window_fields(classified.get(MONTHLY)),
-        primary.label if primary else None,
-        primary.classified_by if primary else None,
-        *_window_fields(primary),
-        secondary.label if secondary else None,
-        secondary.classified_by if secondary else None,
-        *_window_fields(secondary),
+        None if five is None else five.used_percent,
+        None if five is None else five.window_minutes,
+        None if five is None else five.resets_at,
+        None if seven is None else seven.used_percent,
+        None if seven is None else seven.window_minutes,
+        None if seven is None else seven.resets_at,
+        None if month is None else month.used_percent,
+        None if month is None else month.window_minutes,
+        None if month is None else month.resets_at,
+        None if primary is None else primary.label,
+        None if primary is None else primary.classified_by,
+        None if primary is None else primary.used_percent,
+        None if primary is None else primary.window_minutes,
+        None if primary is None else primary.resets_at,
+        None if secondary is None else secondary.label,
+        None if secondary is None else secondary.classified_by,
+        None if secondary is None else secondary.used_percent,
+        None if secondary is None else secondary.window_minutes,
+        None if secondary is None else secondary.resets_at,
         limit.over_secondary_limit_percent,
-        _flag(credits.has_credits) if credits else None,
-        _flag(credits.unlimited) if credits else None,
-        credits.balance if credits else None,
-        hit.error_type if hit else None,
-        hit.resets_at if hit else None,
-        _flag(spend.reached) if spend else None,
-        spend.limit if spend else None,
-        spend.used if spend else None,
-        spend.used_percent if spend else None,
-        spend.resets_at if spend else None,
-        spend.source if spend else None,
+        None if credits is None else _flag(credits.has_credits),
+        None if credits is None else _flag(credits.unlimited),
+        None if credits is None else credits.balance,
+        None if hit is None else hit.error_type,
+        None if hit is None else hit.resets_at,
+        None if spend is None else _flag(spend.reached),
+        None if spend is None else spend.limit,
+        None if spend is None else spend.used,
+        None if spend is None else spend.used_percent,
+        None if spend is None else spend.resets_at,
+        None if spend is None else spend.source,
     )
 
 
-def request_values(request: RequestRecord, account_id: int | None) -> tuple[Any, ...]:
-    """A request laid out like RequestRow's fields after its id."""
+def request_row(row_id: int, request: RequestRecord, account_id: int | None) -> tuple[Any, ...]:
+    """A request laid out like RequestRow's fields, with its id."""
     tokens = request.tokens
     return (
+        row_id,
         request.started_at,
         account_id,
         request.method,
@@ -266,18 +387,29 @@ def same_values(old: UsageValues, new: UsageValues) -> bool:
     """Whether two value tuples are equal, reset times within UNCHANGED_RESET_SECONDS."""
     if old == new:
         return True
-    for index, (a, b) in enumerate(zip(old, new, strict=True)):
-        if a == b:
-            continue
-        if (
-            index in _RESET_INDEXES
-            and a is not None
-            and b is not None
-            and abs(a - b) <= UNCHANGED_RESET_SECONDS
-        ):
-            continue
+    if len(old) != len(new):
         return False
+    for start, end in _BETWEEN_RESETS:
+        if old[start:end] != new[start:end]:
+            return False
+    for index in _RESET_INDEXES:
+        a, b = old[index], new[index]
+        if a != b and (a is None or b is None or abs(a - b) > UNCHANGED_RESET_SECONDS):
+            return False
     return True
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One key's newest row while plan_usage walks a batch (row_id None: it has none yet)."""
+
+    row_id: int | None
+    values: UsageValues
+    captured_at: float
+    confirmed_at: float
+    inserted: NewUsageRow | None = None  # the newest row this batch inserts, once it does
+    confirms_table: bool = False  # samples confirmed the table's row (before any insert)
+    touched: bool = False  # confirmed or inserted: plan.newest has it
 
 
 def plan_usage(
@@ -295,46 +427,64 @@ def plan_usage(
     that the newest row is always the newest report.
     """
     plan = UsagePlan()
-    pending: dict[UsageKey, NewUsageRow] = {}  # the newest row inserted per key
+    inserts = plan.inserts
+    confirms = plan.confirms
+    walks: dict[UsageKey, _Walk] = {}
+    confirmed = superseded = 0
     for sample in batch:
         key = sample.key
-        last = plan.newest[key] if key in plan.newest else newest[key]
-        captured_at = sample.captured_at
-        if (
-            last is not None
-            and captured_at - last.captured_at < heartbeat
-            and same_values(last.values, sample.values)
-        ):
-            confirmed_at = max(last.confirmed_at, captured_at)
-            written = pending.get(key)
-            if written is not None:  # inserted by this batch: not in the table yet
-                written.confirmed_at = confirmed_at
+        walk = walks.get(key)
+        if walk is None:
+            last = newest[key]
+            if last is None:
+                walk = _Walk(None, (), 0.0, 0.0)
             else:
-                plan.confirms[key] = (last.row_id, confirmed_at)
-            plan.newest[key] = NewestRow(last.row_id, last.values, last.captured_at, confirmed_at)
-            plan.confirmed += 1
-            continue
-        if last is not None and captured_at < last.captured_at:
-            # A report captured before the newest row but written after it: another instance
-            # (or a slower request here) committed late. The newer report already says what is
-            # true now; written, the older one would show as current (the feed and the page
-            # take each new row as the newest). It is counted, not written.
-            plan.superseded += 1
-            continue
+                walk = _Walk(last.row_id, last.values, last.captured_at, last.confirmed_at)
+            walks[key] = walk
+        captured_at = sample.captured_at
+        values = sample.values
+        if walk.row_id is not None:
+            if captured_at - walk.captured_at < heartbeat and (
+                walk.values is values or same_values(walk.values, values)
+            ):
+                if captured_at > walk.confirmed_at:
+                    walk.confirmed_at = captured_at
+                if walk.inserted is None:  # not in the table yet otherwise
+                    walk.confirms_table = True
+                walk.touched = True
+                confirmed += 1
+                continue
+            if captured_at < walk.captured_at:
+                # A report captured before the newest row but written after it: another
+                # instance (or a slower request here) committed late. The newer report already
+                # says what is true now; written, the older one would show as current (the feed
+                # and the page take each new row as the newest). It is counted, not written.
+                superseded += 1
+                continue
+            if walk.inserted is not None:
+                walk.inserted.confirmed_at = walk.confirmed_at
+            elif walk.confirms_table:
+                confirms[key] = (walk.row_id, walk.confirmed_at)
         row = NewUsageRow(next_id, sample, captured_at, captured_at)
-        plan.inserts.append(row)
-        pending[key] = row
-        plan.newest[key] = NewestRow(next_id, sample.values, captured_at, captured_at)
+        inserts.append(row)
+        walk.row_id = next_id
+        walk.values = values
+        walk.captured_at = walk.confirmed_at = captured_at
+        walk.inserted = row
+        walk.touched = True
         next_id += 1
-        plan.inserted += 1
+    for key, walk in walks.items():
+        if not walk.touched or walk.row_id is None:
+            continue
+        if walk.inserted is not None:
+            walk.inserted.confirmed_at = walk.confirmed_at
+        elif walk.confirms_table:
+            confirms[key] = (walk.row_id, walk.confirmed_at)
+        plan.newest[key] = NewestRow(walk.row_id, walk.values, walk.captured_at, walk.confirmed_at)
+    plan.inserted = len(inserts)
+    plan.confirmed = confirmed
+    plan.superseded = superseded
     return plan
-
-
-def _window_fields(window: Window | None) -> tuple[float | None, int | None, int | None]:
-    """(used_percent, window_minutes, resets_at) of a window, all None when it is absent."""
-    if window is None:
-        return None, None, None
-    return window.used_percent, window.window_minutes, window.resets_at
 
 
 def _flag(value: bool | None) -> int | None:

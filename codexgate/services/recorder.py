@@ -9,7 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from operator import attrgetter
+from typing import Final, Literal
 
 from codexgate.core.models import RequestRecord, Snapshot
 from codexgate.core.rows import RecordResult
@@ -25,6 +26,10 @@ Item = Snapshot | RequestRecord
 _SnapshotKey = tuple[str, tuple[str, ...], bool]
 # An item as it waits: its arrival number, the item, and a snapshot's key (None for a request).
 _Entry = tuple[int, Item, _SnapshotKey | None]
+# Items by arrival number, in arrival order, each with its snapshot key.
+_Waiting = dict[int, tuple[Item, _SnapshotKey | None]]
+
+_LIMIT_ID: Final = attrgetter("limit_id")
 
 
 class _OncePerInterval:
@@ -93,10 +98,11 @@ class Recorder:
         self._max_accounts = max_accounts
         self._capacity = queue_size
         # By arrival number, so in arrival order; a snapshot with its key (made once, on offer).
-        self._pending: dict[int, tuple[Item, _SnapshotKey | None]] = {}
+        self._pending: _Waiting = {}
         self._newest: dict[_SnapshotKey, int] = {}  # the newest waiting snapshot of each key
         self._numbers = itertools.count()
         self._wake = asyncio.Event()
+        self._asleep = False  # the writer waits for _wake: offer() sets it only then
         self._batch_size = batch_size
         self._linger = linger
         self._retry_delay = retry_delay
@@ -129,26 +135,35 @@ class Recorder:
 
     def offer(self, item: Item) -> None:
         """Queue an item for writing: coalesce a snapshot, or drop and count what does not fit."""
+        # On the proxy's path for every turn: kept to plain dict and tuple work.
         number = next(self._numbers)
-        key: _SnapshotKey | None = None
-        if isinstance(item, RequestRecord):
-            if self.on_request:
-                self._observed(item)
-            if len(self._pending) >= self._capacity:
-                self._drop([item], "queue full")
-                return
-        else:
-            key = _snapshot_key(item)
-            if len(self._pending) >= self._capacity:
+        pending = self._pending
+        if isinstance(item, Snapshot):
+            report = item.report
+            key = (
+                item.identity.account_key,
+                tuple(map(_LIMIT_ID, report.limits)),
+                report.limit_hit is not None,
+            )
+            if len(pending) >= self._capacity:
                 older = self._newest.get(key)
                 if older is None:
                     self._drop([item], "queue full")
                     return
-                del self._pending[older]
+                del pending[older]
                 self.coalesced += 1
             self._newest[key] = number
-        self._pending[number] = (item, key)
-        self._wake.set()
+            pending[number] = (item, key)
+        else:
+            if self.on_request:
+                self._observed(item)
+            if len(pending) >= self._capacity:
+                self._drop([item], "queue full")
+                return
+            pending[number] = (item, None)
+        if self._asleep:
+            self._asleep = False
+            self._wake.set()
 
     def _observed(self, record: RequestRecord) -> None:
         """Tell every on_request callback; one that fails is logged, and the request goes on."""
@@ -212,6 +227,7 @@ class Recorder:
         while not self._stopping:
             if not self._pending:
                 self._wake.clear()
+                self._asleep = True
                 await self._wake.wait()
             if len(self._pending) < self._batch_size:
                 # Let a batch gather: one transaction per snapshot would cost more than the proxy.
@@ -222,13 +238,20 @@ class Recorder:
                 await asyncio.sleep(delay)  # the database is down: give it time to come back
                 delay = min(delay * 2, self._max_retry_delay)
 
-    def _take_batch(self) -> list[_Entry]:
-        batch: list[_Entry] = []
-        for number in list(itertools.islice(self._pending, self._batch_size)):
-            item, key = self._pending.pop(number)
+    def _take_batch(self) -> _Waiting:
+        """The oldest batch_size waiting items, taken off the queue."""
+        pending = self._pending
+        if len(pending) <= self._batch_size:  # all of them: the newest of every key goes too
+            self._pending = {}
+            self._newest.clear()
+            return pending
+        batch: _Waiting = {}
+        for number in list(itertools.islice(pending, self._batch_size)):
+            entry = pending.pop(number)
+            key = entry[1]
             if key is not None and self._newest.get(key) == number:
                 del self._newest[key]
-            batch.append((number, item, key))
+            batch[number] = entry
         return batch
 
     async def _write_last(self, deadline: float) -> None:
@@ -247,11 +270,11 @@ class Recorder:
             self._newest.clear()
             self._drop(items, reason, always=True)
 
-    async def _write(self, batch: list[_Entry]) -> bool:
+    async def _write(self, batch: _Waiting) -> bool:
         """Write one batch; False when the database could not take it and it waits again."""
         if not batch:
             return True
-        items = [item for _, item, _ in batch]
+        items = [item for item, _ in batch.values()]
         self._in_flight = len(batch)
         try:
             result = await self._store.record(items, max_accounts=self._max_accounts)
@@ -282,19 +305,20 @@ class Recorder:
         self._committed(result)
         return True
 
-    def _put_back(self, batch: list[_Entry]) -> None:
+    def _put_back(self, batch: _Waiting) -> None:
         """Put a batch that was not written back in front of what waits, within the capacity.
 
         Everything waiting arrived after the batch. When not all fits, first the batch's
         snapshots that a newer one of their key follows are coalesced (the oldest first), then
         the oldest of the rest are dropped: what waits keeps its place, as in offer().
         """
-        excess = len(batch) + len(self._pending) - self._capacity
-        kept = batch
+        entries = [(number, item, key) for number, (item, key) in batch.items()]
+        excess = len(entries) + len(self._pending) - self._capacity
+        kept = entries
         if excess > 0:
-            followed = _followed(batch, set(self._newest))
+            followed = _followed(entries, set(self._newest))
             kept = []
-            for position, entry in enumerate(batch):
+            for position, entry in enumerate(entries):
                 if excess > 0 and position in followed:
                     excess -= 1
                     self.coalesced += 1
@@ -364,12 +388,6 @@ class Recorder:
                 self.dropped,
                 self.requests_dropped,
             )
-
-
-def _snapshot_key(snapshot: Snapshot) -> _SnapshotKey:
-    report = snapshot.report
-    limit_ids = tuple(limit.limit_id for limit in report.limits)
-    return (snapshot.identity.account_key, limit_ids, report.limit_hit is not None)
 
 
 def _followed(batch: list[_Entry], newer_keys: set[_SnapshotKey]) -> set[int]:

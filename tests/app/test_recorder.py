@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -112,7 +113,9 @@ async def test_cancelling_the_caller_of_stop_cancels_it(gateway: TestServer) -> 
 class _StoreWithABug(Store):
     """The real SQLite store, with a bug (not an outage) in how it writes requests."""
 
-    async def _insert_requests(self, requests: Sequence[RequestRecord], batch: RecordBatch) -> None:
+    def _insert_requests(
+        self, conn: sqlite3.Connection, requests: Sequence[RequestRecord], batch: RecordBatch
+    ) -> None:
         raise ValueError("a bug in laying out requests")
 
 

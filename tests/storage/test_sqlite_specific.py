@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from codexgate import paths
 from codexgate.core.models import (
     LimitReport,
+    RequestRecord,
     Snapshot,
     Source,
     SpendControl,
@@ -308,6 +311,53 @@ async def test_unchanged_snapshots_in_a_batch_cost_one_update(store: Store) -> N
     updates = [s for s in statements if s.lstrip().startswith("UPDATE usage_snapshots")]
     assert len(updates) == 1
     assert not [s for s in statements if s.lstrip().startswith("INSERT INTO usage_snapshots")]
+
+
+async def test_a_batch_is_one_trip_to_the_database_thread(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.record([snap(at=T0)])
+    caplog.set_level(logging.DEBUG, logger="aiosqlite")  # it logs each call it runs
+    caplog.clear()
+    changes = [snap(at=T0 + n, wins=windows(float(n))) for n in range(1, 40)]
+    await store.record([*changes, snap(at=T0 + 50), request_record(T0 + 50)])
+    calls = [r for r in caplog.records if r.name == "aiosqlite" and r.msg == "executing %s"]
+    assert len(calls) == 1
+
+
+async def test_rows_go_in_up_to_64_a_statement(store: Store) -> None:
+    statements: list[str] = []
+    await store._db.set_trace_callback(statements.append)
+    await store.record([snap(at=T0 + n, wins=windows(float(n))) for n in range(100)])
+    await store._db.set_trace_callback(None)  # type: ignore[arg-type]  # None removes it
+    inserts = [s for s in statements if s.lstrip().startswith("INSERT INTO usage_snapshots")]
+    assert [s.count("), (") + 1 for s in inserts] == [64, 32, 4]
+
+
+async def test_a_cancelled_batch_rolls_back_and_the_next_one_is_written_right(
+    store: Store,
+) -> None:
+    await store.record([snap(at=T0, wins=windows(10.0))])
+    gate = threading.Event()
+    # Hold the database thread, so that the batch still waits there when it is cancelled.
+    holding = asyncio.create_task(store._on_connection(lambda conn: gate.wait(10)))
+    batch: list[Snapshot | RequestRecord] = [
+        snap(at=T0 + 1, wins=windows(20.0)),
+        request_record(T0 + 1),
+    ]
+    cancelled = asyncio.create_task(store.record(batch))
+    await asyncio.sleep(0.05)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    gate.set()
+    await holding
+    assert (await store.count_history(), await store.count_requests()) == (1, 0)
+    result = await store.record([snap(at=T0 + 2, wins=windows(20.0))])
+    assert result == RecordResult(accounts_created=0, rows_inserted=1, rows_confirmed=0)
+    [account] = await store.accounts()
+    rows = await store.history(account.id)
+    assert [(r.five_hour_used_percent, r.captured_at) for r in rows] == [(10.0, T0), (20.0, T0 + 2)]
 
 
 async def test_heartbeat_writes_a_new_row(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from codexgate.core.models import (
     Credits,
     LimitReport,
+    TokenUsage,
     Window,
 )
 from codexgate.core.rows import RecordResult
@@ -122,6 +123,26 @@ async def test_confirmation_within_a_batch_lands_on_the_row_it_inserted(storage:
     [account] = await storage.accounts()
     [row] = await storage.history(account.id)
     assert (row.captured_at, row.confirmed_at) == (T0, T0 + 2)
+
+
+async def test_a_large_batch_writes_every_row_and_request_in_order(storage: Storage) -> None:
+    # 100 rows and 77 requests: more than one INSERT's worth on SQLite, split unevenly.
+    changes = [snap(at=T0 + n, wins=windows(float(n))) for n in range(100)]
+    turns = [request_record(T0 + n, tokens=TokenUsage(total_tokens=n)) for n in range(77)]
+    result = await storage.record([*changes, *turns])
+    assert result == RecordResult(
+        accounts_created=1, rows_inserted=100, rows_confirmed=0, requests_inserted=77
+    )
+    [account] = await storage.accounts()
+    rows = await storage.history(account.id, limit=200)
+    assert [(r.captured_at, r.five_hour_used_percent) for r in rows] == [
+        (T0 + n, float(n)) for n in range(100)
+    ]
+    assert [r.id for r in rows] == sorted({r.id for r in rows})
+    logged = await storage.requests(limit=100)
+    assert [(r.started_at, r.total_tokens, r.account_id) for r in reversed(logged)] == [
+        (T0 + n, n, account.id) for n in range(77)
+    ]
 
 
 async def test_reset_jitter_within_tolerance_is_the_same(storage: Storage) -> None:

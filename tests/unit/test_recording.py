@@ -11,10 +11,14 @@ from codexgate.core.recording import (
     VALUE_FIELDS,
     NewestRow,
     Sample,
+    Sampler,
+    UsageKey,
+    UsageValues,
     admit_accounts,
     limits,
     plan_usage,
     same_values,
+    samples,
     seen_accounts,
     split_batch,
     unproven_keys,
@@ -26,6 +30,7 @@ from tests.helpers.builders import FIVE_H_RESET, T0, identity, request_record, s
 HEARTBEAT = 300.0
 TOLERANCE = int(UNCHANGED_RESET_SECONDS)
 KEY = (1, "codex")
+OTHER_KEY = (2, "codex")
 
 
 def sample(at: float, used: float = 10.0, reset: int = FIVE_H_RESET) -> Sample:
@@ -34,7 +39,7 @@ def sample(at: float, used: float = 10.0, reset: int = FIVE_H_RESET) -> Sample:
     return Sample(KEY, at, "headers", 200, usage_values(snapshot, report))
 
 
-def values(used: float = 10.0, reset: int = FIVE_H_RESET) -> tuple[object, ...]:
+def values(used: float = 10.0, reset: int = FIVE_H_RESET) -> UsageValues:
     return sample(T0, used, reset).values
 
 
@@ -161,3 +166,117 @@ def test_a_batch_splits_into_snapshots_in_time_order_and_requests_as_given() -> 
     late, early = snap(at=T0 + 9), snap(at=T0)
     first, second = request_record(T0 + 5), request_record(T0 + 1)
     assert split_batch([late, first, early, second]) == ([early, late], [first, second])
+
+
+def test_a_repeated_identity_folds_again_after_another_one() -> None:
+    first, second = identity(email="first@example.com"), identity(email="second@example.com")
+    sightings = [snap(at=T0, who=first), snap(at=T0 + 1, who=second), snap(at=T0 + 2, who=first)]
+    assert seen_accounts(sightings, [])[first.account_key].email == "first@example.com"
+
+
+@given(st.integers(0, len(VALUE_FIELDS) - 1), st.integers(1, 10**6))
+def test_a_change_in_any_value_is_a_difference_unless_a_reset_time_jitters(
+    index: int, moved: int
+) -> None:
+    old = values()
+    was = old[index]
+    changed = list(old)
+    if was is None:
+        changed[index] = moved
+    elif isinstance(was, str):
+        changed[index] = f"{was}-{moved}"
+    else:
+        changed[index] = was + moved
+    jitter = VALUE_FIELDS[index].endswith("_resets_at") and was is not None
+    assert same_values(old, tuple(changed)) == (jitter and moved <= TOLERANCE)
+
+
+def test_the_sampler_lays_out_what_samples_does_and_keeps_plans_apart() -> None:
+    sampler = Sampler(maxsize=2)
+    report = snap(at=T0).report  # no plan of its own: each row takes its token's
+    plus = Snapshot(identity(plan="plus"), T0, "headers", report, 200)
+    team = Snapshot(identity("seat:acct-2:user-2", plan="team"), T0 + 1, "headers", report, 200)
+    other = snap(at=T0 + 2, wins=windows(55.0))
+    ids = {plus.identity.account_key: 1, team.identity.account_key: 2}
+    batch = [plus, team, other, plus, team]
+    found = sampler.samples(batch, ids)
+    assert found == [
+        s for snapshot in batch for s in samples(snapshot, ids[snapshot.identity.account_key])
+    ]
+    assert [s.values[VALUE_FIELDS.index("plan_type")] for s in found] == [
+        "plus",
+        "team",
+        "plus",
+        "plus",
+        "team",
+    ]
+    assert len(sampler) <= 2
+
+
+def _reference_plan(
+    batch: list[Sample], newest: dict[UsageKey, NewestRow | None], next_id: int
+) -> tuple[list[tuple[int, float, float]], dict[UsageKey, tuple[int, float]], int]:
+    """The insert-or-confirm rule applied one sample at a time: (inserted rows as (id,
+    captured_at, confirmed_at), confirmations of the table's rows, samples superseded)."""
+    rows: dict[int, list[float]] = {}
+    current = dict(_newest_tuples(newest))
+    confirms: dict[UsageKey, tuple[int, float]] = {}
+    superseded = 0
+    for s in batch:
+        last = current[s.key]
+        if last is not None:
+            row_id, last_values, captured_at, confirmed_at = last
+            if s.captured_at - captured_at < HEARTBEAT and same_values(last_values, s.values):
+                confirmed_at = max(confirmed_at, s.captured_at)
+                current[s.key] = (row_id, last_values, captured_at, confirmed_at)
+                if row_id in rows:
+                    rows[row_id][1] = confirmed_at
+                else:
+                    confirms[s.key] = (row_id, confirmed_at)
+                continue
+            if s.captured_at < captured_at:
+                superseded += 1
+                continue
+        rows[next_id] = [s.captured_at, s.captured_at]
+        current[s.key] = (next_id, s.values, s.captured_at, s.captured_at)
+        next_id += 1
+    inserted = [(row_id, at, confirmed) for row_id, (at, confirmed) in rows.items()]
+    return inserted, confirms, superseded
+
+
+def _newest_tuples(
+    newest: dict[UsageKey, NewestRow | None],
+) -> list[tuple[UsageKey, tuple[int, UsageValues, float, float] | None]]:
+    return [
+        (key, None if row is None else (row.row_id, row.values, row.captured_at, row.confirmed_at))
+        for key, row in newest.items()
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([KEY, OTHER_KEY]),
+            st.integers(0, 700),
+            st.sampled_from([10.0, 20.0]),
+            st.sampled_from([0, 3, 60]),
+        ),
+        max_size=25,
+    ),
+    st.sampled_from([None, 0, 400]),
+)
+def test_plan_usage_follows_the_rule_one_sample_at_a_time(
+    steps: list[tuple[UsageKey, int, float, int]], table_row_at: int | None
+) -> None:
+    batch = [
+        Sample(key, T0 + at, "headers", 200, values(used, FIVE_H_RESET + moved))
+        for key, at, used, moved in sorted(steps, key=lambda step: step[1])
+    ]
+    newest: dict[UsageKey, NewestRow | None] = {KEY: None, OTHER_KEY: None}
+    if table_row_at is not None:
+        newest[KEY] = NewestRow(3, values(), T0 + table_row_at, T0 + table_row_at + 1)
+    plan = plan_usage(batch, newest, heartbeat=HEARTBEAT, next_id=10)
+    inserted, confirms, superseded = _reference_plan(batch, newest, 10)
+    assert [(row.id, row.captured_at, row.confirmed_at) for row in plan.inserts] == inserted
+    assert (plan.confirms, plan.superseded) == (confirms, superseded)
+    assert plan.inserted + plan.confirmed + plan.superseded == len(batch)

@@ -17,7 +17,7 @@ from asyncpg import exceptions as pg_errors
 from asyncpg.pool import PoolConnectionProxy
 
 from codexgate import paths
-from codexgate.core.recording import NewestRow, UsageKey
+from codexgate.core.recording import NewestRow, Sampler, UsageKey
 from codexgate.storage.columns import id_floor_setting
 from codexgate.storage.interface import StorageSetupError, StorageUnavailable
 from codexgate.storage.location import PostgresURL
@@ -114,6 +114,7 @@ class PostgresBase:
         self._account_ids: dict[str, int] = {}  # account_key -> accounts.id
         # (account_id, limit_id) -> newest row; None = no row in the database.
         self._last: dict[UsageKey, NewestRow | None] = {}
+        self._sampler = Sampler()
         self.closed = False
 
     @classmethod

@@ -13,7 +13,7 @@ from codexgate.core.recording import (
     UsageKey,
     UsageValues,
     plan_usage,
-    samples,
+    refused_requests,
     seen_accounts,
     split_batch,
     unproven_keys,
@@ -336,9 +336,7 @@ class UsageMixin(AccountsMixin, RequestsMixin):
             confirmed_ids,
             seats_refused=len(refused),
             snapshots_refused=len(ordered) - len(kept),
-            requests_refused=sum(
-                1 for r in requests if r.identity is not None and r.identity.account_key in refused
-            ),
+            requests_refused=refused_requests(requests, refused),
         )
 
     async def _write_usage(
@@ -349,32 +347,24 @@ class UsageMixin(AccountsMixin, RequestsMixin):
         Returns (inserted, confirmed, ids of the existing rows whose confirmed_at was set, the
         next usage id after this batch or None when it had no samples).
         """
-        work = [
-            sample
-            for snapshot in ordered
-            for sample in samples(snapshot, batch.account_ids[snapshot.identity.account_key])
-        ]
+        work = self._sampler.samples(ordered, batch.account_ids)
         if not work:
             return 0, 0, (), None
         # We hold the write lock, so ids after the current maximum are ours to hand out.
         next_id = await self._next_id(conn, "usage_snapshots")
         purged = batch.purged_accounts
+        cached = self._last
+        keys = {sample.key for sample in work}
         if next_id != self._usage_next_id:
             # Rows this process did not write (or a batch whose commit it never heard back
             # from): forget every newest row it knows; they are read again when needed.
-            purged.update(key[0] for key in self._last)
-            purged.update(sample.key[0] for sample in work)
-        wanted = {
-            sample.key for sample in work if sample.key not in self._last or sample.key[0] in purged
-        }
+            purged.update(key[0] for key in cached)
+            purged.update(key[0] for key in keys)
+        wanted = {key for key in keys if key not in cached or key[0] in purged}
         if wanted:
             await self._load_last(conn, wanted, batch)
-        known = {
-            sample.key: batch.last[sample.key]
-            if sample.key in batch.last
-            else self._last[sample.key]
-            for sample in work
-        }
+        loaded = batch.last
+        known = {key: loaded[key] if key in loaded else cached[key] for key in keys}
         plan = plan_usage(work, known, heartbeat=self._heartbeat, next_id=next_id)
         state = batch.last
         state.update(plan.newest)

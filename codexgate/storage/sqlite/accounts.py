@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from typing import Any, Final
 
 from codexgate.core.models import Identity
@@ -24,7 +24,7 @@ from codexgate.storage.sqlite.columns import (
     INSERT_EVENT,
     RAISE_ID_FLOOR,
 )
-from codexgate.storage.sqlite.connection import SQLiteBase, guarded
+from codexgate.storage.sqlite.connection import SQLiteBase, guarded, select_in
 
 LOG = logging.getLogger(__name__)
 
@@ -191,30 +191,46 @@ class AccountsMixin(SQLiteBase):
                 self._last = {k: v for k, v in self._last.items() if k[0] != account_id}
         return deleted
 
-    async def _attach_accounts(self, keys: Sequence[str], batch: RecordBatch) -> None:
-        """Put the ids of the accounts that exist among keys into batch.account_ids, as they are."""
+    def _attach_accounts(
+        self,
+        conn: sqlite3.Connection,
+        cached: Mapping[str, int],
+        keys: Sequence[str],
+        batch: RecordBatch,
+    ) -> None:
+        """Put the ids of the accounts that exist among keys into batch.account_ids, as they are.
+
+        Runs on the connection's thread (see record); cached is the account id cache as this
+        batch may trust it."""
         if not keys:
             return
-        rows = await self._select_in(
-            "SELECT account_key, id FROM accounts WHERE account_key IN ({marks})", keys
+        rows = select_in(
+            conn, "SELECT account_key, id FROM accounts WHERE account_key IN ({marks})", keys
         )
         for key, account_id in rows:
             batch.account_ids[str(key)] = int(account_id)
-            if self._account_ids.get(str(key)) != account_id:
+            if cached.get(str(key)) != account_id:
                 # The id may have belonged to a deleted account before.
                 batch.purged_accounts.add(int(account_id))
 
-    async def _resolve_accounts(
-        self, seen: Mapping[str, SeenAccount], batch: RecordBatch, max_accounts: int | None
+    def _resolve_accounts(
+        self,
+        conn: sqlite3.Connection,
+        cached_ids: Mapping[str, int],
+        seen: Mapping[str, SeenAccount],
+        batch: RecordBatch,
+        max_accounts: int | None,
     ) -> None:
         """Upsert the batch's accounts and put every account_key -> id into batch.account_ids.
 
-        New accounts beyond max_accounts are not created: their keys go to batch.refused.
+        New accounts beyond max_accounts are not created: their keys go to batch.refused. Runs
+        on the connection's thread (see record); cached_ids is the account id cache as this
+        batch may trust it.
         """
-        cached = {key: self._account_ids[key] for key in seen if key in self._account_ids}
+        cached = {key: cached_ids[key] for key in seen if key in cached_ids}
         if cached:
             params = [_account_params(seen[key], account_id) for key, account_id in cached.items()]
-            cursor = await self._db.executemany(_UPDATE_ACCOUNT, params)
+            cursor = conn.executemany(_UPDATE_ACCOUNT, params)
             if cursor.rowcount == len(cached):
                 batch.account_ids.update(cached)
             else:
@@ -225,18 +241,18 @@ class AccountsMixin(SQLiteBase):
         missing = [key for key in seen if key not in batch.account_ids]
         if not missing:
             return
-        known = await self._select_in(
-            "SELECT account_key, id FROM accounts WHERE account_key IN ({marks})", missing
+        known = select_in(
+            conn, "SELECT account_key, id FROM accounts WHERE account_key IN ({marks})", missing
         )
         found = {str(key): int(account_id) for key, account_id in known}
         if found:
             params = [_account_params(seen[key], account_id) for key, account_id in found.items()]
-            await self._db.executemany(_UPDATE_ACCOUNT, params)
+            conn.executemany(_UPDATE_ACCOUNT, params)
         created: dict[str, int] = {}
         new = [seen[key] for key in missing if key not in found]
         if new and max_accounts is not None:
-            rows = await self._db.execute_fetchall("SELECT count(*) FROM accounts")
-            new, refused = admit_accounts(new, int(next(iter(rows))[0]), max_accounts)
+            count = conn.execute("SELECT count(*) FROM accounts").fetchone()
+            new, refused = admit_accounts(new, int(count[0]), max_accounts)
             batch.refused.update(account.account_key for account in refused)
         for chunk_seen in chunks(new, CHUNK):
             values: list[Any] = []
@@ -251,17 +267,17 @@ class AccountsMixin(SQLiteBase):
                     account.first_seen_at,
                     account.last_seen_at,
                 )
-            rows = await self._db.execute_fetchall(
+            rows = conn.execute(
                 "INSERT INTO accounts (account_key, chatgpt_account_id, chatgpt_user_id, email, "  # noqa: S608
                 "plan_type, token_fingerprint, first_seen_at, last_seen_at) VALUES "
                 + ", ".join(_INSERT_ACCOUNT_ROW for _ in chunk_seen)
                 + " RETURNING account_key, id",
                 values,
-            )
+            ).fetchall()
             created.update((str(key), int(account_id)) for key, account_id in rows)
         if created:
             now = time.time()
-            await self._db.executemany(
+            conn.executemany(
                 INSERT_EVENT,
                 [(account_id, "created", now) for account_id in sorted(created.values())],
             )
@@ -275,4 +291,14 @@ class AccountsMixin(SQLiteBase):
 
 def _account_params(account: SeenAccount, account_id: int) -> dict[str, Any]:
     """Named parameters for _UPDATE_ACCOUNT."""
-    return {"id": account_id, **asdict(account)}
+    return {
+        "id": account_id,
+        "account_key": account.account_key,
+        "first_seen_at": account.first_seen_at,
+        "last_seen_at": account.last_seen_at,
+        "chatgpt_account_id": account.chatgpt_account_id,
+        "chatgpt_user_id": account.chatgpt_user_id,
+        "email": account.email,
+        "plan_type": account.plan_type,
+        "token_fingerprint": account.token_fingerprint,
+    }

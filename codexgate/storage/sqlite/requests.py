@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
 
 from codexgate.core.models import RequestRecord
-from codexgate.core.recording import request_values
+from codexgate.core.recording import request_row
 from codexgate.core.rows import ActivityBucket, RequestRow
 from codexgate.storage.batch import RecordBatch
 from codexgate.storage.columns import (
     REQUEST_COLUMNS,
     REQUEST_SELECT,
 )
-from codexgate.storage.sqlite.connection import SQLiteBase, guarded
+from codexgate.storage.sqlite.columns import multi_row_inserts
+from codexgate.storage.sqlite.connection import SQLiteBase, guarded, insert_rows, next_id
 
-_INSERT_REQUEST: Final = (
-    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "  # noqa: S608 - constants
-    f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
-)
+_INSERT_REQUEST: Final = multi_row_inserts("requests", REQUEST_COLUMNS)
 
 
 class RequestsMixin(SQLiteBase):
     """The request log: pages, counts and activity buckets."""
 
-    async def _insert_requests(self, requests: Sequence[RequestRecord], batch: RecordBatch) -> None:
-        """Insert a batch's requests with their accounts, in the order given (lock held)."""
-        first_id = await self._next_id("requests")
-        rows = []
-        for n, request in enumerate(requests):
-            identity = request.identity
-            account_id = None if identity is None else batch.account_ids.get(identity.account_key)
-            rows.append((first_id + n, *request_values(request, account_id)))
-        await self._db.executemany(_INSERT_REQUEST, rows)
+    def _insert_requests(
+        self, conn: sqlite3.Connection, requests: Sequence[RequestRecord], batch: RecordBatch
+    ) -> None:
+        """Insert a batch's requests with their accounts, in the order given (in record()'s
+        transaction, on the connection's thread)."""
+        first_id = next_id(conn, "requests")
+        account_ids = batch.account_ids
+        rows = [
+            request_row(
+                row_id,
+                request,
+                None if request.identity is None else account_ids.get(request.identity.account_key),
+            )
+            for row_id, request in enumerate(requests, first_id)
+        ]
+        insert_rows(conn, _INSERT_REQUEST, rows)
 
     @guarded
     async def requests(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 from codexgate.core.models import RequestRecord, Snapshot
@@ -11,7 +16,7 @@ from codexgate.core.recording import (
     NewestRow,
     UsageKey,
     plan_usage,
-    samples,
+    refused_requests,
     seen_accounts,
     split_batch,
     unproven_keys,
@@ -45,18 +50,21 @@ from codexgate.storage.columns import (
 )
 from codexgate.storage.sql import TITLE, TITLES, account_limits, window_column
 from codexgate.storage.sqlite.accounts import AccountsMixin
-from codexgate.storage.sqlite.columns import (
-    CHUNK,
+from codexgate.storage.sqlite.columns import CHUNK, multi_row_inserts
+from codexgate.storage.sqlite.connection import (
+    data_version,
+    guarded,
+    insert_rows,
+    is_file_error,
+    next_id,
+    roll_back,
+    select_in,
 )
-from codexgate.storage.sqlite.connection import guarded, is_file_error
 from codexgate.storage.sqlite.requests import RequestsMixin
 
 LOG = logging.getLogger(__name__)
 
-_INSERT_USAGE: Final = (
-    f"INSERT INTO usage_snapshots ({USAGE_SELECT}) "  # noqa: S608 - column names are constants
-    f"VALUES ({', '.join('?' for _ in USAGE_COLUMNS)})"
-)
+_INSERT_USAGE: Final = multi_row_inserts("usage_snapshots", USAGE_COLUMNS)
 
 # The key guards against an id that was deleted behind the Store and handed out again.
 _CONFIRM_USAGE: Final = (
@@ -239,6 +247,47 @@ ORDER BY s.account_id, s.limit_id
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What record()'s transaction committed, for record() to update the caches with."""
+
+    batch: RecordBatch
+    data_version: int  # the connection's, as the transaction began
+    inserted: int
+    confirmed: int
+    confirmed_ids: tuple[int, ...]
+    snapshots_refused: int
+
+
+class _Abandoned(Exception):
+    """record() was cancelled before its transaction committed: it rolls back."""
+
+
+def _load_last(conn: sqlite3.Connection, keys: set[UsageKey], batch: RecordBatch) -> None:
+    """Load the newest row of each key into batch.last (None where there is none)."""
+    for key in keys:
+        batch.last[key] = None
+    for chunk in chunks(sorted(keys), CHUNK):
+        wanted = ", ".join("(?, ?)" for _ in chunk)
+        params = [part for key in chunk for part in key]
+        rows = conn.execute(
+            f"WITH wanted (account_id, limit_id) AS (VALUES {wanted}) "  # noqa: S608
+            f"SELECT {USAGE_SELECT_S} FROM wanted AS w JOIN usage_snapshots AS s ON s.id = ("
+            "SELECT x.id FROM usage_snapshots AS x "
+            "WHERE x.account_id = w.account_id AND x.limit_id = w.limit_id "
+            "ORDER BY x.captured_at DESC, x.id DESC LIMIT 1)",
+            params,
+        ).fetchall()
+        for row in rows:
+            key = (int(row[ACCOUNT_ID]), str(row[LIMIT_ID]))
+            batch.last[key] = NewestRow(
+                int(row[ID]),
+                tuple(row[FIRST_VALUE:]),
+                float(row[CAPTURED_AT]),
+                float(row[CONFIRMED_AT]),
+            )
+
+
 class UsageMixin(AccountsMixin, RequestsMixin):
     """Recording a batch, and every read of usage history."""
 
@@ -259,23 +308,27 @@ class UsageMixin(AccountsMixin, RequestsMixin):
         async with self._lock:
             if self._reopen:
                 await self._reconnect()
-            batch = RecordBatch()
+            abandoned = threading.Event()
+            write = partial(self._write_batch, ordered, requests, max_accounts, abandoned)
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                await self._forget_other_writers()
-                seen = seen_accounts(ordered, requests)
-                await self._resolve_accounts(seen, batch, max_accounts)
-                await self._attach_accounts(unproven_keys(requests, seen), batch)
-                kept = [s for s in ordered if s.identity.account_key not in batch.refused]
-                inserted, confirmed, confirmed_ids = await self._write_usage(kept, batch)
-                if requests:
-                    await self._insert_requests(requests, batch)
-                await self._db.execute("COMMIT")
+                written = await self._on_connection(write)
+            except asyncio.CancelledError:
+                # The write goes on without us: it rolls back unless it is already committing,
+                # and whether it did is not known here, so the caches are read again next time.
+                abandoned.set()
+                self._data_version = None
+                raise
             except BaseException as exc:
-                # Nothing of this batch reached the caches: they still match the database.
-                await self._rollback()
+                # Rolled back: the caches were left alone and still match the database.
                 self._reopen = is_file_error(exc)
                 raise
+            batch = written.batch
+            if written.data_version != self._data_version:
+                if self._data_version is not None:
+                    LOG.debug("another connection wrote to %s: reloaded the newest rows", self.path)
+                self._account_ids.clear()
+                self._last.clear()
+                self._data_version = written.data_version
             if batch.purged_accounts:
                 purged = batch.purged_accounts
                 self._last = {k: v for k, v in self._last.items() if k[0] not in purged}
@@ -284,46 +337,78 @@ class UsageMixin(AccountsMixin, RequestsMixin):
         refused = batch.refused
         return RecordResult(
             batch.accounts_created,
-            inserted,
-            confirmed,
+            written.inserted,
+            written.confirmed,
             len(requests),
-            confirmed_ids,
+            written.confirmed_ids,
             seats_refused=len(refused),
-            snapshots_refused=len(ordered) - len(kept),
-            requests_refused=sum(
-                1 for r in requests if r.identity is not None and r.identity.account_key in refused
-            ),
+            snapshots_refused=written.snapshots_refused,
+            requests_refused=refused_requests(requests, refused),
         )
 
-    async def _write_usage(
-        self, ordered: Sequence[Snapshot], batch: RecordBatch
+    def _write_batch(
+        self,
+        ordered: Sequence[Snapshot],
+        requests: Sequence[RequestRecord],
+        max_accounts: int | None,
+        abandoned: threading.Event,
+        conn: sqlite3.Connection,
+    ) -> _Written:
+        """record()'s transaction, on the connection's thread: it reads the caches, and leaves
+        them to record() to update once it has committed."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Holding the write lock, nobody can commit between this check and our writes.
+            version = data_version(conn)
+            if version == self._data_version:
+                account_ids, last = self._account_ids, self._last
+            else:  # another connection committed: what the caches say may be out of date
+                account_ids, last = {}, {}
+            batch = RecordBatch()
+            seen = seen_accounts(ordered, requests)
+            self._resolve_accounts(conn, account_ids, seen, batch, max_accounts)
+            self._attach_accounts(conn, account_ids, unproven_keys(requests, seen), batch)
+            kept: Sequence[Snapshot] = ordered
+            if batch.refused:
+                kept = [s for s in ordered if s.identity.account_key not in batch.refused]
+            inserted, confirmed, confirmed_ids = self._write_usage(conn, last, kept, batch)
+            if requests:
+                self._insert_requests(conn, requests, batch)
+            if abandoned.is_set():
+                raise _Abandoned
+            conn.execute("COMMIT")
+        except BaseException:
+            roll_back(conn, self.path)
+            raise
+        return _Written(
+            batch, version, inserted, confirmed, confirmed_ids, len(ordered) - len(kept)
+        )
+
+    def _write_usage(
+        self,
+        conn: sqlite3.Connection,
+        cached: Mapping[UsageKey, NewestRow | None],
+        ordered: Sequence[Snapshot],
+        batch: RecordBatch,
     ) -> tuple[int, int, tuple[int, ...]]:
         """Insert changed rows, confirm unchanged ones (core.recording.plan_usage decides).
 
-        Returns (inserted, confirmed, ids of the existing rows whose confirmed_at was set).
+        cached is the newest-row cache as this batch may trust it. Returns (inserted,
+        confirmed, ids of the existing rows whose confirmed_at was set).
         """
-        work = [
-            sample
-            for snapshot in ordered
-            for sample in samples(snapshot, batch.account_ids[snapshot.identity.account_key])
-        ]
+        work = self._sampler.samples(ordered, batch.account_ids)
         if not work:
             return 0, 0, ()
         purged = batch.purged_accounts
-        wanted = {
-            sample.key for sample in work if sample.key not in self._last or sample.key[0] in purged
-        }
+        keys = {sample.key for sample in work}
+        wanted = {key for key in keys if key not in cached or key[0] in purged}
         if wanted:
-            await self._load_last(wanted, batch)
-        known = {
-            sample.key: batch.last[sample.key]
-            if sample.key in batch.last
-            else self._last[sample.key]
-            for sample in work
-        }
+            _load_last(conn, wanted, batch)
+        loaded = batch.last
+        known = {key: loaded[key] if key in loaded else cached[key] for key in keys}
         # We hold the write lock, so ids after the current maximum are ours to hand out.
-        next_id = await self._next_id("usage_snapshots")
-        plan = plan_usage(work, known, heartbeat=self._heartbeat, next_id=next_id)
+        first_id = next_id(conn, "usage_snapshots")
+        plan = plan_usage(work, known, heartbeat=self._heartbeat, next_id=first_id)
         state = batch.last
         state.update(plan.newest)
         if plan.inserts:
@@ -340,11 +425,11 @@ class UsageMixin(AccountsMixin, RequestsMixin):
                 )
                 for row in plan.inserts
             ]
-            await self._db.executemany(_INSERT_USAGE, rows)
+            insert_rows(conn, _INSERT_USAGE, rows)
         confirms = plan.confirms
         confirmed_ids: tuple[int, ...] = ()
         if confirms:
-            cursor = await self._db.executemany(
+            cursor = conn.executemany(
                 _CONFIRM_USAGE,
                 [(at, row_id, *key) for key, (row_id, at) in confirms.items()],
             )
@@ -356,37 +441,11 @@ class UsageMixin(AccountsMixin, RequestsMixin):
                 for key in confirms:
                     state.pop(key, None)
                 batch.purged_accounts.update(key[0] for key in confirms)
-                confirmed_ids = await self._existing_usage_ids(confirmed_ids)
-        return plan.inserted, plan.confirmed, confirmed_ids
-
-    async def _existing_usage_ids(self, ids: Sequence[int]) -> tuple[int, ...]:
-        """The ids of usage_snapshots that exist, ascending."""
-        rows = await self._select_in("SELECT id FROM usage_snapshots WHERE id IN ({marks})", ids)
-        return tuple(sorted(int(row[0]) for row in rows))
-
-    async def _load_last(self, keys: set[UsageKey], batch: RecordBatch) -> None:
-        """Load the newest row of each key into batch.last (None where there is none)."""
-        for key in keys:
-            batch.last[key] = None
-        for chunk in chunks(sorted(keys), CHUNK):
-            wanted = ", ".join("(?, ?)" for _ in chunk)
-            params = [part for key in chunk for part in key]
-            rows = await self._db.execute_fetchall(
-                f"WITH wanted (account_id, limit_id) AS (VALUES {wanted}) "  # noqa: S608
-                f"SELECT {USAGE_SELECT_S} FROM wanted AS w JOIN usage_snapshots AS s ON s.id = ("
-                "SELECT x.id FROM usage_snapshots AS x "
-                "WHERE x.account_id = w.account_id AND x.limit_id = w.limit_id "
-                "ORDER BY x.captured_at DESC, x.id DESC LIMIT 1)",
-                params,
-            )
-            for row in rows:
-                key = (int(row[ACCOUNT_ID]), str(row[LIMIT_ID]))
-                batch.last[key] = NewestRow(
-                    int(row[ID]),
-                    tuple(row[FIRST_VALUE:]),
-                    float(row[CAPTURED_AT]),
-                    float(row[CONFIRMED_AT]),
+                rows = select_in(
+                    conn, "SELECT id FROM usage_snapshots WHERE id IN ({marks})", confirmed_ids
                 )
+                confirmed_ids = tuple(sorted(int(row[0]) for row in rows))
+        return plan.inserted, plan.confirmed, confirmed_ids
 
     @guarded
     async def latest_usage(self, account_id: int | None = None) -> list[LatestUsageRow]:
