@@ -252,8 +252,6 @@ _REPORT_NAMES: Final = (
 # Reports memoised by RateLimitHeaderParser before it starts afresh.
 REPORT_MEMO_SIZE: Final = 1024
 
-Headers = CIMultiDict[str] | CIMultiDictProxy[str]
-
 
 class _Reported(NamedTuple):
     """The raw text of every header a report is read from: equal ones give equal reports."""
@@ -269,9 +267,9 @@ class _Reported(NamedTuple):
         pairs = zip(names, self.values, strict=True)
         return {name: value for name, value in pairs if value is not None}
 
-    def uses_clock(self) -> bool:
-        """Whether a window's reset time comes from reset-after-seconds, so from `now`."""
-        found = self.found()
+    def uses_clock(self, found: Mapping[str, str]) -> bool:
+        """Whether a window's reset time comes from reset-after-seconds, so from `now`;
+        `found` is what found() returned."""
         for prefix in self.prefixes:
             names = _names_of(prefix)
             for slot in (names.primary, names.secondary):
@@ -339,9 +337,8 @@ def _reported(headers: Mapping[str, str]) -> _Reported | None:
     return _Reported(tuple(limit_ids), family_prefixes, tuple(values))
 
 
-def _report(reported: _Reported, now: float) -> UsageReport:
-    """Read every rate-limit family and the codex-wide fields."""
-    found = reported.found()
+def _report(reported: _Reported, found: Mapping[str, str], now: float) -> UsageReport:
+    """Read every rate-limit family and the codex-wide fields (`found`: reported.found())."""
     limits = tuple(
         _parse_family(found, limit_id, _names_of(prefix), now)
         for limit_id, prefix in zip(reported.limit_ids, reported.prefixes, strict=True)
@@ -359,7 +356,7 @@ def _report(reported: _Reported, now: float) -> UsageReport:
 def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> UsageReport | None:
     """Read every rate-limit family and the codex-wide fields from response headers."""
     reported = _reported(headers)
-    return None if reported is None else _report(reported, now)
+    return None if reported is None else _report(reported, reported.found(), now)
 
 
 class RateLimitHeaderParser:
@@ -390,8 +387,9 @@ class RateLimitHeaderParser:
             return None
         report = self._reports.get(reported)
         if report is None:
-            report = _report(reported, now)
-            if not reported.uses_clock():
+            found = reported.found()
+            report = _report(reported, found, now)
+            if not reported.uses_clock(found):
                 if len(self._reports) >= self._maxsize:
                     self._reports.clear()
                 self._reports[reported] = report

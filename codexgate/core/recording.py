@@ -239,8 +239,10 @@ class Sampler:
 
     __slots__ = ("_laid", "_maxsize")
 
-    def __init__(self, maxsize: int = 4096) -> None:
-        """Remember at most `maxsize` layouts; when full, start afresh."""
+    def __init__(self, maxsize: int = 2048) -> None:
+        """Remember at most `maxsize` layouts; when full, start afresh. A layout only helps while
+        capture still hands out its report (its memo keeps 1,024, of a limit or two each), and
+        each one keeps its report alive."""
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._maxsize = maxsize
@@ -261,10 +263,7 @@ class Sampler:
             account_id = account_ids[snapshot.identity.account_key]
             report = snapshot.report
             plan_type = report.plan_type or snapshot.identity.plan_type
-            written = report.limits
-            if report.limit_hit is not None or report.spend_control is not None:
-                written = limits(snapshot)
-            for limit in written:
+            for limit in limits(snapshot):
                 entry = laid.get(id(limit))
                 if (
                     entry is not None
@@ -381,6 +380,20 @@ def request_row(row_id: int, request: RequestRecord, account_id: int | None) -> 
         None if tokens is None else tokens.total_tokens,
         request.error_code,
     )
+
+
+def request_rows(
+    requests: Sequence[RequestRecord], first_id: int, account_ids: Mapping[str, int]
+) -> list[tuple[Any, ...]]:
+    """A batch's requests as rows, ids from first_id on, each with its account (if known)."""
+    return [
+        request_row(
+            row_id,
+            request,
+            None if request.identity is None else account_ids.get(request.identity.account_key),
+        )
+        for row_id, request in enumerate(requests, first_id)
+    ]
 
 
 def same_values(old: UsageValues, new: UsageValues) -> bool:

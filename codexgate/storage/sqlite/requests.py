@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from codexgate.core.models import RequestRecord
-from codexgate.core.recording import request_row
+from codexgate.core.recording import request_rows
 from codexgate.core.rows import ActivityBucket, RequestRow
 from codexgate.storage.batch import RecordBatch
 from codexgate.storage.columns import (
@@ -29,15 +29,7 @@ class RequestsMixin(SQLiteBase):
         """Insert a batch's requests with their accounts, in the order given (in record()'s
         transaction, on the connection's thread)."""
         first_id = next_id(conn, "requests")
-        account_ids = batch.account_ids
-        rows = [
-            request_row(
-                row_id,
-                request,
-                None if request.identity is None else account_ids.get(request.identity.account_key),
-            )
-            for row_id, request in enumerate(requests, first_id)
-        ]
+        rows = request_rows(requests, first_id, batch.account_ids)
         insert_rows(conn, _INSERT_REQUEST, rows)
 
     @guarded
