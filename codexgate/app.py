@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+import ctypes
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -45,6 +47,58 @@ SERVER_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
         "auto_decompress": False,  # request bodies (zstd, gzip) are relayed as their bytes
     }
 )
+# Seconds between two hand-backs of the memory a burst of traffic freed (see trim_memory_ctx):
+# one takes ~2 ms after a burst that freed 15 MB, ~0.05 ms when there is nothing to give back.
+TRIM_SECONDS: Final = 10.0
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def memory_trimmer() -> Callable[[], None] | None:
+    """glibc's malloc_trim(0), which hands every free page inside the heap back to the system;
+    None where the C library has no such call (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+
+    def release() -> None:
+        trim(0)
+
+    return release
+
+
+def trim_memory_ctx(every: float = TRIM_SECONDS) -> CleanupContext:
+    """A cleanup context that gives freed memory back to the system every `every` seconds.
+
+    glibc returns a free region only from the top of its heap. The deflate buffers of
+    WebSockets (600 KB each) and the chunks of long streams are freed between objects that
+    stay, so without a trim the process keeps the peak of every burst for good (15 MB after
+    32 compressed WebSockets).
+    """
+
+    async def trim_memory(app: web.Application) -> AsyncIterator[None]:
+        release = memory_trimmer()
+        if release is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal timer
+            release()
+            timer = loop.call_later(every, tick)
+
+        timer = loop.call_later(every, tick)
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    return trim_memory
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -138,6 +192,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(events.bus_context(feed_api.SSE_FRAMING))
     app.cleanup_ctx.append(accounts_ctx)  # wakes the bus and the engine: after both
     app.cleanup_ctx.append(metrics.metrics_ctx)  # counts the recorder's request records: after it
+    app.cleanup_ctx.append(trim_memory_ctx())
     app.on_shutdown.append(events.close_streams)  # or graceful shutdown waits for every stream
     if config.capture:
         app.on_response_prepare.append(tap.capture_response_headers)

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from codexgate.capture.headers import IdentityCache, RateLimitHeaderParser
     from codexgate.capture.observe import Exchange
     from codexgate.config import Config
+    from codexgate.dashboard.pages import Templates
     from codexgate.listener import Connections
     from codexgate.security import AdminAuth
     from codexgate.services.accounts import Accounts
@@ -44,6 +45,8 @@ RETENTION: Final[web.AppKey[Retention]] = web.AppKey("retention")
 RETENTION_OPTIONS: Final[web.AppKey[RetentionOptions]] = web.AppKey("retention_options")
 # The content hash of the static files, put in their URL so that a browser never runs a stale copy.
 STATIC_VERSION: Final[web.AppKey[str]] = web.AppKey("static_version", str)
+# The page templates (jinja2 is loaded with the first page).
+TEMPLATES: Final[web.AppKey[Templates]] = web.AppKey("templates")
 # Every account's window forecasts, kept current from the usage rows (shared by all readers).
 FORECASTS: Final[web.AppKey[ForecastCache]] = web.AppKey("forecasts")
 # Alerting: the rules and webhooks in force, and the engine that fires the rules.

@@ -37,7 +37,7 @@ import logging
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -331,8 +331,10 @@ class Connections:
     def middleware(self) -> Middleware:
         """The app's outermost middleware: a request keeps its connection busy until answered."""
 
+        # A plain function handing back the handler's coroutine: a coroutine of its own would
+        # stay alive (and hold memory) for as long as a stream lasts.
         @web.middleware
-        async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
+        def track(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
             transport = request.transport
             connection = self._by_transport.get(transport) if transport is not None else None
             if connection is not None:
@@ -343,7 +345,7 @@ class Connections:
                     self._set_busy(connection)
                     connection.busy += 1
                     task.add_done_callback(functools.partial(self._answered, connection))
-            return await handler(request)
+            return handler(request)
 
         return track
 

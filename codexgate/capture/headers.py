@@ -249,8 +249,10 @@ _REPORT_NAMES: Final = (
     "x-codex-rate-limit-reached-type",
     "x-codex-promo-message",
 )
-# Reports memoised by RateLimitHeaderParser before it starts afresh.
-REPORT_MEMO_SIZE: Final = 1024
+# Reports memoised by RateLimitHeaderParser before it starts afresh. A seat's values repeat
+# until they move, so a memo hit needs one entry per seat (and per limit family it reports):
+# 256 covers a team's gateway, and each entry is memory every idle connection pays for too.
+REPORT_MEMO_SIZE: Final = 256
 
 
 class _Reported(NamedTuple):

@@ -12,7 +12,6 @@ from codexgate.config import Config
 from codexgate.storage.interface import StorageSetupError
 from codexgate.storage.location import PostgresURL
 from codexgate.storage.migrations import read_migrations
-from codexgate.storage.sqlite import backup as sqlite_backup
 
 POSTGRES_RECIPE: Final = "docs/operations.md#backups"
 
@@ -35,6 +34,9 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_backup(args: argparse.Namespace, config: Config, out: TextIO) -> int:
     """Write the copy and print one line about it."""
+    # Imported when the command runs: `serve` declares its arguments, nothing more.
+    from codexgate.storage.sqlite import backup as sqlite_backup
+
     db = _sqlite_file(config, "backup")
     try:
         summary = sqlite_backup.backup(db, _path(args.dest, "DEST"), force=args.force)
@@ -51,6 +53,8 @@ def run_backup(args: argparse.Namespace, config: Config, out: TextIO) -> int:
 
 def run_restore(args: argparse.Namespace, config: Config, out: TextIO) -> int:
     """Check the backup and that nothing serves on --db, then put the backup in its place."""
+    from codexgate.storage.sqlite import backup as sqlite_backup
+
     db = _sqlite_file(config, "restore")
     source = _path(args.source, "SRC")
     try:

@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
-from tomlkit.items import InlineTable, Table
 from yarl import URL
 
 from codexgate.config import Config
+
+if TYPE_CHECKING:
+    # Imported where a config.toml is edited: `serve` prints its settings without them.
+    import tomlkit
+    from tomlkit.items import Table
 
 PROVIDER_ID: Final = "codexgate"
 BUILTIN_NAME: Final = "OpenAI"  # the name that turns on the client's workspace routing
@@ -34,6 +36,19 @@ DEFAULT_CHATGPT_BASE: Final = "https://chatgpt.com/backend-api/"
 ROUTING_KEYS: Final = ("model_provider", "openai_base_url", "chatgpt_base_url")
 NEW_FILE_MODE: Final = 0o600
 HOME_MODE: Final = 0o700
+# A TOML basic string's escapes: the short ones, and \uXXXX for every other control character.
+_TOML_ESCAPES: Final = str.maketrans(
+    {
+        **{chr(code): f"\\u{code:04x}" for code in (*range(0x20), 0x7F)},
+        '"': '\\"',
+        "\\": "\\\\",
+        "\b": "\\b",
+        "\t": "\\t",
+        "\n": "\\n",
+        "\f": "\\f",
+        "\r": "\\r",
+    }
+)
 
 
 class CodexConfigError(Exception):
@@ -154,9 +169,16 @@ def settings_for(config: Config, transport: str) -> CodexSettings:
     return http_settings(config)
 
 
+def toml_value(value: str | bool) -> str:
+    """A TOML value: true or false, or a basic string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value.translate(_TOML_ESCAPES)}"'
+
+
 def _toml_line(key: str, value: str | bool) -> str:
     """One `key = value` line with TOML quoting."""
-    return f"{key} = {tomlkit.item(value).as_string()}"
+    return f"{key} = {toml_value(value)}"
 
 
 def render(settings: CodexSettings) -> str:
@@ -175,6 +197,9 @@ def client_settings(config: Config) -> str:
 
 def parse(text: str, path: Path) -> tomlkit.TOMLDocument:
     """Parse config.toml strictly (tomllib) and for editing (tomlkit)."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     try:
         tomllib.loads(text)
         return tomlkit.parse(text)
@@ -201,13 +226,16 @@ def _set(table: MutableMapping[str, Any], key: str, value: str | bool, label: st
         if _same(old, value):
             return None
         table[key] = value
-        return f"{label} = {tomlkit.item(value).as_string()} (was {_describe(old)})"
+        return f"{label} = {toml_value(value)} (was {_describe(old)})"
     table[key] = value
-    return f"{label} = {tomlkit.item(value).as_string()} (added)"
+    return f"{label} = {toml_value(value)} (added)"
 
 
 def _describe(value: object) -> str:
     """A short TOML-ish rendering of an old value."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     try:
         return tomlkit.item(value).as_string()
     except (TOMLKitError, TypeError, ValueError):
@@ -224,6 +252,8 @@ def _table(parent: MutableMapping[str, Any], key: str, label: str) -> MutableMap
 
 def _append_table(doc: tomlkit.TOMLDocument) -> Table:
     """Add an empty [model_providers.codexgate] at the end, after a blank line."""
+    import tomlkit
+
     table = tomlkit.table()
     wrapper = tomlkit.table(is_super_table=True)
     wrapper[PROVIDER_ID] = table
@@ -241,6 +271,9 @@ def _provider_table(doc: tomlkit.TOMLDocument) -> MutableMapping[str, Any]:
     A new table goes to the end of the file, so no comment of the user's moves; only an
     inline `model_providers = {...}` gets it inline.
     """
+    import tomlkit
+    from tomlkit.items import InlineTable
+
     if "model_providers" not in doc:
         return _append_table(doc)
     providers = _table(doc, "model_providers", "model_providers")

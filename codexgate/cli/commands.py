@@ -10,25 +10,20 @@ import sys
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from codexgate.cli import (
-    accounts,
-    backup,
-    check_config,
-    codex_auth,
-    copy_db,
-    history,
-    migrate,
-    status,
-)
-from codexgate.cli.backend import open_backend, pick_account
+# The modules that declare arguments; those that only run a command are imported when it runs,
+# so that `serve`, which builds this parser too, does not load them.
+from codexgate.cli import backup, copy_db, history
 from codexgate.cli.common import FAILURE, OK, USAGE, CommandError
 from codexgate.cli.output import colour_enabled
 from codexgate.config import SETTINGS, Config, Loaded, add_arguments
 from codexgate.core.sanitize import escape_unsafe
 from codexgate.storage.interface import StorageUnavailable
 from codexgate.storage.location import describe
+
+if TYPE_CHECKING:
+    from codexgate.cli.codex_auth import CodexLogin
 
 NAMES: Final = (
     "status",
@@ -196,6 +191,8 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
     """Run one offline command; errors are one line on stderr and exit 1 or 2."""
     try:
         if args.command == "check-config":
+            from codexgate.cli import check_config
+
             asyncio.run(check_config.run(loaded, sys.stdout))
             return OK
         if args.command == "copy-db":
@@ -226,17 +223,20 @@ def run(args: argparse.Namespace, loaded: Loaded) -> int:
         return 130
 
 
-def _seat_login(args: argparse.Namespace) -> codex_auth.CodexLogin:
+def _seat_login(args: argparse.Namespace) -> CodexLogin:
     """The token accounts add registers: --token's (or stdin's), or the Codex CLI's login."""
+    from codexgate.cli import accounts, codex_auth
+
     if args.codex_auth is not None:
         return codex_auth.read_login(codex_auth.auth_path(args.codex_auth))
     return codex_auth.CodexLogin(accounts.read_token(args.seat_token, sys.stdin))
 
 
-async def _run(
-    args: argparse.Namespace, config: Config, login: codex_auth.CodexLogin | None
-) -> int:
+async def _run(args: argparse.Namespace, config: Config, login: CodexLogin | None) -> int:
     """Dispatch to the command."""
+    from codexgate.cli import accounts, migrate, status
+    from codexgate.cli.backend import open_backend
+
     out = sys.stdout
     if args.command == "migrate":
         return await migrate.run(config, check=args.check, out=out)
@@ -281,6 +281,8 @@ async def _history(
     args: argparse.Namespace, config: Config, url: str | None, token: str | None
 ) -> None:
     """history ACCOUNT: check the range, find the account, write every row."""
+    from codexgate.cli.backend import open_backend, pick_account
+
     now = time.time()
     since = None if args.since is None else history.parse_when(args.since, now, "--since")
     until = None if args.until is None else history.parse_when(args.until, now, "--until")

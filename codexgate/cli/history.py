@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -85,6 +84,8 @@ def render(
 
 def render_csv(items: Sequence[Mapping[str, Any]], window: str | None, out: TextIO) -> None:
     """CSV with a header row; an unknown value is an empty cell."""
+    import csv  # here: `serve` imports this module for its arguments, never for CSV
+
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADERS)
     for at, limit, label, used, resets, source in lines(items, window):

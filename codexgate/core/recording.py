@@ -239,10 +239,10 @@ class Sampler:
 
     __slots__ = ("_laid", "_maxsize")
 
-    def __init__(self, maxsize: int = 2048) -> None:
+    def __init__(self, maxsize: int = 512) -> None:
         """Remember at most `maxsize` layouts; when full, start afresh. A layout only helps while
-        capture still hands out its report (its memo keeps 1,024, of a limit or two each), and
-        each one keeps its report alive."""
+        capture still hands out its report (its memo keeps REPORT_MEMO_SIZE, of a limit or two
+        each), and each one keeps its report alive."""
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._maxsize = maxsize

@@ -14,10 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import hdrs, web
 from yarl import URL
 
@@ -25,31 +23,59 @@ from codexgate import __version__
 from codexgate.core.text import iso, percent_number
 from codexgate.dashboard import i18n
 from codexgate.dashboard.charts import tick_lines
-from codexgate.keys import CONFIG, STATIC_VERSION
+from codexgate.keys import CONFIG, STATIC_VERSION, TEMPLATES
 from codexgate.paths import web_dir
+
+if TYPE_CHECKING:
+    import jinja2
 
 LANG_COOKIE_MAX_AGE: Final = 365 * 24 * 3600
 # A versioned static file never changes: browsers may keep it for a year without asking again.
 STATIC_CACHE_CONTROL: Final = "public, max-age=31536000, immutable"
 
 
+class Templates:
+    """The page templates, from the first page on.
+
+    jinja2 (2 MB of a process that only relays) is imported, and its environment built, when a
+    page is first rendered.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._environment: jinja2.Environment | None = None
+
+    def environment(self) -> jinja2.Environment:
+        """The template environment, built on the first call."""
+        if self._environment is None:
+            import jinja2
+
+            environment = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(self._folder),
+                autoescape=True,
+                undefined=jinja2.StrictUndefined,  # a misspelt name fails a test, not a page
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            environment.filters.update(
+                utc=utc_text,
+                iso=iso,
+                percent=percent_number,
+                remaining=remaining,
+                bar_width=bar_width,
+                tick_lines=tick_lines,
+            )
+            self._environment = environment
+        return self._environment
+
+    def render(self, name: str, context: Mapping[str, Any]) -> str:
+        """The page `name` with `context`."""
+        return self.environment().get_template(name).render(context)
+
+
 def setup(app: web.Application) -> None:
-    """Install the template environment and the static files' version (before the app starts)."""
-    folder = web_dir()
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(folder / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,  # a misspelt name fails a test, not a page silently
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["utc"] = utc_text
-    env.filters["iso"] = iso
-    env.filters["percent"] = percent_number
-    env.filters["remaining"] = remaining
-    env.filters["bar_width"] = bar_width
-    env.filters["tick_lines"] = tick_lines
+    """Install the templates and the static files' version (before the app starts)."""
+    app[TEMPLATES] = Templates(web_dir() / "templates")
     app[STATIC_VERSION] = static_version(static_folder())
 
 
@@ -159,9 +185,8 @@ def render(
         "server_now": time.time(),
         **(page_data or {}),
     }
-    return aiohttp_jinja2.render_template(
+    text = request.app[TEMPLATES].render(
         template,
-        request,
         {
             "t": t,
             "lang": lang,
@@ -173,8 +198,8 @@ def render(
             "page_data": data,
             **context,
         },
-        status=status,
     )
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
 async def choose_language(request: web.Request) -> web.Response:

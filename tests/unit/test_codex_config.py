@@ -109,6 +109,24 @@ def test_start_up_banner_and_print_share_one_rendering() -> None:
     assert tomllib.loads(codex_config.client_settings(config)) == RECOMMENDED
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        'quote " and backslash \\',
+        "tab\tnewline\nreturn\rbackspace\bform feed\f",
+        "every other control: \x00\x01\x1b\x1f and delete \x7f",
+        "http://[::1]:8787/backend-api/codex",
+        "é 中文 😀",
+        "",
+        True,
+        False,
+    ],
+)
+def test_printed_values_read_back_as_written(value: str | bool) -> None:
+    line = f"key = {codex_config.toml_value(value)}"
+    assert tomllib.loads(line) == {"key": value}
+
+
 def test_cli_prints_parseable_toml_with_exactly_the_expected_values(tmp_path: Path) -> None:
     result = run_cli("--port", str(PORT), home=tmp_path / "codex")
     assert (result.returncode, result.stderr) == (0, "")
