@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Final, Literal, TypedDict, cast
 
 from codexgate.config import AlertConfig, WebhookFormat
+from codexgate.core import models
 from codexgate.core.accounts import account_title
 from codexgate.core.alerts import Severity, severity
 from codexgate.core.forecast import Forecast as ForecastResult
@@ -28,6 +29,7 @@ from codexgate.core.rows import (
     LatestUsageRow,
     RequestRow,
     UsageRow,
+    spend_limits_of,
 )
 from codexgate.core.text import STALE_AFTER_SECONDS, is_stale, iso
 from codexgate.core.use_next import AccountRoom
@@ -141,8 +143,29 @@ class Credits(TypedDict):
     balance: str | None
 
 
+class SpendLimit(TypedDict):
+    """One spend limit the workspace sets on the seat."""
+
+    kind: Annotated[
+        str,
+        Doc(
+            "individual, group_default, workspace_default, role_budget, group_shared or "
+            "workspace_shared"
+        ),
+    ]
+    limit: Annotated[str | None, Doc("amount as the upstream sent it")]
+    used: str | None
+    remaining: str | None
+    used_percent: float | None
+    remaining_percent: float | None
+    resets_at: MaybeUnixSeconds
+    resets_at_iso: Iso
+    group_id: Annotated[str | None, Doc("the group limits' group")]
+    group_name: str | None
+
+
 class HistorySpendControl(TypedDict):
-    """The workspace spend limit as reported."""
+    """The workspace's spend limits as reported: the flat fields are the individual limit's."""
 
     reached: bool | None
     limit: Annotated[str | None, Doc("amount as the upstream sent it")]
@@ -151,6 +174,8 @@ class HistorySpendControl(TypedDict):
     resets_at: MaybeUnixSeconds
     resets_at_iso: Iso
     source: str | None
+    reached_limit_type: Annotated[str | None, Doc("which of limits' kinds is reached")]
+    limits: Annotated[list[SpendLimit], Doc("every spend limit reported, the individual one too")]
 
 
 class SpendControl(HistorySpendControl):
@@ -179,6 +204,8 @@ class Limit(TypedDict):
     limit_hit: LimitHit | None
     credits: Credits | None
     spend_control: SpendControl | None
+    reset_credits: Annotated[int | None, Doc("rate-limit reset credits the seat may still spend")]
+    promo_message: str | None
 
 
 AccountKey = Annotated[str, Doc("seat:<workspace>:<user>, or token:<first 8 hex of the SHA-256>")]
@@ -348,6 +375,8 @@ class HistoryRow(TypedDict):
     limit_hit: HistoryLimitHit | None
     credits: Credits | None
     spend_control: HistorySpendControl | None
+    reset_credits: Annotated[int | None, Doc("rate-limit reset credits the seat may still spend")]
+    promo_message: str | None
 
 
 class HistoryPage(TypedDict):
@@ -688,6 +717,21 @@ def _credits(row: UsageRow) -> Credits | None:
     }
 
 
+def _spend_limit(limit: models.SpendLimit) -> SpendLimit:
+    return {
+        "kind": limit.kind,
+        "limit": limit.limit,
+        "used": limit.used,
+        "remaining": limit.remaining,
+        "used_percent": limit.used_percent,
+        "remaining_percent": limit.remaining_percent,
+        "resets_at": limit.resets_at,
+        "resets_at_iso": iso(limit.resets_at),
+        "group_id": limit.group_id,
+        "group_name": limit.group_name,
+    }
+
+
 def _history_spend(row: UsageRow) -> HistorySpendControl | None:
     fields = (
         row.spend_control_reached,
@@ -696,6 +740,8 @@ def _history_spend(row: UsageRow) -> HistorySpendControl | None:
         row.spend_used_percent,
         row.spend_resets_at,
         row.spend_source,
+        row.spend_reached_limit_type,
+        row.spend_limits,
     )
     if all(value is None for value in fields):
         return None
@@ -707,6 +753,8 @@ def _history_spend(row: UsageRow) -> HistorySpendControl | None:
         "resets_at": row.spend_resets_at,
         "resets_at_iso": iso(row.spend_resets_at),
         "source": row.spend_source,
+        "reached_limit_type": row.spend_reached_limit_type,
+        "limits": [_spend_limit(limit) for limit in spend_limits_of(row.spend_limits)],
     }
 
 
@@ -723,6 +771,8 @@ def _spend_control(row: UsageRow, reset_in_seconds: float | None) -> SpendContro
         "resets_at_iso": spend["resets_at_iso"],
         "reset_in_seconds": reset_in_seconds,
         "source": spend["source"],
+        "reached_limit_type": spend["reached_limit_type"],
+        "limits": spend["limits"],
     }
 
 
@@ -759,6 +809,8 @@ def limit_json(latest: LatestUsageRow, forecasts: Mapping[str, ForecastResult]) 
         },
         "credits": _credits(row),
         "spend_control": _spend_control(row, latest.spend_reset_in_seconds),
+        "reset_credits": row.reset_credits,
+        "promo_message": row.promo_message,
     }
 
 
@@ -932,6 +984,8 @@ def history_json(row: UsageRow) -> HistoryRow:
         },
         "credits": _credits(row),
         "spend_control": _history_spend(row),
+        "reset_credits": row.reset_credits,
+        "promo_message": row.promo_message,
     }
 
 

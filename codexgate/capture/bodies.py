@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import re
 import zlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -11,16 +10,20 @@ from typing import Any, Final
 
 import orjson
 
-from codexgate.capture.headers import LIMIT_ID, classify_window
+from codexgate.capture.headers import classify_window, known_reached_type, time_text_seconds
+from codexgate.core.limits import MAIN_LIMIT, limit_id_of
 from codexgate.core.models import (
+    SPEND_LIMIT_KINDS,
     Credits,
     LimitHit,
     LimitReport,
     Slot,
     SpendControl,
+    SpendLimit,
     UsageReport,
     Window,
 )
+from codexgate.core.sanitize import clean_text
 
 __all__ = [
     "credits_from_json",
@@ -33,7 +36,6 @@ __all__ = [
     "json_text",
     "limit_from_json",
     "limit_hit_from_error",
-    "limit_id_of",
     "parse_error_body",
     "parse_usage_body",
     "plan_type_of_error_body",
@@ -49,12 +51,18 @@ _INT_MIN: Final = -(2**63)
 # The quota errors the client does not retry: each one means "this seat is blocked for now".
 _LIMIT_ERROR_TYPES: Final = frozenset({"usage_limit_reached", "usage_not_included"})
 
+# A JSON object with none of these keys is not a usage report.
+_USAGE_BODY_KEYS: Final = (
+    "rate_limit",
+    "additional_rate_limits",
+    "plan_type",
+    "spend_control",
+    "rate_limit_reset_credits",
+)
+
 # Reset times come absolute (current servers) or relative (older ones); the absolute one wins.
 _ABSOLUTE_RESET: Final = ("reset_at", "resets_at")
 _RELATIVE_RESET: Final = ("reset_after_seconds", "resets_in_seconds")
-
-# An id is lower-case ASCII letters, digits, "." and "_"; anything else becomes one "_".
-_ID_JUNK: Final = re.compile(r"[^a-z0-9_]+")
 
 # A decimal amount longer than this is junk, not a balance.
 _DECIMAL_MAX_CHARS: Final = 64
@@ -131,7 +139,10 @@ def json_decimal(value: object) -> str | None:
 
 
 def _timestamp(value: object) -> int | None:
-    """Absolute unix seconds (a float is rounded); 0, negative or beyond 64 bits is None."""
+    """Absolute unix seconds (a float is rounded), or RFC 3339 text (older servers); 0,
+    negative or beyond 64 bits is None."""
+    if isinstance(value, str):
+        return time_text_seconds(value)
     seconds = json_float(value)
     return None if seconds is None else round(seconds) or None
 
@@ -164,15 +175,6 @@ def reset_from_json(value: Mapping[str, Any], now: float) -> int | None:
     if after is not None:
         return _after(now, after)
     return resets_at
-
-
-def limit_id_of(value: object) -> str | None:
-    """A limit id from an id or a name: lower case, other runs → "_"; None unless it fits."""
-    if not isinstance(value, str):
-        return None
-    # "codex-bengalfox" and "codex_bengalfox" are one family, as in the header names.
-    limit_id = _ID_JUNK.sub("_", value.lower()).strip("_")
-    return limit_id if LIMIT_ID.fullmatch(limit_id) else None
 
 
 def _window_minutes(value: Mapping[str, Any]) -> int | None:
@@ -236,10 +238,10 @@ def credits_from_json(value: object) -> Credits | None:
 
 
 def reached_type_from_json(value: object) -> str | None:
-    """rate_limit_reached_type: a string, or an object whose "type" is one."""
+    """rate_limit_reached_type: a string, or an object whose "type" is one ("unknown" is none)."""
     if isinstance(value, dict):
-        return json_text(value.get("type"))
-    return json_text(value)
+        value = value.get("type")
+    return known_reached_type(json_text(value))
 
 
 def limit_hit_from_error(error: object, now: float) -> LimitHit | None:
@@ -268,10 +270,35 @@ def _load_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _spend_control(value: object, now: float) -> SpendControl | None:
-    """spend_control with its individual_limit; None when absent or not an object."""
+def _spend_limit(kind: str, value: object, now: float) -> SpendLimit | None:
+    """One spend limit: flat, or a group's {group_id, group_name, details: {...}}."""
     if not isinstance(value, dict):
         return None
+    details = value.get("details")
+    amounts: Mapping[str, Any] = details if isinstance(details, dict) else value
+    return SpendLimit(
+        kind=kind,
+        limit=json_decimal(amounts.get("limit")),
+        used=json_decimal(amounts.get("used")),
+        remaining=json_decimal(amounts.get("remaining")),
+        used_percent=json_float(amounts.get("used_percent")),
+        remaining_percent=json_float(amounts.get("remaining_percent")),
+        resets_at=reset_from_json(amounts, now),
+        group_id=json_text(value.get("group_id")),
+        group_name=json_text(value.get("group_name")),
+    )
+
+
+def _spend_control(value: object, now: float) -> SpendControl | None:
+    """spend_control: whether and which limit is reached, and every limit it names (the flat
+    fields are the individual limit's); None when absent or not an object."""
+    if not isinstance(value, dict):
+        return None
+    limits = tuple(
+        found
+        for kind in SPEND_LIMIT_KINDS
+        if (found := _spend_limit(kind, value.get(f"{kind}_limit"), now)) is not None
+    )
     individual = value.get("individual_limit")
     limit: Mapping[str, Any] = individual if isinstance(individual, dict) else {}
     reached = json_bool(value.get("reached"))
@@ -282,16 +309,31 @@ def _spend_control(value: object, now: float) -> SpendControl | None:
         used_percent=json_float(limit.get("used_percent")),
         resets_at=reset_from_json(limit, now),
         source=json_text(limit.get("source")),
+        reached_limit_type=known_reached_type(json_text(value.get("reached_limit_type"))),
+        limits=limits,
     )
 
 
+def _reset_credits(value: object) -> int | None:
+    """rate_limit_reset_credits.available_count: the reset credits the seat may still spend."""
+    return json_int(value.get("available_count")) if isinstance(value, dict) else None
+
+
+def _promo_message(answer: Mapping[str, Any]) -> str | None:
+    """A promotion's text: promo_message, or promo as text or as {"message": ...}."""
+    promo = answer.get("promo_message", answer.get("promo"))
+    if isinstance(promo, dict):
+        promo = promo.get("message")
+    return clean_text(json_text(promo))
+
+
 def _usage_limit_hit(rate_limit: object, codex: LimitReport) -> LimitHit | None:
-    """A LimitHit when rate_limit says limit_reached or not allowed, else None."""
+    """A LimitHit when rate_limit says limit_reached, else None."""
+    # Only limit_reached: "allowed": false alone is no hit (the Codex CLI reads neither, and
+    # its own tests send allowed false with windows far from full).
     # Kept simple: the seat is back when its full window (>= 100%) resets; with no full
     # window reported, when the latest reported window resets (the latest of several).
-    if not isinstance(rate_limit, dict):
-        return None
-    if rate_limit.get("limit_reached") is not True and rate_limit.get("allowed") is not False:
+    if not isinstance(rate_limit, dict) or rate_limit.get("limit_reached") is not True:
         return None
     full = [
         window.resets_at
@@ -326,13 +368,13 @@ def parse_usage_body(body: bytes, now: float) -> UsageReport | None:
     answer = _load_object(body)
     if answer is None:
         return None
-    if not ("rate_limit" in answer or "additional_rate_limits" in answer or "plan_type" in answer):
+    if not any(key in answer for key in _USAGE_BODY_KEYS):
         return None
     rate_limit = answer.get("rate_limit")
     # "codex" is always there: rate_limit null means no window is reported, not no family.
-    codex = limit_from_json("codex", None, rate_limit, now)
+    codex = limit_from_json(MAIN_LIMIT, None, rate_limit, now)
     limits = [codex]
-    seen = {"codex"}
+    seen = {MAIN_LIMIT}
     review = answer.get("code_review_rate_limit")
     if isinstance(review, dict):
         limits.append(limit_from_json("code_review", None, review, now))
@@ -343,8 +385,10 @@ def parse_usage_body(body: bytes, now: float) -> UsageReport | None:
         plan_type=json_text(answer.get("plan_type")),
         credits=credits_from_json(answer.get("credits")),
         rate_limit_reached_type=reached_type_from_json(answer.get("rate_limit_reached_type")),
+        promo_message=_promo_message(answer),
         spend_control=_spend_control(answer.get("spend_control"), now),
         limit_hit=_usage_limit_hit(rate_limit, codex),
+        reset_credits=_reset_credits(answer.get("rate_limit_reset_credits")),
     )
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import re
 from collections import OrderedDict
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
 
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from codexgate.core.limits import LIMIT_ID, MAIN_LIMIT, limit_id_of
 from codexgate.core.models import (
     DAILY,
     FIVE_HOUR,
@@ -37,7 +38,9 @@ __all__ = [
     "classify_window",
     "header_text",
     "identity_from_token",
+    "known_reached_type",
     "parse_rate_limit_headers",
+    "time_text_seconds",
     "token_expiry",
 ]
 
@@ -49,11 +52,12 @@ _USED_TAIL: Final = "-used-percent"  # found first, then the two below
 _PRIMARY_USED: Final = "-primary-used-percent"
 _SECONDARY_USED: Final = "-secondary-used-percent"
 _LINE_ENDS: Final = ("\n", "")  # after a whole name in the joined names
-_CODEX_ID: Final = "codex"
+_CODEX_ID: Final = MAIN_LIMIT
 _CODEX_PREFIX: Final = "x-codex"
-# What a limit id may be: Codex's families are "codex", "codex_bengalfox". A header family or
-# body id that does not fit is not the upstream's, and could start a formula in a CSV export.
-LIMIT_ID: Final = re.compile(r"[a-z0-9_]{1,64}")
+_CODEX_NAMES_START: Final = _CODEX_PREFIX + "-"  # every codex-wide header's name starts so
+_ACTIVE_LIMIT: Final = "x-codex-active-limit"
+# The reached type the upstream sends when it has none to tell.
+_NO_REACHED_TYPE: Final = "unknown"
 
 # Integers go to SQLite INTEGER columns: anything beyond a signed 64-bit value is junk.
 _INT_MAX: Final = 2**63 - 1
@@ -131,6 +135,37 @@ def _parse_float(raw: str | None) -> float | None:
     return None
 
 
+def time_text_seconds(text: str) -> int | None:
+    """Unix seconds of an RFC 3339 time ("2026-12-04T12:00:00Z", an offset, a fraction; without
+    an offset it is UTC), rounded; None for anything else or a time not after 1970."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = round(moment.timestamp())
+    return seconds if 0 < seconds <= _INT_MAX else None
+
+
+def _parse_reset_at(raw: str | None) -> int | None:
+    """A reset-at header: unix seconds, or RFC 3339 text (older servers); 0 is no time."""
+    if raw is None:
+        return None
+    seconds = _parse_int(raw)
+    if seconds is None:
+        seconds = time_text_seconds(raw)
+    return seconds or None
+
+
+def known_reached_type(text: str | None) -> str | None:
+    """A rate_limit_reached_type as stored: the text, but None for "unknown" (the upstream's
+    way of saying it has none). Another kind, even one not known yet, is kept as sent."""
+    if text is None or text.strip().lower() == _NO_REACHED_TYPE:
+        return None
+    return text
+
+
 def _parse_int(raw: str | None) -> int | None:
     """Read an integral number >= 0 ("300.0" is 300) that fits 64 bits, or None."""
     if raw is None:
@@ -194,7 +229,7 @@ def _parse_slot(
     """Read one slot; None when the upstream did not report it."""
     used = _parse_float(found.get(names.used))
     minutes = _parse_int(found.get(names.minutes)) or None  # 0 minutes means no length
-    resets_at = _parse_int(found.get(names.reset_at)) or None  # 0 is no time
+    resets_at = _parse_reset_at(found.get(names.reset_at))
     after: float | None = None
     if resets_at is None:
         # Older servers send only the relative form; the absolute one wins when both are valid.
@@ -242,13 +277,15 @@ def _parse_credits(found: Mapping[str, str]) -> Credits | None:
 # The codex-wide fields, read whatever families a response reports.
 _REPORT_NAMES: Final = (
     "x-codex-plan-type",
-    "x-codex-active-limit",
+    _ACTIVE_LIMIT,
     "x-codex-credits-has-credits",
     "x-codex-credits-unlimited",
     "x-codex-credits-balance",
     "x-codex-rate-limit-reached-type",
     "x-codex-promo-message",
 )
+_NOTHING_REPORTED: Final = UsageReport(limits=())
+_NOT_MEMOISED: Final = object()
 # Reports memoised by RateLimitHeaderParser before it starts afresh. A seat's values repeat
 # until they move, so a memo hit needs one entry per seat (and per limit family it reports):
 # 256 covers a team's gateway, and each entry is memory every idle connection pays for too.
@@ -275,7 +312,7 @@ class _Reported(NamedTuple):
         for prefix in self.prefixes:
             names = _names_of(prefix)
             for slot in (names.primary, names.secondary):
-                if not _parse_int(found.get(slot.reset_at)) and slot.reset_after in found:
+                if _parse_reset_at(found.get(slot.reset_at)) is None and slot.reset_after in found:
                     return True
         return False
 
@@ -297,8 +334,14 @@ def _flat_names(prefix: str) -> tuple[str, ...]:
 
 
 def _reported(headers: Mapping[str, str]) -> _Reported | None:
-    """The rate-limit headers among `headers` (None without a family); a repeated header's
-    first value counts, and names are compared without case."""
+    """The rate-limit headers among `headers` (None without any); a repeated header's first
+    value counts, and names are compared without case.
+
+    The families are those with a used-percent header, and the one x-codex-active-limit names
+    when it has another header of its own (a bare 429 may name its limit and its limit-name
+    only). A quota error's limit without any header of its own is added where it is recorded
+    (core.recording.limits).
+    """
     if not isinstance(headers, CIMultiDict | CIMultiDictProxy):
         headers = CIMultiDict(headers)
     # One string of every name, joined and lowered in C, then searched for the used-percent
@@ -325,8 +368,16 @@ def _reported(headers: Mapping[str, str]) -> _Reported | None:
         # fake a family: the line must be a name of its own.
         if prefix.startswith("x-") and LIMIT_ID.fullmatch(limit_id) and name in headers:
             prefixes.setdefault(limit_id, prefix)
-    if not prefixes:
-        return None
+    if _ACTIVE_LIMIT in names:
+        active_id = limit_id_of(headers.get(_ACTIVE_LIMIT))
+        if active_id is not None and active_id not in prefixes:
+            active_prefix = "x-" + active_id.replace("_", "-")
+            if "\n" + active_prefix + "-" in "\n" + names:  # a header of its own, its name
+                prefixes[active_id] = active_prefix
+    elif not prefixes and (
+        _CODEX_NAMES_START not in names or not any(name in names for name in _REPORT_NAMES)
+    ):
+        return None  # the common case of a response without any: nothing more to look for
     # Only "x-codex" maps to the id "codex" (the id has no "_" to come from a "-").
     limit_ids = sorted(prefixes)
     if _CODEX_ID in prefixes:
@@ -336,23 +387,31 @@ def _reported(headers: Mapping[str, str]) -> _Reported | None:
     get = headers.get
     values = [get(name) for prefix in family_prefixes for name in _flat_names(prefix)]
     values.extend(get(name) for name in _REPORT_NAMES)
+    if not prefixes and all(value is None for value in values):
+        return None
     return _Reported(tuple(limit_ids), family_prefixes, tuple(values))
 
 
-def _report(reported: _Reported, found: Mapping[str, str], now: float) -> UsageReport:
-    """Read every rate-limit family and the codex-wide fields (`found`: reported.found())."""
+def _report(reported: _Reported, found: Mapping[str, str], now: float) -> UsageReport | None:
+    """Read every rate-limit family and the codex-wide fields (`found`: reported.found());
+    None when no family came and every codex-wide field was junk."""
     limits = tuple(
         _parse_family(found, limit_id, _names_of(prefix), now)
         for limit_id, prefix in zip(reported.limit_ids, reported.prefixes, strict=True)
     )
-    return UsageReport(
+    report = UsageReport(
         limits=limits,
         plan_type=header_text(found.get("x-codex-plan-type")),
-        active_limit=header_text(found.get("x-codex-active-limit")),
+        active_limit=header_text(found.get(_ACTIVE_LIMIT)),
         credits=_parse_credits(found),
-        rate_limit_reached_type=header_text(found.get("x-codex-rate-limit-reached-type")),
+        rate_limit_reached_type=known_reached_type(
+            header_text(found.get("x-codex-rate-limit-reached-type"))
+        ),
         promo_message=header_text(found.get("x-codex-promo-message")),
     )
+    if not limits and report == _NOTHING_REPORTED:
+        return None
+    return report
 
 
 def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> UsageReport | None:
@@ -376,7 +435,7 @@ class RateLimitHeaderParser:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._maxsize = maxsize
-        self._reports: dict[_Reported, UsageReport] = {}
+        self._reports: dict[_Reported, UsageReport | None] = {}
 
     def __len__(self) -> int:
         """The number of memoised reports."""
@@ -387,14 +446,15 @@ class RateLimitHeaderParser:
         reported = _reported(headers)
         if reported is None:
             return None
-        report = self._reports.get(reported)
-        if report is None:
-            found = reported.found()
-            report = _report(reported, found, now)
-            if not reported.uses_clock(found):
-                if len(self._reports) >= self._maxsize:
-                    self._reports.clear()
-                self._reports[reported] = report
+        known = self._reports.get(reported, _NOT_MEMOISED)
+        if known is not _NOT_MEMOISED:
+            return known  # type: ignore[return-value]  # a report or None, never the marker
+        found = reported.found()
+        report = _report(reported, found, now)
+        if not reported.uses_clock(found):
+            if len(self._reports) >= self._maxsize:
+                self._reports.clear()
+            self._reports[reported] = report
         return report
 
 

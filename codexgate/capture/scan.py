@@ -16,10 +16,10 @@ from codexgate.capture.bodies import (
     json_text,
     limit_from_json,
     limit_hit_from_error,
-    limit_id_of,
     reached_type_from_json,
 )
 from codexgate.capture.headers import parse_rate_limit_headers
+from codexgate.core.limits import limit_id_of
 from codexgate.core.models import LimitReport, TokenUsage, UsageReport
 
 __all__ = [

@@ -48,9 +48,39 @@ class Credits:
     balance: str | None = None  # decimal string as sent
 
 
+# The kinds of spend limit a workspace sets, as `wham/usage` names them (its key less "_limit").
+SPEND_LIMIT_KINDS: Final = (
+    "individual",
+    "group_default",
+    "workspace_default",
+    "role_budget",
+    "group_shared",
+    "workspace_shared",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLimit:
+    """One spend limit on a seat (`wham/usage` spend_control), amounts as sent."""
+
+    kind: str  # one of SPEND_LIMIT_KINDS
+    limit: str | None = None  # decimal strings
+    used: str | None = None
+    remaining: str | None = None
+    used_percent: float | None = None
+    remaining_percent: float | None = None
+    resets_at: int | None = None  # absolute unix seconds
+    group_id: str | None = None  # the group limits' group
+    group_name: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class SpendControl:
-    """A workspace's spend limit on a seat, as `wham/usage` reports it (amounts as sent)."""
+    """A workspace's spend limits on a seat, as `wham/usage` reports them (amounts as sent).
+
+    The flat fields are the individual limit's; `limits` has every limit the body named, the
+    individual one included, in SPEND_LIMIT_KINDS order.
+    """
 
     reached: bool | None = None
     limit: str | None = None
@@ -58,6 +88,8 @@ class SpendControl:
     used_percent: float | None = None
     resets_at: int | None = None
     source: str | None = None  # e.g. "workspace_spend_controls"
+    reached_limit_type: str | None = None  # which of SPEND_LIMIT_KINDS is reached
+    limits: tuple[SpendLimit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +111,10 @@ class UsageReport:
     rate_limit_reached_type: str | None = None
     promo_message: str | None = None
     spend_control: SpendControl | None = None
-    limit_hit: LimitHit | None = None  # set on source "error"; applies to the "codex" limit
+    # Set on source "error" (and a usage body's limit_reached); applies to the limit that
+    # active_limit names, else to "codex" (core.recording.report_limit_id).
+    limit_hit: LimitHit | None = None
+    reset_credits: int | None = None  # rate-limit reset credits the seat may still spend
 
 
 # The account key of a token that is not a JWT: this, then the token's SHA-256.

@@ -8,10 +8,12 @@ reports become new history rows and which only confirm the newest row.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeVar
 
+from codexgate.core.limits import active_limit_id, report_limit_id
 from codexgate.core.models import (
     FIVE_HOUR,
     MONTHLY,
@@ -23,13 +25,10 @@ from codexgate.core.models import (
     UsageReport,
     Window,
 )
-from codexgate.core.rows import UsageRow
+from codexgate.core.rows import UsageRow, spend_limits_json, spend_limits_of
 from codexgate.core.windows import UNCHANGED_RESET_SECONDS
 
 _T = TypeVar("_T")
-
-# The limit family that a report's limit_hit and spend_control are about.
-CODEX_LIMIT: Final = "codex"
 
 # The value fields of a usage row (UsageRow's fields from limit_name on, in order). Two reports
 # are "the same" when these are equal (reset times within UNCHANGED_RESET_SECONDS); times,
@@ -39,12 +38,17 @@ VALUE_FIELDS: Final = _USAGE_FIELDS[_USAGE_FIELDS.index("limit_name") :]
 _RESET_INDEXES: Final = tuple(
     i for i, name in enumerate(VALUE_FIELDS) if name.endswith("_resets_at")
 )
-# The (start, end) slices of VALUE_FIELDS between the reset times: same_values compares each
-# slice at once, in C.
+# The spend limits' JSON: their reset times jitter like the columns' (same_values).
+_SPEND_LIMITS: Final = VALUE_FIELDS.index("spend_limits")
+_TOLERANT_INDEXES: Final = tuple(sorted((*_RESET_INDEXES, _SPEND_LIMITS)))
+# The (start, end) slices of VALUE_FIELDS between the reset times and the spend limits:
+# same_values compares each slice at once, in C.
 _BETWEEN_RESETS: Final = tuple(
     (start, end)
     for start, end in zip(
-        (0, *(i + 1 for i in _RESET_INDEXES)), (*_RESET_INDEXES, len(VALUE_FIELDS)), strict=True
+        (0, *(i + 1 for i in _TOLERANT_INDEXES)),
+        (*_TOLERANT_INDEXES, len(VALUE_FIELDS)),
+        strict=True,
     )
     if start < end
 )
@@ -197,19 +201,35 @@ def admit_accounts(
     return list(new[:room]), list(new[room:])
 
 
-# The limit a hit or a spend cap is about, when a report names no "codex" limit: one object, so
-# that Sampler remembers its values like any other limit's.
-_CODEX_ONLY: Final = LimitReport(CODEX_LIMIT, None, ())
+def _speaks_for_its_limit(report: UsageReport) -> bool:
+    """Whether a report has something to write on its limit's row beside windows: a quota
+    error or an account-wide field."""
+    return not (
+        report.limit_hit is None
+        and report.spend_control is None
+        and report.rate_limit_reached_type is None
+        and report.reset_credits is None
+        and report.promo_message is None
+    )
 
 
 def limits(snapshot: Snapshot) -> tuple[LimitReport, ...]:
-    """The limit reports to write: a windowless "codex" one added when only it is hit or capped."""
+    """The limit reports to write: a windowless one added for report_limit_id when the report
+    has a quota error or an account-wide field for it but no family of that id."""
     report = snapshot.report
-    if (report.limit_hit is None and report.spend_control is None) or any(
-        limit.limit_id == CODEX_LIMIT for limit in report.limits
-    ):
+    if not _speaks_for_its_limit(report):
         return report.limits
-    return (_CODEX_ONLY, *report.limits)
+    limit_id = report_limit_id(report)
+    if any(limit.limit_id == limit_id for limit in report.limits):
+        return report.limits
+    return (_windowless(limit_id), *report.limits)
+
+
+# One object per limit id, so that Sampler remembers its values like any other limit's.
+@lru_cache(maxsize=64)
+def _windowless(limit_id: str) -> LimitReport:
+    """The report of a limit the upstream named without a window of it."""
+    return LimitReport(limit_id, None, ())
 
 
 def samples(snapshot: Snapshot, account_id: int) -> list[Sample]:
@@ -289,6 +309,11 @@ class Sampler:
         return found
 
 
+# What the rows of the limits a report is not about take of its quota error and account-wide
+# fields: nothing.
+_SILENT: Final = UsageReport(limits=())
+
+
 def usage_values(snapshot: Snapshot, limit: LimitReport) -> UsageValues:
     """One limit report of a snapshot laid out like VALUE_FIELDS."""
     report = snapshot.report
@@ -311,16 +336,17 @@ def usage_values(snapshot: Snapshot, limit: LimitReport) -> UsageValues:
         elif window.slot == "secondary":
             secondary = secondary or window
     credits = report.credits
-    codex = limit.limit_id == CODEX_LIMIT
-    hit = report.limit_hit if codex else None
-    spend = report.spend_control if codex else None
+    # A quota error and the account-wide fields go on one row: the limit the report is about.
+    speaks = report if limit.limit_id == active_limit_id(report.active_limit) else _SILENT
+    hit = speaks.limit_hit
+    spend = speaks.spend_control
     # Written out field by field: this runs for every new report, and one flat tuple is the
-    # cheapest way to lay out 35 columns.
+    # cheapest way to lay out 39 columns.
     return (
         limit.limit_name,
         report.plan_type or snapshot.identity.plan_type,
         report.active_limit,
-        report.rate_limit_reached_type,
+        speaks.rate_limit_reached_type,
         None if five is None else five.used_percent,
         None if five is None else five.window_minutes,
         None if five is None else five.resets_at,
@@ -352,6 +378,10 @@ def usage_values(snapshot: Snapshot, limit: LimitReport) -> UsageValues:
         None if spend is None else spend.used_percent,
         None if spend is None else spend.resets_at,
         None if spend is None else spend.source,
+        None if spend is None else spend.reached_limit_type,
+        None if spend is None else spend_limits_json(spend.limits),
+        speaks.reset_credits,
+        speaks.promo_message,
     )
 
 
@@ -408,6 +438,24 @@ def same_values(old: UsageValues, new: UsageValues) -> bool:
     for index in _RESET_INDEXES:
         a, b = old[index], new[index]
         if a != b and (a is None or b is None or abs(a - b) > UNCHANGED_RESET_SECONDS):
+            return False
+    a, b = old[_SPEND_LIMITS], new[_SPEND_LIMITS]
+    return a == b or _same_spend_limits(a, b)
+
+
+def _same_spend_limits(old: object, new: object) -> bool:
+    """Whether two different spend_limits texts name the same limits, each reset time within
+    UNCHANGED_RESET_SECONDS (a relative reset moves with the moment the body was read)."""
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return False
+    before, after = spend_limits_of(old), spend_limits_of(new)
+    if len(before) != len(after):
+        return False
+    for was, now in zip(before, after, strict=True):
+        a, b = was.resets_at, now.resets_at
+        if a != b and (a is None or b is None or abs(a - b) > UNCHANGED_RESET_SECONDS):
+            return False
+        if replace(was, resets_at=b) != now:
             return False
     return True
 

@@ -6,13 +6,44 @@ edges. A field that is None was not reported: unknown, never 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Final, Literal
 
-from codexgate.core.models import FIVE_HOUR, MONTHLY, SEVEN_DAY
+import orjson
+
+from codexgate.core.models import FIVE_HOUR, MONTHLY, SEVEN_DAY, SpendLimit
 from codexgate.core.windows import WindowValue, reported
 
 AccountEventKind = Literal["created", "updated", "deleted"]
+
+_SPEND_LIMIT_FIELDS: Final = tuple(f.name for f in fields(SpendLimit))
+
+
+def spend_limits_json(limits: tuple[SpendLimit, ...]) -> str | None:
+    """The text of a usage row's spend_limits column: a JSON list of objects, keys as
+    SpendLimit's fields; None when there is no limit."""
+    if not limits:
+        return None
+    return orjson.dumps([asdict(limit) for limit in limits]).decode()
+
+
+def spend_limits_of(text: str | None) -> tuple[SpendLimit, ...]:
+    """The spend limits spend_limits_json wrote; () for NULL, and for what it did not write
+    (a row is never lost to a column it cannot read)."""
+    if text is None:
+        return ()
+    try:
+        items: Any = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return ()
+    if not isinstance(items, list):
+        return ()
+    found = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("kind"), str):
+            known: dict[str, Any] = {name: item.get(name) for name in _SPEND_LIMIT_FIELDS}
+            found.append(SpendLimit(**known))
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +148,10 @@ class UsageRow:
     spend_used_percent: float | None
     spend_resets_at: int | None
     spend_source: str | None
+    spend_reached_limit_type: str | None  # which spend limit is reached ("individual", ...)
+    spend_limits: str | None  # JSON: every spend limit (spend_limits_of reads it)
+    reset_credits: int | None  # rate-limit reset credits left
+    promo_message: str | None
 
     def windows(self) -> tuple[WindowValue, ...]:
         """The windows this row reports: 5h, 7d, monthly, then other labels of its slots."""

@@ -7,10 +7,12 @@ the used part is credited back linearly, all of it at the reset:
     room = left + used * credit,   credit = min(1, max(0, 1 - resets_in / soon))
 
 so a window whose reset time has passed with no newer report counts as reset (room 100). An
-account's room is the tightest (lowest) room of its known windows, in every limit family. A window
-without a used percent is left out: an unknown window neither helps nor counts as 0, and with no
-known window the account's room is unknown. An account at its limit (a limit hit not back yet, or
-a window at 100 % whose reset has not passed) has no room and is never chosen.
+account's room is the tightest (lowest) room of its known windows, in the limits that decide the
+seat (seat_limits: its main limit "codex" when it reports one, else all of its limits; another
+family, one model's limit, says nothing about the seat's other work). A window without a used
+percent is left out: an unknown window neither helps nor counts as 0, and with no known window the
+account's room is unknown. An account at its limit (a limit hit not back yet, or a window at
+100 % whose reset has not passed, in those limits) has no room and is never chosen.
 
 Order ("most left"): known room, highest first; then unknown room; then the accounts at their
 limit; ties by name as the other sorts break them (unnamed last, then by id). The account to use
@@ -22,8 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
+from codexgate.core.limits import MAIN_LIMIT
 from codexgate.core.models import FIVE_HOUR, MONTHLY, SEVEN_DAY
 from codexgate.core.rows import AccountWindows, LimitWindows
 from codexgate.core.windows import WindowValue, reset_passed
@@ -35,6 +38,22 @@ SOON_MAX_SECONDS: Final = 3600.0
 FULL_PERCENT: Final = 100.0
 # The length of a fixed window that did not say its own (window_minutes).
 NOMINAL_MINUTES: Final = {FIVE_HOUR: 300, SEVEN_DAY: 7 * 24 * 60, MONTHLY: 30 * 24 * 60}
+
+
+class _OfALimit(Protocol):
+    @property
+    def limit_id(self) -> str: ...
+
+
+_Limit = TypeVar("_Limit", bound=_OfALimit)
+
+
+def seat_limits(limits: Sequence[_Limit]) -> Sequence[_Limit]:
+    """The limits that decide whether a seat can be used: its main limit when it reports one,
+    else all of them. The page script's copy is web/static/js/cards.js `seatLimits`, the
+    overview's SQL is in the stores (storage/*/usage.py)."""
+    main = [limit for limit in limits if limit.limit_id == MAIN_LIMIT]
+    return main or limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +112,13 @@ def at_limit(limits: Iterable[LimitWindows], now: float) -> bool:
 
 
 def account_room(account: AccountWindows, now: float) -> AccountRoom:
-    """An account's room now: the tightest of its known windows."""
-    if at_limit(account.limits, now):
+    """An account's room now: the tightest of its known windows in the limits that decide it."""
+    deciding = seat_limits(account.limits)
+    if at_limit(deciding, now):
         return AccountRoom(account.account_id, account.title, True, None)
     rooms = [
         room
-        for limit in account.limits
+        for limit in deciding
         for window in limit.windows
         if (room := window_room(window, now)) is not None
     ]

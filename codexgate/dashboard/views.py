@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+from codexgate.core import limits
 from codexgate.core.accounts import DEFAULT_TITLE, account_title
 from codexgate.core.forecast import Forecast
-from codexgate.core.models import FIVE_HOUR, SEVEN_DAY
+from codexgate.core.models import FIVE_HOUR, SEVEN_DAY, SPEND_LIMIT_KINDS
 from codexgate.core.outlook import (
     FULL_PERCENT,
     Back,
@@ -22,11 +23,12 @@ from codexgate.core.outlook import (
     comes_back,
     urgent_forecast,
 )
-from codexgate.core.rows import AccountRow, LatestUsageRow, UsageRow
+from codexgate.core.rows import AccountRow, LatestUsageRow, UsageRow, spend_limits_of
 from codexgate.core.text import is_stale
+from codexgate.core.use_next import seat_limits
 from codexgate.core.windows import FIXED_WINDOWS, WindowNow, as_of
 
-MAIN_LIMIT: Final = "codex"
+MAIN_LIMIT: Final = limits.MAIN_LIMIT
 # Shown on every card even when not reported, so that "unknown" is visible rather than absent.
 ALWAYS_SHOWN: Final = (FIVE_HOUR, SEVEN_DAY)
 SORTS: Final = ("name", "used", "reset")
@@ -82,6 +84,35 @@ class LimitHit:
 
 
 @dataclass(frozen=True, slots=True)
+class SpendLimitView:
+    """One spend limit as a card shows it: which, how much of it is used, whether reached."""
+
+    kind: str  # core.models.SPEND_LIMIT_KINDS
+    group_name: str | None
+    used: str | None  # amounts as sent
+    limit: str | None
+    used_percent: float | None
+    reached: bool  # the spend control names this one as the reached limit
+
+
+def spend_limit_views(row: UsageRow) -> tuple[SpendLimitView, ...]:
+    """A row's spend limits; the one spend_reached_limit_type names is marked reached."""
+    reached = row.spend_reached_limit_type
+    return tuple(
+        SpendLimitView(
+            spend.kind,
+            spend.group_name,
+            spend.used,
+            spend.limit,
+            spend.used_percent,
+            spend.kind == reached,
+        )
+        for spend in spend_limits_of(row.spend_limits)
+        if spend.kind in SPEND_LIMIT_KINDS  # a kind this version has no words for is left out
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class LimitView:
     """One limit family of an account: its windows and where the numbers came from."""
 
@@ -95,6 +126,11 @@ class LimitView:
     limit_hit: LimitHit | None
     back: Back | None = None  # reached (hit, or a window at 100 %): when it is back
     forecast_line: WindowView | None = None  # the card's one forecast, when it is this limit's
+    # What the seat's workspace sets and the upstream grants, on the row of the limit they came
+    # with (the main limit's, core/limits.py report_limit_id).
+    spend_limits: tuple[SpendLimitView, ...] = ()
+    reset_credits: int | None = None  # None: not reported (never shown as 0)
+    promo_message: str | None = None
 
     @property
     def is_main(self) -> bool:
@@ -117,8 +153,8 @@ class CardView:
 
     @property
     def max_used(self) -> float | None:
-        """The highest used percent of any known window."""
-        used = [w.used_percent for w in self._windows() if w.used_percent is not None]
+        """The highest used percent of any known window of the limits that decide the seat."""
+        used = [w.used_percent for w in self._seat_windows() if w.used_percent is not None]
         return max(used, default=None)
 
     def soonest_reset(self, now: float) -> int | None:
@@ -127,15 +163,21 @@ class CardView:
         return min((at for at in ahead if at > now), default=None)
 
     def at_limit(self, now: float) -> bool:
-        """A limit is hit (and not yet back), or a window is used up."""
-        for limit in self.limits:
+        """A limit that decides the seat is hit (and not yet back), or one of its windows is
+        used up; another limit reached shows on its own section only."""
+        deciding = seat_limits(self.limits)
+        for limit in deciding:
             hit = limit.limit_hit
             if hit is not None and (hit.resets_at is None or hit.resets_at > now):
                 return True
-        return any(w.level == "full" for w in self._windows())
+        return any(w.level == "full" for limit in deciding for w in limit.windows)
 
     def _windows(self) -> Iterable[WindowView]:
         for limit in self.limits:
+            yield from limit.windows
+
+    def _seat_windows(self) -> Iterable[WindowView]:
+        for limit in seat_limits(self.limits):
             yield from limit.windows
 
 
@@ -242,6 +284,9 @@ def limit_view(
         windows=windows,
         limit_hit=hit,
         back=_back(hit, windows, now),
+        spend_limits=spend_limit_views(row),
+        reset_credits=row.reset_credits,
+        promo_message=row.promo_message,
     )
 
 

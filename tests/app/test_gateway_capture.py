@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from codexgate.core.models import FIVE_HOUR, Identity, LimitReport, Snapshot, UsageReport, Window
-from codexgate.core.rows import LatestUsageRow
+from codexgate.core.rows import LatestUsageRow, spend_limits_of
 from codexgate.keys import RECORDER, STORE
 from codexgate.services.recorder import RecorderStats
 from codexgate.storage import open_storage
@@ -118,6 +119,108 @@ async def test_extra_family_is_recorded_as_its_own_limit(
     assert set(rows) == {"codex", "codex_bengalfox"}
     assert rows["codex_bengalfox"].usage.limit_name == "gpt-5.2-codex-sonic"
     assert rows["codex_bengalfox"].usage.five_hour_used_percent == 3.0
+
+
+async def test_a_quota_error_is_filed_under_the_limit_the_upstream_names(
+    gateway: TestServer, fake: FakeUpstream, http: ClientSession
+) -> None:
+    # As the Codex CLI files a 429 (codex-api map_api_error): under x-codex-active-limit.
+    fake.status = 429
+    fake.response_headers = {
+        "x-codex-primary-used-percent": "40",
+        "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-at": "1893456000",
+        "x-codex-other-primary-used-percent": "100",
+        "x-codex-other-primary-window-minutes": "300",
+        "x-codex-other-primary-reset-at": "1893450000",
+        "x-codex-other-limit-name": "gpt-5.2-codex-sonic",
+        "x-codex-active-limit": "codex_other",
+        "x-codex-rate-limit-reached-type": "rate_limit_reached",
+    }
+    fake.error_body = orjson.dumps(
+        {"error": {"type": "usage_limit_reached", "resets_at": 1893450000}}
+    )
+    assert await turn(http, gateway, bearer("seat_a")) == 429
+    await recorded(gateway, 1)
+    rows = {row.usage.limit_id: row.usage for row in await latest(gateway)}
+    assert set(rows) == {"codex", "codex_other"}
+    other, codex = rows["codex_other"], rows["codex"]
+    assert (other.limit_hit_type, other.limit_hit_resets_at) == ("usage_limit_reached", 1893450000)
+    assert other.rate_limit_reached_type == "rate_limit_reached"
+    assert other.limit_name == "gpt-5.2-codex-sonic"
+    # The seat's own limit is not hit: 40 % used, nothing reached.
+    assert (codex.limit_hit_type, codex.rate_limit_reached_type) == (None, None)
+    assert codex.five_hour_used_percent == 40.0
+
+
+async def test_a_quota_error_for_a_limit_without_headers_gets_a_row_of_its_own(
+    gateway: TestServer, fake: FakeUpstream, http: ClientSession
+) -> None:
+    sample = load_sample("headers-plus-429-premium.json")
+    fake.status = sample["status"]
+    fake.response_headers = sample_headers("headers-plus-429-premium.json")
+    fake.error_body = orjson.dumps(sample["body"])
+    assert await turn(http, gateway, bearer("seat_a")) == 429
+    await recorded(gateway, 1)
+    rows = {row.usage.limit_id: row.usage for row in await latest(gateway)}
+    assert set(rows) == {"codex", "premium"}
+    premium, codex = rows["premium"], rows["codex"]
+    assert (premium.limit_hit_type, premium.limit_hit_resets_at) == (
+        "usage_limit_reached",
+        1777936568,
+    )
+    assert premium.windows() == ()
+    # "codex" keeps its own report: the 5h window at 100 %, and no quota error of its own.
+    assert (codex.five_hour_used_percent, codex.limit_hit_type) == (100.0, None)
+
+
+async def test_account_wide_fields_of_a_usage_body_go_on_the_main_limit_only(
+    gateway: TestServer, fake: FakeUpstream, http: ClientSession
+) -> None:
+    body = orjson.loads(fake.usage_body)
+    body["rate_limit_reached_type"] = {"type": "workspace_member_credits_depleted"}
+    body["rate_limit_reset_credits"] = {"available_count": 2}
+    body["additional_rate_limits"] = [
+        {
+            "limit_name": "codex_other",
+            "metered_feature": "codex_other",
+            "rate_limit": {"primary_window": {"used_percent": 70, "limit_window_seconds": 900,
+                                              "reset_at": 1893456000}},
+        }
+    ]  # fmt: skip
+    body["spend_control"] = {
+        "reached": True,
+        "reached_limit_type": "group_shared",
+        "group_shared_limit": {
+            "group_id": "group-1",
+            "group_name": "Engineering",
+            "details": {"limit": "100", "used": "82", "remaining": "18", "used_percent": 82,
+                        "remaining_percent": 18, "reset_at": 1893456000},
+        },
+    }  # fmt: skip
+    fake.usage_body = orjson.dumps(body)
+    async with http.get(
+        f"http://127.0.0.1:{gateway.port}/backend-api/wham/usage",
+        headers={"Authorization": bearer("seat_a")},
+    ) as response:
+        assert response.status == 200
+        await response.read()
+    await recorded(gateway, 1)
+    rows = {row.usage.limit_id: row.usage for row in await latest(gateway)}
+    assert set(rows) == {"codex", "codex_other"}
+    codex, other = rows["codex"], rows["codex_other"]
+    assert codex.rate_limit_reached_type == "workspace_member_credits_depleted"
+    assert codex.reset_credits == 2
+    assert codex.spend_reached_limit_type == "group_shared"
+    assert [
+        (s.kind, s.group_name, s.used, s.limit) for s in spend_limits_of(codex.spend_limits)
+    ] == [("group_shared", "Engineering", "82", "100")]
+    assert (other.rate_limit_reached_type, other.reset_credits, other.spend_limits) == (
+        None,
+        None,
+        None,
+    )
+    assert other.spend_control_reached is None
 
 
 async def test_seats_of_one_workspace_are_two_accounts_and_refresh_keeps_one(

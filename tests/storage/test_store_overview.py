@@ -23,7 +23,7 @@ def _window(rng: random.Random, now: float, slot: Slot, label: str, minutes: int
 
 def _report(rng: random.Random, now: float) -> UsageReport:
     """Mostly 5h and 7d, some not reported (unknown, never 0 %), some past their reset, a slot
-    under a label that is not a fixed window, a second limit family, a limit hit."""
+    under a label that is not a fixed window, a second limit family, a limit hit on either."""
     second: tuple[Slot, str, int] = (
         ("secondary", "90m", 90) if rng.random() < 0.2 else ("secondary", "7d", 10080)
     )
@@ -32,15 +32,19 @@ def _report(rng: random.Random, now: float) -> UsageReport:
         for shape in (("primary", "5h", 300), second)
         if rng.random() > 0.15
     )
-    limits = [LimitReport("codex", None, windows)]
-    if rng.random() < 0.3:
+    # Some seats report only another family (one model's limit): then it decides the seat.
+    limits = [LimitReport("codex", None, windows)] if rng.random() > 0.1 else []
+    if rng.random() < 0.3 or not limits:
         limits.append(
             LimitReport("codex_bengalfox", None, (_window(rng, now, "primary", "5h", 300),))
         )
     hit = None
-    if rng.random() < 0.15:
+    active = None
+    if rng.random() < 0.25:
         hit = LimitHit("usage_limit_reached", int(now + rng.choice((-60, 1800))))
-    return UsageReport(limits=tuple(limits), limit_hit=hit)
+        # A quota error for one model's limit is filed under it, and does not stop the seat.
+        active = rng.choice(("codex", "codex_bengalfox", None))
+    return UsageReport(limits=tuple(limits), limit_hit=hit, active_limit=active)
 
 
 async def test_the_overview_agrees_with_the_card_rules(storage: Storage) -> None:

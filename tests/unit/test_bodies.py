@@ -21,7 +21,15 @@ from codexgate.capture.bodies import (
     parse_usage_body,
     plan_type_of_error_body,
 )
-from codexgate.core.models import Credits, LimitHit, LimitReport, SpendControl, UsageReport, Window
+from codexgate.core.models import (
+    Credits,
+    LimitHit,
+    LimitReport,
+    SpendControl,
+    SpendLimit,
+    UsageReport,
+    Window,
+)
 from tests.helpers.paths import DATA
 
 NOW = 1_800_000_000.0
@@ -87,6 +95,17 @@ def test_business_usage_has_spend_control_and_an_extra_family() -> None:
         used_percent=26.0,
         resets_at=1785542400,
         source="workspace_spend_controls",
+        limits=(
+            SpendLimit(
+                "individual",
+                limit="15000",
+                used="3831.74",
+                remaining="11168.26",
+                used_percent=26.0,
+                remaining_percent=74.0,
+                resets_at=1785542400,
+            ),
+        ),
     )
     [extra] = report.limits[1:]
     assert extra.limit_id == "codex_bengalfox"
@@ -116,11 +135,11 @@ def test_usage_limit_reached_is_a_hit_until_the_full_window_resets() -> None:
     assert report.limit_hit == LimitHit("usage_limit_reached", 1893456000)
 
 
-def test_usage_not_allowed_without_a_full_window_waits_for_the_latest_reset() -> None:
+def test_usage_limit_reached_without_a_full_window_waits_for_the_latest_reset() -> None:
     report = usage_of(
         {
             "rate_limit": {
-                "allowed": False,
+                "limit_reached": True,
                 "primary_window": {"used_percent": 90, "reset_after_seconds": 100},
                 "secondary_window": {"used_percent": 60, "reset_after_seconds": 1000},
             }
@@ -198,8 +217,14 @@ def test_usage_spend_control_with_a_relative_reset() -> None:
         }
     )  # fmt: skip
     assert report is not None
+    resets_at = round(NOW) + 10
     assert report.spend_control == SpendControl(
-        reached=True, limit="100", used="100.5", used_percent=100.5, resets_at=round(NOW) + 10
+        reached=True,
+        limit="100",
+        used="100.5",
+        used_percent=100.5,
+        resets_at=resets_at,
+        limits=(SpendLimit("individual", "100", "100.5", None, 100.5, None, resets_at),),
     )
 
 
@@ -495,3 +520,142 @@ def test_junk_bytes_never_raise(body: bytes) -> None:
 def test_decode_body_junk_never_raises(body: bytes, encoding: str | None, limit: int) -> None:
     decoded = decode_body(body, encoding, limit)
     assert decoded is None or len(decoded) <= limit
+
+
+# --- what the Codex CLI's own tests send (openai/codex, codex-rs/backend-client) ---------------
+
+
+def test_not_allowed_alone_is_no_limit_hit() -> None:
+    # The reference reads neither flag; its own payloads say allowed false far from any limit.
+    report = usage_of(
+        {
+            "rate_limit": {
+                "allowed": False,
+                "limit_reached": False,
+                "primary_window": {
+                    "used_percent": 42,
+                    "limit_window_seconds": 300,
+                    "reset_at": 123,
+                },
+            }
+        }
+    )
+    assert report is not None
+    assert report.limit_hit is None
+
+
+def test_spend_controls_name_every_limit_and_which_is_reached() -> None:
+    report = usage_of(
+        {
+            "plan_type": "enterprise",
+            "spend_control": {
+                "reached": True,
+                "reached_limit_type": "group_shared",
+                "group_shared_limit": {
+                    "group_id": "group-1",
+                    "group_name": "Engineering",
+                    "details": {
+                        "limit": "100",
+                        "used": "82",
+                        "remaining": "18",
+                        "used_percent": 82,
+                        "remaining_percent": 18,
+                        "reset_after_seconds": 60,
+                        "reset_at": 120,
+                    },
+                },
+                "workspace_default_limit": {
+                    "limit": "50",
+                    "used": "10.5",
+                    "remaining": "39.5",
+                    "used_percent": 21,
+                    "remaining_percent": 79,
+                    "reset_after_seconds": 600,
+                },
+            },
+        }
+    )
+    assert report is not None
+    spend = report.spend_control
+    assert spend is not None
+    assert (spend.reached, spend.reached_limit_type) == (True, "group_shared")
+    assert spend.limit is None  # no individual limit: the flat fields stay unknown
+    assert spend.limits == (
+        SpendLimit("workspace_default", "50", "10.5", "39.5", 21.0, 79.0, round(NOW) + 600),
+        SpendLimit("group_shared", "100", "82", "18", 82.0, 18.0, 120, "group-1", "Engineering"),
+    )
+
+
+def test_reset_credits_and_promo_are_read() -> None:
+    report = usage_of(
+        {
+            "plan_type": "plus",
+            "rate_limit_reset_credits": {"available_count": 3},
+            "promo": {"message": " Try the new model "},
+        }
+    )
+    assert report is not None
+    assert (report.reset_credits, report.promo_message) == (3, "Try the new model")
+    bare = usage_of({"rate_limit_reset_credits": {"available_count": 0}})
+    assert bare is not None
+    assert bare.reset_credits == 0  # none left is 0, not unknown
+
+
+@pytest.mark.parametrize("value", ["unknown", "UNKNOWN", {"type": "unknown"}])
+def test_an_unknown_reached_type_is_none(value: object) -> None:
+    report = usage_of({"plan_type": "plus", "rate_limit_reached_type": value})
+    assert report is not None
+    assert report.rate_limit_reached_type is None
+
+
+def test_a_reached_type_not_known_yet_is_kept() -> None:
+    report = usage_of({"plan_type": "plus", "rate_limit_reached_type": {"type": "new_kind"}})
+    assert report is not None
+    assert report.rate_limit_reached_type == "new_kind"
+
+
+@pytest.mark.parametrize(
+    ("reset_at", "expected"),
+    [
+        ("2030-01-01T00:00:00Z", 1893456000),
+        ("2030-01-01T01:00:00+01:00", 1893456000),
+        ("2030-01-01T00:00:00.4Z", 1893456000),
+        ("2030-01-01T00:00:00", 1893456000),  # no offset: UTC
+        (1893456000, 1893456000),
+    ],
+)
+def test_reset_at_as_rfc3339_text_or_seconds(reset_at: object, expected: int) -> None:
+    report = usage_of(
+        {
+            "rate_limit": {
+                "primary_window": {
+                    "used_percent": 5,
+                    "reset_at": reset_at,
+                    "reset_after_seconds": 7,
+                }
+            }
+        }
+    )
+    assert report is not None
+    [window] = report.limits[0].windows
+    assert window.resets_at == expected
+
+
+def test_junk_reset_at_text_falls_back_to_reset_after_seconds() -> None:
+    report = usage_of(
+        {
+            "rate_limit": {
+                "primary_window": {"used_percent": 5, "reset_at": "soon", "reset_after_seconds": 7}
+            }
+        }
+    )
+    assert report is not None
+    [window] = report.limits[0].windows
+    assert window.resets_at == round(NOW) + 7
+
+
+def test_a_quota_error_resets_at_may_be_rfc3339() -> None:
+    body = orjson.dumps(
+        {"error": {"type": "usage_limit_reached", "resets_at": "2030-01-01T00:00:00Z"}}
+    )
+    assert parse_error_body(body, NOW) == LimitHit("usage_limit_reached", 1893456000)

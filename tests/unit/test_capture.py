@@ -18,7 +18,7 @@ from codexgate.capture.headers import (
     identity_from_token,
     parse_rate_limit_headers,
 )
-from codexgate.core.models import Identity, LimitReport, Slot, UsageReport, Window
+from codexgate.core.models import Credits, Identity, LimitReport, Slot, UsageReport, Window
 from tests.helpers.paths import DATA
 from tests.helpers.tokens import claims_of, make_jwt
 
@@ -191,8 +191,8 @@ def test_repeated_header_first_value_counts() -> None:
     [
         {},
         {"content-type": "text/event-stream", "x-oai-request-id": "req_1"},
-        # codex-wide fields without any family are not a report
-        {"x-codex-plan-type": "plus", "x-codex-credits-has-credits": "true"},
+        # codex-wide fields that say nothing once read
+        {"x-codex-plan-type": " ", "x-codex-promo-message": ""},
         {"x-codex-primary-over-secondary-limit-percent": "10"},
         {"x-codex-primary-window-minutes": "300", "x-codex-primary-reset-at": "1893456000"},
         {"x--primary-used-percent": "10", "x-primary-used-percent": "10"},
@@ -496,7 +496,17 @@ def test_fuzz_junk_values_never_raise() -> None:
         report = parse_rate_limit_headers(headers, now)
         if report is None:
             continue
-        assert report.limits
+        # A report has a family, or one of the codex-wide fields.
+        assert report.limits or any(
+            field is not None
+            for field in (
+                report.plan_type,
+                report.active_limit,
+                report.credits,
+                report.rate_limit_reached_type,
+                report.promo_message,
+            )
+        )
         for family in report.limits:
             over = family.over_secondary_limit_percent
             assert over is None or (math.isfinite(over) and over >= 0)
@@ -680,3 +690,78 @@ def test_claims_are_stored_clean_and_capped() -> None:
     nothing_left = identity_from_token(f"Bearer {make_jwt(blank)}", None)
     assert nothing_left is not None
     assert nothing_left.email is None
+
+
+# --- headers without a window (a bare 429), as the Codex CLI reads them -----------------------
+
+
+def test_a_bare_429_names_its_limit_and_keeps_every_codex_wide_field() -> None:
+    # codex-api's map_api_error tests: no used-percent header at all.
+    report = parse(
+        {
+            "x-codex-active-limit": "codex_other",
+            "x-codex-other-limit-name": "gpt-5.2-codex-sonic",
+            "x-codex-credits-has-credits": "true",
+            "x-codex-credits-unlimited": "false",
+            "x-codex-credits-balance": "12.5",
+            "x-codex-plan-type": "pro",
+            "x-codex-rate-limit-reached-type": "workspace_member_usage_limit_reached",
+            "x-codex-promo-message": "Upgrade for more",
+        }
+    )
+    assert report.limits == (LimitReport("codex_other", "gpt-5.2-codex-sonic", ()),)
+    assert report.active_limit == "codex_other"
+    assert report.credits == Credits(True, False, "12.5")
+    assert report.plan_type == "pro"
+    assert report.rate_limit_reached_type == "workspace_member_usage_limit_reached"
+    assert report.promo_message == "Upgrade for more"
+
+
+def test_the_active_limit_without_headers_of_its_own_adds_no_family() -> None:
+    # Recording adds its windowless row when a quota error is filed under it.
+    report = parse({"x-codex-active-limit": "codex-other", "x-codex-plan-type": "plus"})
+    assert (report.limits, report.active_limit) == ((), "codex-other")
+
+
+def test_the_active_limit_with_only_its_name_is_a_windowless_family() -> None:
+    report = parse(
+        {
+            "x-codex-primary-used-percent": "20",
+            "x-codex-active-limit": "codex_other",
+            "x-codex-other-limit-name": "gpt-5.2-codex-sonic",
+        }
+    )
+    assert [limit.limit_id for limit in report.limits] == ["codex", "codex_other"]
+    assert report.limits[1] == LimitReport("codex_other", "gpt-5.2-codex-sonic", ())
+
+
+def test_no_rate_limit_header_is_no_report() -> None:
+    assert parse_rate_limit_headers({"content-type": "text/event-stream"}, NOW) is None
+    assert parse_rate_limit_headers({"x-codex-turn-state": "abc"}, NOW) is None
+
+
+@pytest.mark.parametrize("value", ["unknown", " Unknown "])
+def test_an_unknown_reached_type_header_is_none(value: str) -> None:
+    report = parse({"x-codex-primary-used-percent": "5", "x-codex-rate-limit-reached-type": value})
+    assert report.rate_limit_reached_type is None
+
+
+def test_a_reset_at_header_may_be_rfc3339() -> None:
+    report = parse(
+        {
+            "x-codex-primary-used-percent": "5",
+            "x-codex-primary-window-minutes": "300",
+            "x-codex-primary-reset-at": "2030-01-01T00:00:00Z",
+            "x-codex-primary-reset-after-seconds": "7",
+        }
+    )
+    [window] = report.limits[0].windows
+    assert window.resets_at == 1893456000
+
+
+def test_the_memo_gives_bare_reports_like_the_parser() -> None:
+    parser = RateLimitHeaderParser()
+    headers = {"x-codex-active-limit": "codex_other", "x-codex-plan-type": "pro"}
+    first = parser.parse(headers, NOW)
+    assert first == parse_rate_limit_headers(headers, NOW)
+    assert parser.parse(dict(headers), NOW) is first

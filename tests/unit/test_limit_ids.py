@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from codexgate.capture.bodies import limit_id_of, parse_usage_body
+from codexgate.capture.bodies import parse_usage_body
 from codexgate.capture.headers import LIMIT_ID, parse_rate_limit_headers
 from codexgate.capture.scan import RateLimitsEvent, scan_ws_frame
+from codexgate.core.limits import limit_id_of
 
 NOW = 1_800_000_000.0
 

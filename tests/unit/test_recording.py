@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from codexgate.core.limits import MAIN_LIMIT
 from codexgate.core.models import LimitHit, RequestRecord, Snapshot, UsageReport
 from codexgate.core.recording import (
-    CODEX_LIMIT,
     VALUE_FIELDS,
     NewestRow,
     Sample,
@@ -159,7 +159,7 @@ def test_max_accounts_admits_new_seats_in_order_up_to_the_limit(
 def test_a_hit_without_windows_adds_a_codex_limit() -> None:
     report = UsageReport(limits=(), limit_hit=LimitHit("usage_limit_reached", FIVE_H_RESET))
     snapshot = Snapshot(identity=identity(), captured_at=T0, source="error", report=report)
-    assert [limit.limit_id for limit in limits(snapshot)] == [CODEX_LIMIT]
+    assert [limit.limit_id for limit in limits(snapshot)] == [MAIN_LIMIT]
 
 
 def test_a_batch_splits_into_snapshots_in_time_order_and_requests_as_given() -> None:

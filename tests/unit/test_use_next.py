@@ -14,6 +14,7 @@ from codexgate.core.use_next import (
     account_room,
     best,
     most_left,
+    seat_limits,
     use_next,
     window_room,
 )
@@ -183,3 +184,41 @@ def test_more_remaining_never_ranks_lower(
 def test_account_room_is_a_plain_value() -> None:
     assert AccountRoom(1, None, False, 10.0).usable
     assert not AccountRoom(1, None, False, None).usable
+
+
+# --- the seat follows its main limit ------------------------------------------------------------
+
+
+def other_limit(*windows: WindowValue, hit: str | None = None) -> LimitWindows:
+    """One model's limit ("codex_other"): reached or not, it does not stop the seat."""
+    return LimitWindows("codex_other", windows, hit, None if hit is None else int(NOW + HOUR))
+
+
+def test_another_limit_reached_leaves_the_seat_usable_with_its_main_limits_room() -> None:
+    main = account(1, five_hour(40.0))
+    seat = AccountWindows(1, "Seat 1", (*main.limits, other_limit(hit="usage_limit_reached")))
+    found = account_room(seat, NOW)
+    assert (found.at_limit, found.room) == (False, 60.0)
+    full = AccountWindows(1, "Seat 1", (*main.limits, other_limit(five_hour(100.0))))
+    assert account_room(full, NOW).room == 60.0  # its window at 100 % counts for that model only
+    assert use_next(most_left([seat, account(2, five_hour(70.0))], NOW)) == found
+
+
+def test_the_main_limit_reached_stops_the_seat_whatever_the_others_say() -> None:
+    main = account(1, five_hour(50.0), hit="usage_limit_reached")
+    seat = AccountWindows(1, "Seat 1", (*main.limits, other_limit(five_hour(5.0))))
+    assert account_room(seat, NOW).at_limit
+
+
+def test_a_seat_without_its_main_limit_is_decided_by_the_others() -> None:
+    only = AccountWindows(1, "Seat 1", (other_limit(hit="usage_limit_reached"),))
+    assert account_room(only, NOW).at_limit
+    room = AccountWindows(1, "Seat 1", (other_limit(five_hour(30.0)),))
+    assert account_room(room, NOW).room == 70.0
+
+
+def test_seat_limits_is_the_main_limit_else_all() -> None:
+    main = LimitWindows("codex", (), None, None)
+    other = other_limit()
+    assert seat_limits((other, main)) == [main]
+    assert seat_limits((other,)) == (other,)

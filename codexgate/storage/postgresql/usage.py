@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
+from codexgate.core.limits import MAIN_LIMIT
 from codexgate.core.models import RequestRecord, Snapshot
 from codexgate.core.recording import (
     NewestRow,
@@ -170,6 +171,12 @@ OVERVIEW_ORDERS: Final = {
     "reset": f"soonest IS NULL, soonest, {_BY_NAME}",
 }
 
+# The highest used percent of one row's windows, -1 when none is known.
+_ROW_USED: Final = (
+    "greatest(coalesce(u1, -1), coalesce(u2, -1), coalesce(u3, -1), "
+    "coalesce(u4, -1), coalesce(u5, -1))"
+)
+
 _OVERVIEW: Final = (
     "\nWITH RECURSIVE\n    "  # noqa: S608 - the parts are this module's constants
     + account_limits("accounts")
@@ -180,16 +187,17 @@ _OVERVIEW: Final = (
             s.five_hour_resets_at AS r1, s.seven_day_resets_at AS r2,
             s.monthly_resets_at AS r3, {r4} AS r4, {r5} AS r5,
             s.limit_hit_type IS NOT NULL
-                AND (s.limit_hit_resets_at IS NULL OR s.limit_hit_resets_at > {now}) AS hit
+                AND (s.limit_hit_resets_at IS NULL OR s.limit_hit_resets_at > {now}) AS hit,
+            s.limit_id = '{main}' AS main
         FROM account_limits AS al
         {newest}
     ),
     per_account AS (
         SELECT account_id,
-            nullif(max(greatest(coalesce(u1, -1), coalesce(u2, -1), coalesce(u3, -1),
-                                coalesce(u4, -1), coalesce(u5, -1))), -1) AS used,
+            nullif(CASE WHEN bool_or(main) THEN max(CASE WHEN main THEN {row_used} END)
+                        ELSE max({row_used}) END, -1) AS used,
             nullif(min(least({a1}, {a2}, {a3}, {a4}, {a5})), 9e18) AS soonest,
-            bool_or(hit) AS hit
+            CASE WHEN bool_or(main) THEN bool_or(hit AND main) ELSE bool_or(hit) END AS hit
         FROM latest GROUP BY account_id
     ),
     facts AS MATERIALIZED (
@@ -238,6 +246,8 @@ _OVERVIEW_SQL: Final = {
         r4=_SLOT.format(slot="primary", field="resets_at"),
         r5=_SLOT.format(slot="secondary", field="resets_at"),
         **{f"a{i}": _AHEAD.format(value=f"r{i}") for i in range(1, 6)},
+        row_used=_ROW_USED,
+        main=MAIN_LIMIT,
         title=TITLE,
         order=order,
         now=_NOW,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
+from codexgate.core.limits import MAIN_LIMIT
 from codexgate.core.models import RequestRecord, Snapshot
 from codexgate.core.recording import (
     NewestRow,
@@ -124,7 +125,9 @@ _STALE_CHANGES: Final = (
 # there are: the summary counts over every account, one page of account ids in the chosen order,
 # and the soonest upcoming resets. The rules are views.py's (CardView.max_used, soonest_reset,
 # at_limit, sort_cards), written again in SQL so that no page builds a card per account;
-# tests/storage/test_store_overview.py checks that both agree on every backend. Slots count
+# tests/storage/test_store_overview.py checks that both agree on every backend. used and hit are
+# the seat's: of its main limit's row when it has one, else of all its rows (core/use_next.py
+# seat_limits). Slots count
 # only under a label that is not one of the fixed windows (those are already in their own
 # columns); used percents are never negative (capture refuses them), so -1 stands for
 # "unknown" inside max().
@@ -148,6 +151,11 @@ OVERVIEW_ORDERS: Final = {
     "reset": f"soonest IS NULL, soonest, {_BY_NAME}",
 }
 
+# The highest used percent of one row's windows, -1 when none is known.
+_ROW_USED: Final = (
+    "max(coalesce(u1, -1), coalesce(u2, -1), coalesce(u3, -1), coalesce(u4, -1), coalesce(u5, -1))"
+)
+
 _OVERVIEW: Final = (
     "\nWITH RECURSIVE\n    "  # noqa: S608 - the parts are this module's constants
     + account_limits("accounts")
@@ -158,7 +166,8 @@ _OVERVIEW: Final = (
             five_hour_resets_at AS r1, seven_day_resets_at AS r2, monthly_resets_at AS r3,
             {r4} AS r4, {r5} AS r5,
             limit_hit_type IS NOT NULL
-                AND (limit_hit_resets_at IS NULL OR limit_hit_resets_at > :now) AS hit
+                AND (limit_hit_resets_at IS NULL OR limit_hit_resets_at > :now) AS hit,
+            limit_id = '{main}' AS main
         FROM usage_snapshots
         WHERE id IN (
             SELECT (SELECT x.id FROM usage_snapshots AS x
@@ -169,10 +178,10 @@ _OVERVIEW: Final = (
     ),
     per_account AS (
         SELECT account_id,
-            nullif(max(max(coalesce(u1, -1), coalesce(u2, -1), coalesce(u3, -1),
-                           coalesce(u4, -1), coalesce(u5, -1))), -1) AS used,
+            nullif(CASE WHEN max(main) THEN max(CASE WHEN main THEN {row_used} END)
+                        ELSE max({row_used}) END, -1) AS used,
             nullif(min(min({a1}, {a2}, {a3}, {a4}, {a5})), 9e18) AS soonest,
-            max(hit) AS hit
+            CASE WHEN max(main) THEN max(hit AND main) ELSE max(hit) END AS hit
         FROM latest GROUP BY account_id
     ),
     facts AS MATERIALIZED (
@@ -220,6 +229,8 @@ _OVERVIEW_SQL: Final = {
         r4=_SLOT.format(slot="primary", field="resets_at"),
         r5=_SLOT.format(slot="secondary", field="resets_at"),
         **{f"a{i}": _AHEAD.format(value=f"r{i}") for i in range(1, 6)},
+        row_used=_ROW_USED,
+        main=MAIN_LIMIT,
         title=TITLE,
         order=order,
     )

@@ -156,6 +156,7 @@ function fillLimit(ctx, section, row, forecasts) {
   for (const item of list.querySelectorAll(".window")) {
     if (!seen.has(item.dataset.window)) item.remove(); // another label the row no longer reports
   }
+  fillExtras(ctx, section, row);
   const hit = activeHit(row, current);
   section.dataset.hitUntil = hit === null ? "" : (hit.resetsAt === null ? "unknown" : String(hit.resetsAt));
   const fresh = field(section, "fresh");
@@ -165,6 +166,43 @@ function fillLimit(ctx, section, row, forecasts) {
   const source = ctx.t.has(sourceKey) ? ctx.t(sourceKey) : row.source;
   field(section, "source").textContent = ctx.t("fresh.via", { source });
   tickLimit(ctx, section, current);
+}
+
+/** One spend limit's line, as web/templates/macros.html `spend_limit` writes it. */
+export function spendLimitText(ctx, limit, reached) {
+  let text = ctx.t("spend.kind." + limit.kind);
+  if (limit.group_name) text += " (" + limit.group_name + ")";
+  text += ":";
+  if (limit.used !== null && limit.limit !== null) text += " " + ctx.t("spend.amount", { used: limit.used, limit: limit.limit });
+  if (limit.used_percent !== null) text += " · " + percentNumber(limit.used_percent) + "%";
+  if (reached) text += " · ";
+  return text;
+}
+
+/** A limit's spend limits, reset credits and promotion, from a usage event's history item. */
+function fillExtras(ctx, section, row) {
+  const list = field(section, "spend-limits");
+  const spend = row.spend_control;
+  const limits = spend && spend.limits ? spend.limits.filter((item) => ctx.t.has("spend.kind." + item.kind)) : [];
+  list.replaceChildren(...limits.map((item) => {
+    const line = document.createElement("li");
+    const reached = item.kind === spend.reached_limit_type;
+    line.className = "spend-limit" + (reached ? " reached" : "");
+    line.textContent = spendLimitText(ctx, item, reached);
+    if (reached) {
+      const mark = document.createElement("strong");
+      mark.textContent = ctx.t("spend.reached");
+      line.append(mark);
+    }
+    return line;
+  }));
+  list.hidden = limits.length === 0;
+  const credits = field(section, "reset-credits");
+  credits.hidden = row.reset_credits === null || row.reset_credits === undefined;
+  credits.textContent = credits.hidden ? "" : ctx.t("card.reset_credits", { count: row.reset_credits });
+  const promo = field(section, "promo");
+  promo.hidden = !row.promo_message;
+  promo.textContent = row.promo_message || "";
 }
 
 /** How fresh a limit's numbers are: "updated 3m ago"; an account without recent traffic is idle,
@@ -249,23 +287,33 @@ export async function fetchAccount(ctx, accountId) {
   return response.ok ? response.json() : null;
 }
 
+/** The limit sections that decide whether a seat can be used: its main limit (mainLimit, the
+ * page's rules.main_limit) when it shows one, else all of them (core/use_next.py seat_limits). */
+export function seatLimits(sections, mainLimit) {
+  const main = sections.filter((section) => section.dataset.limitId === mainLimit);
+  return main.length ? main : sections;
+}
+
 /** What the summary and the sorting need of a card, as it shows now. */
-export function cardFacts(card, current) {
+export function cardFacts(card, current, mainLimit) {
   let maxUsed = null;
   let soonest = null;
   let atLimit = false;
-  for (const item of card.querySelectorAll(".window:not([hidden])")) {
-    if (item.dataset.used !== "") {
-      const used = Number(item.dataset.used);
-      maxUsed = maxUsed === null ? used : Math.max(maxUsed, used);
-      if (used >= 100) atLimit = true;
+  const sections = [...card.querySelectorAll(".limit")];
+  const deciding = new Set(seatLimits(sections, mainLimit));
+  for (const section of sections) {
+    const decides = deciding.has(section);
+    for (const item of section.querySelectorAll(".window:not([hidden])")) {
+      if (decides && item.dataset.used !== "") {
+        const used = Number(item.dataset.used);
+        maxUsed = maxUsed === null ? used : Math.max(maxUsed, used);
+        if (used >= 100) atLimit = true;
+      }
+      const at = Number(item.querySelector(".countdown").dataset.resetAt || NaN);
+      if (Number.isFinite(at) && at > current && (soonest === null || at < soonest)) soonest = at;
     }
-    const at = Number(item.querySelector(".countdown").dataset.resetAt || NaN);
-    if (Number.isFinite(at) && at > current && (soonest === null || at < soonest)) soonest = at;
-  }
-  for (const section of card.querySelectorAll(".limit")) {
     const until = section.dataset.hitUntil;
-    if (until === "unknown" || (until && Number(until) > current)) atLimit = true;
+    if (decides && (until === "unknown" || (until && Number(until) > current))) atLimit = true;
   }
   return { maxUsed, soonest, atLimit, title: card.dataset.title || "", id: Number(card.dataset.accountId) };
 }
