@@ -56,6 +56,19 @@ UnixSeconds = Annotated[float, Doc("unix seconds")]
 MaybeUnixSeconds = Annotated[float | None, Doc("unix seconds")]
 Iso = Annotated[str | None, Doc("ISO-8601 UTC", format="date-time")]
 ResetIn = Annotated[float | None, Doc("seconds until resets_at, negative once it has passed")]
+# What a report says for the limit it is about (its x-codex-active-limit, else codex), as its
+# quota error and spend control are: on that limit only, null on the others.
+ReachedType = Annotated[
+    str | None,
+    Doc("which rate limit the upstream says is reached; on the limit the report was about"),
+]
+ResetCredits = Annotated[
+    int | None,
+    Doc("rate-limit reset credits the seat may still spend; on the limit the report was about"),
+]
+PromoMessage = Annotated[
+    str | None, Doc("the upstream's promotion text; on the limit the report was about")
+]
 # The values the store writes (the rows keep them as plain strings).
 Source = Literal["headers", "event", "usage_body", "error"]
 Transport = Literal["http", "sse", "websocket"]
@@ -146,13 +159,7 @@ class Credits(TypedDict):
 class SpendLimit(TypedDict):
     """One spend limit the workspace sets on the seat."""
 
-    kind: Annotated[
-        str,
-        Doc(
-            "individual, group_default, workspace_default, role_budget, group_shared or "
-            "workspace_shared"
-        ),
-    ]
+    kind: Annotated[str, Doc(f"one of {', '.join(models.SPEND_LIMIT_KINDS)}")]
     limit: Annotated[str | None, Doc("amount as the upstream sent it")]
     used: str | None
     remaining: str | None
@@ -199,13 +206,13 @@ class Limit(TypedDict):
     http_status: int | None
     plan_type: str | None
     active_limit: str | None
-    rate_limit_reached_type: str | None
+    rate_limit_reached_type: ReachedType
     windows: LimitWindows
     limit_hit: LimitHit | None
     credits: Credits | None
     spend_control: SpendControl | None
-    reset_credits: Annotated[int | None, Doc("rate-limit reset credits the seat may still spend")]
-    promo_message: str | None
+    reset_credits: ResetCredits
+    promo_message: PromoMessage
 
 
 AccountKey = Annotated[str, Doc("seat:<workspace>:<user>, or token:<first 8 hex of the SHA-256>")]
@@ -362,7 +369,7 @@ class HistoryRow(TypedDict):
     http_status: int | None
     plan_type: str | None
     active_limit: str | None
-    rate_limit_reached_type: str | None
+    rate_limit_reached_type: ReachedType
     windows: Annotated[
         dict[str, HistoryWindow | None],
         Doc(
@@ -375,8 +382,8 @@ class HistoryRow(TypedDict):
     limit_hit: HistoryLimitHit | None
     credits: Credits | None
     spend_control: HistorySpendControl | None
-    reset_credits: Annotated[int | None, Doc("rate-limit reset credits the seat may still spend")]
-    promo_message: str | None
+    reset_credits: ResetCredits
+    promo_message: PromoMessage
 
 
 class HistoryPage(TypedDict):

@@ -201,23 +201,17 @@ def admit_accounts(
     return list(new[:room]), list(new[room:])
 
 
-def _speaks_for_its_limit(report: UsageReport) -> bool:
-    """Whether a report has something to write on its limit's row beside windows: a quota
-    error or an account-wide field."""
-    return not (
+def limits(snapshot: Snapshot) -> tuple[LimitReport, ...]:
+    """The limit reports to write: a windowless one added for report_limit_id when the report
+    has a quota error or an account-wide field for it but no family of that id."""
+    report = snapshot.report
+    if (
         report.limit_hit is None
         and report.spend_control is None
         and report.rate_limit_reached_type is None
         and report.reset_credits is None
         and report.promo_message is None
-    )
-
-
-def limits(snapshot: Snapshot) -> tuple[LimitReport, ...]:
-    """The limit reports to write: a windowless one added for report_limit_id when the report
-    has a quota error or an account-wide field for it but no family of that id."""
-    report = snapshot.report
-    if not _speaks_for_its_limit(report):
+    ):
         return report.limits
     limit_id = report_limit_id(report)
     if any(limit.limit_id == limit_id for limit in report.limits):

@@ -104,7 +104,12 @@ class AccountRow:
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    """One row of `usage_snapshots`; None means not reported (unknown), never 0."""
+    """One row of `usage_snapshots`; None means not reported (unknown), never 0.
+
+    A quota error and the account-wide fields (rate_limit_reached_type, the spend columns,
+    reset_credits, promo_message) are on the row of the limit the report was about
+    (core.limits.report_limit_id: its active limit, else "codex") and NULL on the others.
+    """
 
     id: int
     account_id: int
@@ -140,10 +145,10 @@ class UsageRow:
     credits_has_credits: bool | None
     credits_unlimited: bool | None
     credits_balance: str | None
-    limit_hit_type: str | None  # the quota error's type while the limit is hit ("codex" rows)
+    limit_hit_type: str | None  # the quota error's type while the limit is hit
     limit_hit_resets_at: int | None
-    spend_control_reached: bool | None  # the workspace spend limit ("codex" rows)
-    spend_limit: str | None
+    spend_control_reached: bool | None  # a workspace spend limit is reached
+    spend_limit: str | None  # spend_limit to spend_source: the individual limit
     spend_used: str | None
     spend_used_percent: float | None
     spend_resets_at: int | None

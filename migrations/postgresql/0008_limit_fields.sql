@@ -19,8 +19,8 @@ ALTER TABLE usage_snapshots ADD COLUMN reset_credits bigint;
 -- The promotion text the upstream sent (x-codex-promo-message, or a usage body's promo).
 ALTER TABLE usage_snapshots ADD COLUMN promo_message text;
 
--- latest_usage as in version 7 (same columns, same names), with the new columns added at
--- the end. A view cannot be altered: it is dropped and created again.
+-- latest_usage as 0001_initial.sql made it (same columns, same names), with the new columns
+-- added at the end. A view cannot be altered: it is dropped and created again.
 DROP VIEW latest_usage;
 
 CREATE VIEW latest_usage AS

@@ -17,8 +17,11 @@ from aiohttp.test_utils import TestServer
 from codexgate.api.common import encode_cursor
 from codexgate.core.models import (
     FIVE_HOUR,
+    LimitHit,
     LimitReport,
     Snapshot,
+    SpendControl,
+    SpendLimit,
     UsageReport,
     Window,
 )
@@ -200,6 +203,72 @@ async def test_account_shape_with_windows_countdowns_and_unknowns(
     assert limit["limit_hit"] is None
     assert limit["spend_control"] is None
     assert limit["captured_at_iso"].endswith("Z")
+
+
+async def test_each_limit_carries_its_own_hit_spend_limits_and_reset_credits(
+    admin: Admin, server: TestServer
+) -> None:
+    who = seat_identity("seat_a")
+    created = await admin.ok("POST", "api/v1/accounts", 201, json={"token": JWTS["seat_a"]})
+    group = SpendLimit("group_shared", "100", "82", "18", 82.0, 18.0, 1893456000, "g-1", "Eng")
+    spend = SpendControl(
+        reached=True,
+        limit="50",
+        used="10",
+        reached_limit_type="group_shared",
+        limits=(SpendLimit("individual", "50", "10"), group),
+    )
+    body = UsageReport(
+        limits=(LimitReport("codex", None, ()),),
+        spend_control=spend,
+        reset_credits=3,
+        promo_message="Double limits this week",
+    )
+    error = UsageReport(
+        limits=(LimitReport("codex_other", "gpt-5.2-codex-sonic", ()),),
+        active_limit="codex_other",
+        limit_hit=LimitHit("usage_limit_reached", 1893450000),
+    )
+    now = time.time()
+    await app_of(server)[STORE].record(
+        [Snapshot(who, now - 2, "usage_body", body, 200), Snapshot(who, now - 1, "error", error)]
+    )
+    account = await admin.ok("GET", f"api/v1/accounts/{created['id']}")
+    limits = {limit["limit_id"]: limit for limit in account["limits"]}
+    codex, other = limits["codex"], limits["codex_other"]
+    group_json = {
+        "kind": "group_shared",
+        "limit": "100",
+        "used": "82",
+        "remaining": "18",
+        "used_percent": 82.0,
+        "remaining_percent": 18.0,
+        "resets_at": 1893456000,
+        "resets_at_iso": "2030-01-01T00:00:00Z",
+        "group_id": "g-1",
+        "group_name": "Eng",
+    }
+    assert codex["spend_control"]["reached"] is True
+    assert codex["spend_control"]["reached_limit_type"] == "group_shared"
+    assert [item["kind"] for item in codex["spend_control"]["limits"]] == [
+        "individual",
+        "group_shared",
+    ]
+    assert codex["spend_control"]["limits"][1] == group_json
+    assert (codex["reset_credits"], codex["promo_message"]) == (3, "Double limits this week")
+    assert codex["limit_hit"] is None
+    assert other["limit_hit"]["type"] == "usage_limit_reached"
+    assert (other["spend_control"], other["reset_credits"], other["promo_message"]) == (
+        None,
+        None,
+        None,
+    )
+    # The history item of the same row says the same (one builder for both).
+    [item] = (await admin.ok("GET", f"api/v1/accounts/{created['id']}/history?limit_id=codex"))[
+        "items"
+    ]
+    assert item["spend_control"]["limits"] == codex["spend_control"]["limits"]
+    assert (item["reset_credits"], item["promo_message"]) == (3, "Double limits this week")
 
 
 async def test_old_values_are_flagged_stale(admin: Admin, server: TestServer) -> None:

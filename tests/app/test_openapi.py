@@ -138,6 +138,8 @@ async def test_answers_with_every_kind_of_data_conform_to_the_document(
     limits = [limit for a in orjson.loads(accounts.body)["accounts"] for limit in a["limits"]]
     assert any(limit["limit_hit"] for limit in limits)
     assert any(limit["spend_control"] for limit in limits)
+    assert any(limit["spend_control"] and limit["spend_control"]["limits"] for limit in limits)
+    assert any(limit["reset_credits"] is not None for limit in limits)
     assert any(limit["credits"] for limit in limits)
     checks: list[tuple[str, str, Answer]] = [
         (f"{api}/accounts", "GET", accounts),

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from codexgate.core.models import Credits, LimitReport, TokenUsage
+from codexgate.core.models import (
+    Credits,
+    LimitReport,
+    Snapshot,
+    SpendControl,
+    SpendLimit,
+    TokenUsage,
+    UsageReport,
+)
 from codexgate.core.rows import AlertState, NewAlert
 from codexgate.storage import open_storage
 from codexgate.storage.interface import Storage
@@ -25,10 +33,31 @@ AWKWARD_PERCENT = 33.333333333333336
 SECRET_WEBHOOK = "https://hooks.slack.com/services/T000/B000/secret-part"
 
 
+# A usage body with every field that goes on the main limit's row alone, as JSON among them.
+_LIMIT_FIELDS = UsageReport(
+    limits=(LimitReport("codex", None, windows(12.0, 41.5)),),
+    rate_limit_reached_type="workspace_member_credits_depleted",
+    spend_control=SpendControl(
+        reached=True,
+        limit="50",
+        used="50",
+        used_percent=100.0,
+        resets_at=1_890_500_000,
+        reached_limit_type="group_shared",
+        limits=(
+            SpendLimit("individual", "50", "50", "0", 100.0, 0.0, 1_890_500_000),
+            SpendLimit("group_shared", "100", "100", "0", 100.0, 0.0, None, "g-1", "Ünïcode"),
+        ),
+    ),
+    reset_credits=2,
+    promo_message="Double limits this week",
+)
+
+
 async def fill(path: Path) -> None:
-    """Write accounts (named, renamed, one deleted), history with flags and credits, requests
-    with and without an account, alerts and their states, webhooks, settings and a session
-    through the real SQLite store."""
+    """Write accounts (named, renamed, one deleted), history with flags, credits and spend
+    limits, requests with and without an account, alerts and their states, webhooks, settings
+    and a session through the real SQLite store."""
     store = await open_storage(path)
     try:
         await _fill(store)
@@ -53,6 +82,7 @@ async def _fill(store: Storage) -> None:
                 plan="team",
             ),
             snap(T0 + 130, who=TOKEN, source="usage_body", wins=windows(None, 99.9)),
+            Snapshot(one, T0 + 135, "usage_body", _LIMIT_FIELDS, 200),
             snap(T0 + 140, who=gone, wins=windows(50.0, 50.0)),
             request_record(T0, who=one),
             request_record(T0 + 61, who=OTHER, status=429, transport="websocket"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +71,65 @@ async def test_a_database_newer_than_the_code_is_refused(
     await postgres_server.run_sql(postgres_database, "UPDATE codexgate_schema SET version = 999")
     with pytest.raises(StorageSetupError, match="newer than this codexgate supports"):
         await open_storage(_url(postgres_database))
+
+
+async def test_a_version_7_database_migrates_and_keeps_its_rows(
+    postgres_server: PostgresServer, postgres_database: str, tmp_path: Path
+) -> None:
+    up_to_7 = tmp_path / "migrations"
+    up_to_7.mkdir()
+    for name in ("0001_initial.sql", "0007_instances.sql"):
+        shutil.copy(paths.migrations_dir("postgresql") / name, up_to_7)
+    old = await PostgresStore.open(_url(postgres_database), migrations=up_to_7)
+    try:
+        assert await old.schema_version() == 7
+    finally:
+        await old.close()
+    view_before = await _columns(postgres_server, postgres_database, "latest_usage")
+    # A row as a version 7 codexgate wrote it (this code's writes need version 8).
+    await postgres_server.run_sql(
+        postgres_database,
+        "INSERT INTO accounts (id, account_key, first_seen_at, last_seen_at) "
+        "VALUES (1, 'seat:acct-1:user-1', $1, $1)",
+        T0,
+    )
+    await postgres_server.run_sql(
+        postgres_database,
+        "INSERT INTO usage_snapshots (id, account_id, captured_at, confirmed_at, source, "
+        "limit_id, five_hour_used_percent, limit_hit_type, spend_limit) "
+        "VALUES (1, 1, $1, $1, 'error', 'codex', 10.0, 'usage_limit_reached', '50')",
+        T0,
+    )
+    store = await open_storage(_url(postgres_database))
+    try:
+        assert await store.schema_version() == 8
+        [row] = await store.history(1)
+        assert (row.five_hour_used_percent, row.limit_hit_type, row.spend_limit) == (
+            10.0,
+            "usage_limit_reached",
+            "50",
+        )
+        new = (row.spend_reached_limit_type, row.spend_limits, row.reset_credits, row.promo_message)
+        assert new == (None,) * 4
+        [latest] = await store.latest_usage()
+        assert latest.usage == row
+    finally:
+        await store.close()
+    # Every column the view had is still there, under the same name, in the same order.
+    view_after = await _columns(postgres_server, postgres_database, "latest_usage")
+    assert view_after == [*view_before, "spend_reached_limit_type", "spend_limits",
+                          "reset_credits", "promo_message"]  # fmt: skip
+
+
+async def _columns(server: PostgresServer, database: str, table: str) -> list[str]:
+    """A table's or view's column names, in order."""
+    rows = await server.run_sql(
+        database,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+        "ORDER BY ordinal_position",
+        table,
+    )
+    return [str(row["column_name"]) for row in rows]
 
 
 async def test_a_server_that_goes_away_is_unavailable_then_used_again(

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from codexgate.core.models import (
     Credits,
+    LimitHit,
     LimitReport,
+    Snapshot,
+    SpendControl,
+    SpendLimit,
     TokenUsage,
+    UsageReport,
     Window,
 )
-from codexgate.core.rows import RecordResult
+from codexgate.core.rows import RecordResult, spend_limits_of
 from codexgate.storage.interface import Storage, StorageUnavailable
 from tests.helpers.builders import (
     FIVE_H_RESET,
@@ -230,6 +236,68 @@ async def test_extra_limit_family_gets_its_own_rows(storage: Storage) -> None:
     result = await storage.record([snap(at=T0 + 1, limits=changed)])
     assert (result.rows_inserted, result.rows_confirmed) == (1, 1)
     assert len(await storage.history(account.id, limit_id="codex_bengalfox")) == 2
+
+
+async def test_limit_fields_round_trip_on_the_row_of_their_limit(storage: Storage) -> None:
+    now = time.time()
+    resets = int(now) + 86_400
+    group = SpendLimit("group_shared", "100", "82.5", "17.5", 82.5, 17.5, resets, "g-1", "Eng")
+    individual = SpendLimit("individual", "50", "10", "40", 20.0, 80.0, resets)
+    spend = SpendControl(
+        reached=True,
+        limit="50",
+        used="10",
+        used_percent=20.0,
+        resets_at=resets,
+        reached_limit_type="group_shared",
+        limits=(individual, group),
+    )
+    body = UsageReport(
+        limits=(LimitReport("codex", None, windows(20.0)),),
+        rate_limit_reached_type="workspace_member_credits_depleted",
+        spend_control=spend,
+        reset_credits=3,
+        promo_message="Double limits this week",
+    )
+    # A quota error of one model's limit, with the seat's own windows beside it.
+    error = UsageReport(
+        limits=(
+            LimitReport("codex", None, windows(20.0)),
+            LimitReport("codex_other", "gpt-5.2-codex-sonic", windows(100.0)),
+        ),
+        active_limit="codex_other",
+        limit_hit=LimitHit("usage_limit_reached", resets),
+    )
+    await storage.record(
+        [
+            Snapshot(identity(), now - 60, "usage_body", body, 200),
+            Snapshot(identity(), now - 30, "error", error, 429),
+        ]
+    )
+    [account] = await storage.accounts()
+    history = await storage.history(account.id, limit_id="codex")
+    assert [row.source for row in history] == ["usage_body", "error"]
+    first = history[0]
+    assert first.rate_limit_reached_type == "workspace_member_credits_depleted"
+    assert (first.spend_control_reached, first.spend_reached_limit_type) == (True, "group_shared")
+    assert spend_limits_of(first.spend_limits) == (individual, group)
+    assert (first.reset_credits, first.promo_message) == (3, "Double limits this week")
+    latest = {row.usage.limit_id: row.usage for row in await storage.latest_usage()}
+    # The error's report says nothing of the account-wide fields: its "codex" row has them NULL.
+    codex, other = latest["codex"], latest["codex_other"]
+    assert {codex.spend_limits, codex.reset_credits, codex.limit_hit_type} == {None}
+    assert (other.limit_hit_type, other.limit_hit_resets_at) == ("usage_limit_reached", resets)
+    assert {other.spend_limits, other.reset_credits, other.promo_message} == {None}
+    # The body again (a new row after the error's); then with its spend limits' reset a second
+    # later (a relative reset read a moment later): that only confirms it.
+    result = await storage.record([Snapshot(identity(), now, "usage_body", body, 200)])
+    assert (result.rows_inserted, result.rows_confirmed) == (1, 0)
+    moved = tuple(replace(limit, resets_at=resets + 1) for limit in (individual, group))
+    jitter = replace(body, spend_control=replace(spend, limits=moved))
+    result = await storage.record([Snapshot(identity(), now + 1, "usage_body", jitter, 200)])
+    assert (result.rows_inserted, result.rows_confirmed) == (0, 1)
+    latest = {row.usage.limit_id: row.usage for row in await storage.latest_usage(account.id)}
+    assert spend_limits_of(latest["codex"].spend_limits) == (individual, group)
 
 
 async def test_latest_usage_is_the_newest_row_per_account_and_limit(storage: Storage) -> None:

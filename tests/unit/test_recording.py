@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codexgate.core.limits import MAIN_LIMIT
-from codexgate.core.models import LimitHit, RequestRecord, Snapshot, UsageReport
+from codexgate.core.limits import MAIN_LIMIT, report_limit_id
+from codexgate.core.models import (
+    Credits,
+    LimitHit,
+    LimitReport,
+    RequestRecord,
+    Snapshot,
+    Source,
+    SpendControl,
+    SpendLimit,
+    UsageReport,
+)
 from codexgate.core.recording import (
     VALUE_FIELDS,
     NewestRow,
@@ -24,6 +37,7 @@ from codexgate.core.recording import (
     unproven_keys,
     usage_values,
 )
+from codexgate.core.rows import spend_limits_of
 from codexgate.core.windows import UNCHANGED_RESET_SECONDS
 from tests.helpers.builders import FIVE_H_RESET, T0, identity, request_record, snap, windows
 
@@ -160,6 +174,142 @@ def test_a_hit_without_windows_adds_a_codex_limit() -> None:
     report = UsageReport(limits=(), limit_hit=LimitHit("usage_limit_reached", FIVE_H_RESET))
     snapshot = Snapshot(identity=identity(), captured_at=T0, source="error", report=report)
     assert [limit.limit_id for limit in limits(snapshot)] == [MAIN_LIMIT]
+
+
+def _by_limit(report: UsageReport, source: Source = "error") -> dict[str, dict[str, Any]]:
+    """Each limit row a report writes, by limit id, as {value field: value}."""
+    snapshot = Snapshot(identity(), T0, source, report, 429 if source == "error" else 200)
+    return {s.key[1]: dict(zip(VALUE_FIELDS, s.values, strict=True)) for s in samples(snapshot, 1)}
+
+
+# What a report says for the limit it is about, beside windows; every row has them or NULL.
+_ITS_OWN = (
+    "rate_limit_reached_type",
+    "limit_hit_type",
+    "limit_hit_resets_at",
+    "spend_control_reached",
+    "spend_reached_limit_type",
+    "spend_limits",
+    "reset_credits",
+    "promo_message",
+)
+
+
+@pytest.mark.parametrize(
+    ("active", "limit_id"),
+    [
+        (None, "codex"),
+        ("codex", "codex"),
+        ("codex_other", "codex_other"),
+        ("codex-other", "codex_other"),
+        ("Codex-Bengalfox", "codex_bengalfox"),
+        ("", "codex"),
+        ("!!!", "codex"),
+        ("x" * 65, "codex"),
+    ],
+)
+def test_a_report_is_about_the_limit_its_active_limit_names(
+    active: str | None, limit_id: str
+) -> None:
+    assert report_limit_id(UsageReport(limits=(), active_limit=active)) == limit_id
+
+
+def test_a_quota_error_goes_on_the_row_of_the_active_limit_only() -> None:
+    codex = LimitReport("codex", None, windows(40.0))
+    other = LimitReport("codex_other", "gpt-5.2-codex-sonic", windows(100.0))
+    report = UsageReport(
+        limits=(codex, other),
+        plan_type="pro",
+        active_limit="codex-other",
+        credits=Credits(True, False, "5"),
+        rate_limit_reached_type="rate_limit_reached",
+        promo_message="Try the new model",
+        limit_hit=LimitHit("usage_limit_reached", FIVE_H_RESET),
+    )
+    rows = _by_limit(report)
+    assert list(rows) == ["codex", "codex_other"]
+    assert rows["codex_other"]["limit_hit_type"] == "usage_limit_reached"
+    assert rows["codex_other"]["limit_hit_resets_at"] == FIVE_H_RESET
+    assert rows["codex_other"]["rate_limit_reached_type"] == "rate_limit_reached"
+    assert rows["codex_other"]["promo_message"] == "Try the new model"
+    assert {rows["codex"][name] for name in _ITS_OWN} == {None}
+    # What the reference copies to every family stays on every row.
+    for row in rows.values():
+        assert (row["plan_type"], row["active_limit"], row["credits_balance"]) == (
+            "pro",
+            "codex-other",
+            "5",
+        )
+
+
+def test_a_quota_error_for_a_limit_without_windows_writes_a_windowless_row() -> None:
+    codex = LimitReport("codex", None, windows(100.0))
+    report = UsageReport(
+        limits=(codex,),
+        active_limit="premium",
+        limit_hit=LimitHit("usage_limit_reached", FIVE_H_RESET),
+    )
+    rows = _by_limit(report)
+    assert list(rows) == ["premium", "codex"]
+    assert rows["premium"]["limit_hit_type"] == "usage_limit_reached"
+    assert rows["premium"]["five_hour_used_percent"] is None
+    # "codex" keeps its full window, and no quota error of its own.
+    assert (rows["codex"]["five_hour_used_percent"], rows["codex"]["limit_hit_type"]) == (
+        100.0,
+        None,
+    )
+    # The windowless report is one object per id, so that Sampler remembers its layout.
+    again = Snapshot(identity(), T0 + 1, "error", report, 429)
+    first = Snapshot(identity(), T0, "error", report, 429)
+    assert limits(first)[0] is limits(again)[0]
+
+
+def test_a_usage_body_s_account_wide_fields_go_on_the_main_limit_only() -> None:
+    group = SpendLimit("group_shared", "100", "82", "18", 82.0, 18.0, FIVE_H_RESET, "g1", "Eng")
+    spend = SpendControl(
+        reached=True,
+        limit="50",
+        used="10",
+        reached_limit_type="group_shared",
+        limits=(SpendLimit("individual", "50", "10"), group),
+    )
+    report = UsageReport(
+        limits=(
+            LimitReport("codex", None, windows(20.0)),
+            LimitReport("code_review", None, windows(3.0)),
+        ),
+        rate_limit_reached_type="workspace_member_credits_depleted",
+        spend_control=spend,
+        reset_credits=3,
+    )
+    rows = _by_limit(report, "usage_body")
+    codex = rows["codex"]
+    assert codex["rate_limit_reached_type"] == "workspace_member_credits_depleted"
+    assert (codex["spend_control_reached"], codex["spend_limit"]) == (1, "50")
+    assert codex["spend_reached_limit_type"] == "group_shared"
+    assert spend_limits_of(codex["spend_limits"]) == spend.limits
+    assert codex["reset_credits"] == 3
+    assert {rows["code_review"][name] for name in _ITS_OWN} == {None}
+
+
+def _spend_values(resets_at: int, used: str = "82") -> UsageValues:
+    limit = SpendLimit("group_shared", "100", used, None, None, None, resets_at, "g1", "Eng")
+    report = UsageReport(
+        limits=(LimitReport("codex", None, ()),),
+        spend_control=SpendControl(reached=False, limits=(limit,)),
+    )
+    snapshot = Snapshot(identity(), T0, "usage_body", report, 200)
+    return usage_values(snapshot, report.limits[0])
+
+
+@given(st.integers(-TOLERANCE, TOLERANCE))
+def test_a_spend_limit_s_reset_within_the_tolerance_is_the_same(moved: int) -> None:
+    assert same_values(_spend_values(FIVE_H_RESET), _spend_values(FIVE_H_RESET + moved))
+
+
+def test_a_spend_limit_that_moved_differs() -> None:
+    assert not same_values(_spend_values(FIVE_H_RESET), _spend_values(FIVE_H_RESET + TOLERANCE + 1))
+    assert not same_values(_spend_values(FIVE_H_RESET), _spend_values(FIVE_H_RESET, used="83"))
 
 
 def test_a_batch_splits_into_snapshots_in_time_order_and_requests_as_given() -> None:
