@@ -33,6 +33,7 @@ import orjson
 from codexgate.config import AlertConfig
 from codexgate.core.accounts import default_title
 from codexgate.core.forecast import Forecast
+from codexgate.core.limits import MAIN_LIMIT
 from codexgate.core.rows import AlertKind, AlertState, NewAlert, UsageRow
 from codexgate.core.text import clock, duration, percent
 from codexgate.core.windows import SAME_PERIOD_SECONDS
@@ -293,7 +294,7 @@ def evaluate_stale(
 
 
 def _window_name(limit_id: str, window: str) -> str:
-    family = "" if limit_id == "codex" else f"{limit_id} "
+    family = "" if limit_id == MAIN_LIMIT else f"{limit_id} "
     return f"{family}{window} window"
 
 

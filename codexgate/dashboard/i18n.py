@@ -144,6 +144,7 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "spend.kind.workspace_shared": ("Workspace spend limit", "工作区共享消费上限"),
         "spend.amount": ("{used} of {limit}", "已用 {used} / {limit}"),
         "spend.reached": ("reached", "已达上限"),
+        "spend.reset_passed": ("reset at {time}", "已于 {time} 重置"),
         "card.reset_credits": ("Reset credits left: {count}", "剩余重置次数：{count}"),
         "fresh.updated": ("updated {age} ago", "{age}前更新"),
         "fresh.just_now": ("updated just now", "刚刚更新"),
@@ -309,19 +310,24 @@ _CATALOG: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         ),
         "alerts.test_failed": ("{webhook}: {error}", "{webhook}：{error}"),
         # An alert reads "<account><separator><its kind's message>[, back at / resets at ...]":
-        # the account is a link of its own, so the messages leave it out.
+        # the account is a link of its own, so the messages leave it out. {limit} is empty for
+        # the seat's main limit, else its id and a space ("codex_other "): one model's limit
+        # says which it is.
         "alert.separator": (": ", "："),
         "alert.threshold": (
-            "{window} window at {percent}% (crossed {threshold}%)",
-            "{window}窗口已用 {percent}%（超过 {threshold}%）",
+            "{limit}{window} window at {percent}% (crossed {threshold}%)",
+            "{limit}{window}窗口已用 {percent}%（超过 {threshold}%）",
         ),
         "alert.forecast": (
-            "{window} window at {percent}% will run out before its reset",
-            "{window}窗口已用 {percent}%，将在重置前用完",
+            "{limit}{window} window at {percent}% will run out before its reset",
+            "{limit}{window}窗口已用 {percent}%，将在重置前用完",
         ),
-        "alert.limit_hit": ("limit reached", "已达上限"),
-        "alert.limit_reset": ("limit reset, usable again", "限额已重置，可以再次使用"),
-        "alert.stale": ("no new usage data", "没有新的用量数据"),
+        "alert.limit_hit": ("{limit}limit reached", "{limit}已达上限"),
+        "alert.limit_reset": (
+            "{limit}limit reset, usable again",
+            "{limit}限额已重置，可以再次使用",
+        ),
+        "alert.stale": ("no new {limit}usage data", "没有新的{limit}用量数据"),
         "alert.test": ("Test alert", "测试告警"),
         "alert.back_at": (", back at {time}", "，{time} 恢复"),
         "alert.resets_at": (", resets at {time}", "，{time} 重置"),

@@ -85,7 +85,8 @@ class LimitHit:
 
 @dataclass(frozen=True, slots=True)
 class SpendLimitView:
-    """One spend limit as a card shows it: which, how much of it is used, whether reached."""
+    """One spend limit as a card shows it: which, how much of it is used, whether it is the
+    reached one, when it resets."""
 
     kind: str  # core.models.SPEND_LIMIT_KINDS
     group_name: str | None
@@ -93,6 +94,7 @@ class SpendLimitView:
     limit: str | None
     used_percent: float | None
     reached: bool  # the spend control names this one as the reached limit
+    resets_at: int | None
 
 
 def spend_limit_views(row: UsageRow) -> tuple[SpendLimitView, ...]:
@@ -106,6 +108,7 @@ def spend_limit_views(row: UsageRow) -> tuple[SpendLimitView, ...]:
             spend.limit,
             spend.used_percent,
             spend.kind == reached,
+            spend.resets_at,
         )
         for spend in spend_limits_of(row.spend_limits)
         if spend.kind in SPEND_LIMIT_KINDS  # a kind this version has no words for is left out

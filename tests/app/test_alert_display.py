@@ -7,10 +7,11 @@ from __future__ import annotations
 import html
 import re
 import time
+from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from codexgate.core.rows import NewAlert
+from codexgate.core.rows import AlertKind, NewAlert
 from codexgate.dashboard import handlers
 from codexgate.keys import STORE
 from tests.helpers.admin_client import JWTS, Admin
@@ -113,3 +114,36 @@ async def test_recent_alerts_have_severity_link_and_when_without_test_alerts(
     assert len(items) == 3
     assert all("href=" not in item for item in items)
     assert text_of(items[0]) == text_of(hit)  # the name it had, unlinked
+
+
+async def test_an_alert_of_one_models_limit_names_that_limit(
+    server: TestServer, admin: Admin
+) -> None:
+    account = await admin.ok("POST", "api/v1/accounts", 201, json={"token": JWTS["seat_b"]})
+    now = time.time()
+
+    def alert(ago: float, kind: AlertKind, **more: Any) -> NewAlert:
+        return NewAlert(
+            at=now - ago,
+            kind=kind,
+            message="m",
+            account_id=account["id"],
+            account="Ops seat",
+            **more,
+        )
+
+    alerts = [
+        alert(30, "limit_hit", limit_id="codex_other"),
+        alert(
+            20, "threshold", limit_id="codex_other", window="5h", used_percent=91.0, threshold=90
+        ),
+        alert(10, "limit_hit", limit_id="codex"),
+    ]
+    await app_of(server)[STORE].record_alerts(alerts, [], [])
+    main, crossed, other = [text_of(i) for i in alert_items(await overview(admin))]
+    assert main.endswith("Ops seat: limit reached")  # the seat's own limit needs no name
+    assert crossed.endswith("Ops seat: codex_other 5-hour window at 91% (crossed 90%)")
+    assert other.endswith("Ops seat: codex_other limit reached")
+    chinese = [text_of(i) for i in alert_items(await overview(admin, **{"Accept-Language": "zh"}))]
+    assert chinese[0].endswith("Ops seat：已达上限")  # noqa: RUF001 - Chinese punctuation
+    assert chinese[2].endswith("Ops seat：codex_other 已达上限")  # noqa: RUF001

@@ -232,6 +232,85 @@ async def test_a_hit_limit_says_so_and_when_it_comes_back(
     assert 'id="kpi-at">1<' in text
 
 
+def limit_section(card: str, limit_id: str) -> str:
+    """The HTML of one limit's section of a card."""
+    match = re.search(
+        rf'<section class="limit[^"]*" data-limit-id="{limit_id}".*?</section>', card, re.S
+    )
+    assert match is not None, f"no {limit_id} section"
+    return match.group(0)
+
+
+def shown_text(html_part: str, field: str) -> str | None:
+    """The text of a data-field element, None when it is hidden."""
+    match = re.search(rf'<(\w+) [^>]*data-field="{field}"([^>]*)>(.*?)</\1>', html_part, re.S)
+    assert match is not None, f"no {field}"
+    if " hidden" in match.group(2):
+        return None
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", match.group(3))).split())
+
+
+async def test_the_main_limit_shows_spend_limits_reset_credits_and_the_promotion(
+    http: ClientSession, server: TestServer, fake: FakeUpstream, admin: Admin
+) -> None:
+    now = int(time.time())
+    body = orjson.loads(fake.usage_body)
+    body["rate_limit_reset_credits"] = {"available_count": 3}
+    body["promo"] = {"message": XSS}
+    body["additional_rate_limits"] = [
+        {
+            "limit_name": "gpt-5.2-codex-sonic",
+            "metered_feature": "codex_other",
+            "rate_limit": {"primary_window": {"used_percent": 10, "limit_window_seconds": 18000,
+                                              "reset_at": now + 3600}},
+        }
+    ]  # fmt: skip
+    body["spend_control"] = {
+        "reached": True,
+        "reached_limit_type": "group_shared",
+        "individual_limit": {"limit": "50", "used": "20", "remaining": "30", "used_percent": 40,
+                             "remaining_percent": 60, "reset_at": now + 2 * 86400 + 7200 + 30},
+        "group_shared_limit": {
+            "group_id": "group-1",
+            "group_name": XSS,
+            "details": {"limit": "100", "used": "82", "remaining": "18", "used_percent": 82,
+                        "remaining_percent": 18},
+        },
+    }  # fmt: skip
+    fake.usage_body = orjson.dumps(body)
+    async with http.get(
+        f"http://127.0.0.1:{server.port}/backend-api/wham/usage",
+        headers={"Authorization": f"Bearer {JWTS['seat_a']}"},
+    ) as response:
+        assert response.status == 200
+        await response.read()
+    await recorded(server, 1)
+    text = await page(admin)
+    card = card_of(text, 1)
+    main = limit_section(card, "codex")
+    lines = [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", "", line)).split())
+        for line in re.findall(r'<li class="spend-limit.*?</li>', main, re.S)
+    ]
+    assert re.fullmatch(
+        r"Spend limit: 20 of 50 · 40% · resets \w{3} \d\d:\d\d UTC, in 2d 2h", lines[0]
+    ), lines
+    assert lines[1] == f"Group spend limit ({XSS}): 82 of 100 · 82% · reached"  # no reset said
+    assert len(lines) == 2
+    assert re.search(r'<li class="spend-limit reached">[^<]*: 82 of 100 · 82% · <strong>', main)
+    assert shown_text(main, "reset-credits") == "Reset credits left: 3"
+    assert shown_text(main, "promo") == XSS
+    assert XSS not in text  # text, never markup
+    # One model's limit: none of the seat's account-wide fields; unknown credits say nothing.
+    other = limit_section(card, "codex_other")
+    assert shown_text(other, "spend-limits") is None
+    assert shown_text(other, "reset-credits") is None
+    assert shown_text(other, "promo") is None
+    chinese = limit_section(card_of(await page(admin, **{"Accept-Language": "zh"}), 1), "codex")
+    assert shown_text(chinese, "reset-credits") == "剩余重置次数：3"  # noqa: RUF001
+    assert "组共享消费上限" in chinese
+
+
 async def test_a_card_turns_stale_after_15_minutes(server: TestServer, admin: Admin) -> None:
     store = app_of(server)[STORE]
     window = Window("primary", "5h", "length", 30.0, 300, int(time.time()) + 600)

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import orjson
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from codexgate.core.models import LimitReport, Snapshot, UsageReport, Window
@@ -16,9 +17,10 @@ from codexgate.core.use_next import most_left
 from codexgate.dashboard import handlers as dashboard
 from codexgate.keys import CONFIG, STORE
 from tests.helpers import many_accounts as many
-from tests.helpers.admin_client import Admin
+from tests.helpers.admin_client import JWTS, Admin
 from tests.helpers.builders import seat_identity
-from tests.helpers.gateway import app_of, sqlite_file
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gateway import app_of, recorded, sqlite_file, turn
 
 # (seat, display name, 5h used, weekly used): at its limit, nearly used, with room.
 SEATS = (
@@ -136,3 +138,52 @@ async def test_the_overview_of_10000_accounts_with_the_use_next_rule_stays_quick
     started = time.perf_counter()
     await admin.ok("GET", "api/v1/use-next")
     assert time.perf_counter() - started < 1.0
+
+
+async def test_one_models_limit_reached_leaves_the_seat_to_use_next(
+    http: ClientSession, server: TestServer, fake: FakeUpstream, admin: Admin
+) -> None:
+    back = int(time.time()) + 3600
+    # seat_b: 70 % of its own limit. seat_a: 40 % of its own, and one model's limit hit (a 429
+    # that names codex_other): seat_a has more room, and nothing stops it.
+    fake.response_headers = {
+        "x-codex-primary-used-percent": "70",
+        "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-at": str(back + 600),
+    }
+    assert await turn(http, server, f"Bearer {JWTS['seat_b']}") == 200
+    fake.status = 429
+    fake.error_body = orjson.dumps({"error": {"type": "usage_limit_reached", "resets_at": back}})
+    fake.response_headers = {
+        "x-codex-primary-used-percent": "40",
+        "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-at": str(back + 600),
+        "x-codex-other-limit-name": "gpt-5.2-codex-sonic",
+        "x-codex-active-limit": "codex_other",
+    }
+    assert await turn(http, server, f"Bearer {JWTS['seat_a']}") == 429
+    await recorded(server, 2)
+    ids = {a.email: a.id for a in await app_of(server)[STORE].accounts()}
+    seat_a = ids["alice@example.com"]
+    answer = await admin.ok("GET", "api/v1/use-next")
+    assert (answer["account_id"], answer["room_percent"]) == (seat_a, 60.0)
+    text = await overview(admin)
+    assert re.search(r'id="kpi-at">0<', text)
+    assert page_data(text)["use_next"]["account_id"] == seat_a
+    card = re.search(rf'data-account-id="{seat_a}".*?</article>', text, re.S)
+    assert card is not None
+    other = re.search(r'data-limit-id="codex_other".*?</section>', card[0], re.S)
+    assert other is not None
+    assert re.search(r'class="limit-hit" data-field="limit-hit">', other[0])  # shown
+    assert "Extra limit: gpt-5.2-codex-sonic" in other[0]
+    main = re.search(r'data-limit-id="codex".*?</section>', card[0], re.S)
+    assert main is not None
+    assert re.search(r'class="limit-hit" data-field="limit-hit" hidden>', main[0])
+
+    # Its own limit hit: now seat_a is at its limit, and seat_b is the one to use.
+    fake.response_headers["x-codex-active-limit"] = "codex"
+    assert await turn(http, server, f"Bearer {JWTS['seat_a']}") == 429
+    await recorded(server, 3)
+    answer = await admin.ok("GET", "api/v1/use-next")
+    assert answer["account_id"] == ids["bob@example.com"]
+    assert re.search(r'id="kpi-at">1<', await overview(admin))

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { activeHit, level, windowsOf } from "../../web/static/js/windows.js";
+import { activeHit, level, seatFacts, seatLimits, windowsOf } from "../../web/static/js/windows.js";
 
 const RULES = { windows: ["5h", "7d", "monthly"], always_shown: ["5h", "7d"], main_limit: "codex" };
 const value = (used, resetsAt) => ({ used_percent: used, window_minutes: null, resets_at: resetsAt, resets_at_iso: null });
@@ -59,4 +59,27 @@ test("a hit limit is active until it comes back; without a time it stays", () =>
   assert.deepEqual(activeHit({ limit_hit: { type: "primary", resets_at: 200, resets_at_iso: null } }, 100), { resetsAt: 200 });
   assert.equal(activeHit({ limit_hit: { type: "primary", resets_at: 100, resets_at_iso: null } }, 100), null);
   assert.deepEqual(activeHit({ limit_hit: { type: "primary", resets_at: null, resets_at_iso: null } }, 100), { resetsAt: null });
+});
+
+// A seat follows its main limit (core/use_next.py seat_limits); tests/unit/test_use_next.py holds
+// seatFacts against Python case by case.
+const seatLimit = (limitId, hit, windows) => ({ limitId, hit, windows });
+
+test("the main limit decides a seat when it has one, else every limit does", () => {
+  const main = seatLimit("codex", null, []);
+  const other = seatLimit("codex_other", null, []);
+  assert.deepEqual(seatLimits([other, main], "codex"), [main]);
+  assert.deepEqual(seatLimits([other], "codex"), [other]);
+  assert.deepEqual(seatLimits([main], "premium"), [main]); // the main limit is the page's
+});
+
+test("one model's limit reached leaves the seat usable; its own limit reached does not", () => {
+  const room = seatLimit("codex", null, [[40, 2000]]);
+  const modelHit = seatLimit("codex_other", { resetsAt: 3000 }, [[100, 3000]]);
+  assert.deepEqual(seatFacts([room, modelHit], 1000, "codex", 100), { atLimit: false, maxUsed: 40 });
+  const ownHit = seatLimit("codex", { resetsAt: null }, [[40, 2000]]);
+  assert.deepEqual(seatFacts([ownHit, modelHit], 1000, "codex", 100), { atLimit: true, maxUsed: 40 });
+  assert.deepEqual(seatFacts([modelHit], 1000, "codex", 100), { atLimit: true, maxUsed: 100 });
+  // Used up, but its reset time has come: reset (0 %), not at the limit.
+  assert.deepEqual(seatFacts([seatLimit("codex", { resetsAt: 900 }, [[100, 1000]])], 1000, "codex", 100), { atLimit: false, maxUsed: 0 });
 });

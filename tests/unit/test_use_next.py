@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from typing import Final
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codexgate.core.rows import AccountWindows, LimitWindows
+from codexgate.core.rows import AccountWindows, LimitWindows, UsageRow
 from codexgate.core.use_next import (
     SOON_MAX_SECONDS,
     AccountRoom,
@@ -19,6 +21,9 @@ from codexgate.core.use_next import (
     window_room,
 )
 from codexgate.core.windows import WindowValue
+from codexgate.dashboard import views
+from tests.helpers.builders import usage_row
+from tests.helpers.node import run_module
 
 NOW = 1_800_000_000.0
 HOUR = 3600
@@ -222,3 +227,95 @@ def test_seat_limits_is_the_main_limit_else_all() -> None:
     other = other_limit()
     assert seat_limits((other, main)) == [main]
     assert seat_limits((other,)) == (other,)
+
+
+# --- the page script's copy gives the same answers ----------------------------------------------
+
+# A limit of a seat: (limit id, hit type, hit back in seconds from NOW (None: not said),
+# [(window label, used as reported, resets in seconds from NOW (None: not said))]).
+SeatLimit = tuple[str, str | None, float | None, list[tuple[str, float | None, float | None]]]
+HIT: Final = "usage_limit_reached"
+OTHER: Final = "codex_other"  # one model's limit
+SEATS: Final[list[list[SeatLimit]]] = [
+    [],
+    [("codex", None, None, [("5h", 40.0, HOUR)]), (OTHER, HIT, HOUR, [])],
+    [("codex", None, None, [("5h", 40.0, HOUR)]), (OTHER, None, None, [("5h", 100.0, HOUR)])],
+    [("codex", HIT, HOUR, [("5h", 50.0, HOUR)]), (OTHER, None, None, [("5h", 5.0, HOUR)])],
+    [("codex", HIT, -10, [("5h", 50.0, HOUR)])],  # back again
+    [("codex", HIT, None, [])],  # no time said: it stays
+    [("codex", None, None, [("5h", 100.0, -60), ("7d", 20.0, 86400)])],  # reset since
+    [("codex", None, None, [("7d", 100.0, None)]), (OTHER, None, None, [])],
+    [("codex", None, None, [("5h", 130.0, HOUR)])],
+    [("codex", None, None, []), (OTHER, None, None, [("5h", 100.0, HOUR)])],
+    [(OTHER, HIT, HOUR, [("5h", 10.0, HOUR)])],  # no main limit: the others decide
+    [(OTHER, None, None, [("5h", 30.0, HOUR)]), ("codex_b", None, None, [("7d", 100.0, 60)])],
+    [(OTHER, None, None, [("5h", None, HOUR), ("7d", None, -5)])],
+]  # fmt: skip
+
+SEAT_FACTS: Final = """
+import { readFileSync } from "node:fs";
+import { seatFacts } from "./web/static/js/windows.js";
+const { seats, now } = JSON.parse(readFileSync(0, "utf8"));
+console.log(JSON.stringify(seats.map((limits) => seatFacts(limits, now, "codex", 100))));
+"""
+
+
+def _at(seconds: float | None) -> int | None:
+    return None if seconds is None else int(NOW + seconds)
+
+
+def _usage_row(limit: SeatLimit) -> UsageRow:
+    limit_id, hit, hit_in, windows = limit
+    fields: dict[str, object] = {"limit_id": limit_id, "limit_hit_type": hit}
+    fields["limit_hit_resets_at"] = _at(hit_in) if hit else None
+    for label, used, resets_in in windows:
+        column = {"5h": "five_hour", "7d": "seven_day"}[label]
+        fields[f"{column}_used_percent"] = used
+        fields[f"{column}_window_minutes"] = 300 if label == "5h" else 10080
+        fields[f"{column}_resets_at"] = _at(resets_in)
+    return replace(usage_row(None, resets_at=None), **fields)  # type: ignore[arg-type]
+
+
+def _card(seat: list[SeatLimit]) -> views.CardView:
+    found = [views.limit_view(_usage_row(limit), NOW, views.Thresholds()) for limit in seat]
+    return views.CardView(1, None, None, None, tuple(found), "Seat 1")
+
+
+def _account(seat: list[SeatLimit]) -> AccountWindows:
+    limits = tuple(
+        LimitWindows(
+            limit_id,
+            tuple(
+                WindowValue(label, used, 300 if label == "5h" else 10080, _at(resets_in))
+                for label, used, resets_in in windows
+            ),
+            hit,
+            _at(hit_in) if hit else None,
+        )
+        for limit_id, hit, hit_in, windows in seat
+    )
+    return AccountWindows(1, "Seat 1", limits)
+
+
+def _script_limit(limit: SeatLimit) -> dict[str, object]:
+    limit_id, hit, hit_in, windows = limit
+    active = hit is not None and (hit_in is None or hit_in > 0)  # the card's data-hit-until
+    return {
+        "limitId": limit_id,
+        "hit": {"resetsAt": _at(hit_in)} if active else None,
+        "windows": [[used, _at(resets_in)] for _, used, resets_in in windows],
+    }
+
+
+def test_the_page_script_decides_a_seat_as_use_next_and_the_card_do() -> None:
+    inputs = {"seats": [[_script_limit(limit) for limit in seat] for seat in SEATS], "now": NOW}
+    written = run_module(SEAT_FACTS, inputs)
+    expected = []
+    for seat in SEATS:
+        card = _card(seat)
+        assert account_room(_account(seat), NOW).at_limit == card.at_limit(NOW), seat
+        expected.append({"atLimit": card.at_limit(NOW), "maxUsed": card.max_used})
+    assert written == expected
+    # The cases above cover both answers, and a reached limit that does not decide the seat.
+    assert [facts["atLimit"] for facts in expected[:4]] == [False, False, False, True]
+    assert expected[1]["maxUsed"] == expected[2]["maxUsed"] == 40.0

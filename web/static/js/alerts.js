@@ -11,10 +11,14 @@ export function severityOf(ctx, kind) {
   return ctx.rules.alert_severities[kind] ?? "info";
 }
 
-/** What happened, without the account, in the page's language; the webhooks' English `message`
- * for a kind this page does not know. */
+/** What happened, without the account, in the page's language, naming the limit when it is not
+ * the seat's main one; the webhooks' English `message` for a kind this page does not know. */
 export function alertText(ctx, item) {
-  const fields = { window: item.window ? windowName(ctx, item.window) : "" };
+  const other = item.limit_id && item.limit_id !== ctx.rules.main_limit;
+  const fields = {
+    limit: other ? item.limit_id + " " : "",
+    window: item.window ? windowName(ctx, item.window) : "",
+  };
   if (item.used_percent !== null) fields.percent = percentNumber(item.used_percent);
   if (item.threshold !== null) fields.threshold = percentNumber(item.threshold);
   const key = ctx.rules.alert_messages[item.kind];

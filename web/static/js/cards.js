@@ -3,7 +3,7 @@
 // new windows, limits and cards are clones of its <template> copies.
 
 import { isStale, percentNumber } from "./text.js";
-import { activeHit, asOf, comesBack, level, resetPassed, urgentForecast, windowsOf } from "./windows.js";
+import { activeHit, asOf, comesBack, level, resetPassed, seatFacts, urgentForecast, windowsOf } from "./windows.js";
 import { callApi, clock, cloneTemplate, field, notice, setCountdown, tickCountdown, windowName } from "./page.js";
 
 export function drawWindow(ctx, item) {
@@ -168,34 +168,41 @@ function fillLimit(ctx, section, row, forecasts) {
   tickLimit(ctx, section, current);
 }
 
-/** One spend limit's line, as web/templates/macros.html `spend_limit` writes it. */
-export function spendLimitText(ctx, limit, reached) {
+/** One spend limit's line, as web/templates/macros.html `spend_limit` writes it: "Group spend
+ * limit (Engineering): 82 of 100 · 82% · reached · resets Sat 12:00, in 1d 4h". */
+export function spendLimitLine(ctx, limit, reached) {
+  const line = document.createElement("li");
+  line.className = "spend-limit" + (reached ? " reached" : "");
   let text = ctx.t("spend.kind." + limit.kind);
   if (limit.group_name) text += " (" + limit.group_name + ")";
   text += ":";
   if (limit.used !== null && limit.limit !== null) text += " " + ctx.t("spend.amount", { used: limit.used, limit: limit.limit });
   if (limit.used_percent !== null) text += " · " + percentNumber(limit.used_percent) + "%";
-  if (reached) text += " · ";
-  return text;
+  line.append(text);
+  if (reached) {
+    const mark = document.createElement("strong");
+    mark.textContent = ctx.t("spend.reached");
+    line.append(" · ", mark);
+  }
+  if (limit.resets_at !== null && limit.resets_at !== undefined) {
+    const countdown = document.createElement("span");
+    countdown.className = "countdown";
+    countdown.dataset.running = "window.resets_at";
+    countdown.dataset.done = "spend.reset_passed";
+    line.append(" · ", countdown);
+    setCountdown(ctx, countdown, limit.resets_at);
+  }
+  return line;
 }
 
-/** A limit's spend limits, reset credits and promotion, from a usage event's history item. */
+/** A limit's spend limits, reset credits and promotion, from a usage event's history item; only
+ * the main limit's row has them (core/limits.py report_limit_id). Reset credits not reported say
+ * nothing: unknown is not 0. */
 function fillExtras(ctx, section, row) {
   const list = field(section, "spend-limits");
   const spend = row.spend_control;
   const limits = spend && spend.limits ? spend.limits.filter((item) => ctx.t.has("spend.kind." + item.kind)) : [];
-  list.replaceChildren(...limits.map((item) => {
-    const line = document.createElement("li");
-    const reached = item.kind === spend.reached_limit_type;
-    line.className = "spend-limit" + (reached ? " reached" : "");
-    line.textContent = spendLimitText(ctx, item, reached);
-    if (reached) {
-      const mark = document.createElement("strong");
-      mark.textContent = ctx.t("spend.reached");
-      line.append(mark);
-    }
-    return line;
-  }));
+  list.replaceChildren(...limits.map((item) => spendLimitLine(ctx, item, item.kind === spend.reached_limit_type)));
   list.hidden = limits.length === 0;
   const credits = field(section, "reset-credits");
   credits.hidden = row.reset_credits === null || row.reset_credits === undefined;
@@ -287,34 +294,22 @@ export async function fetchAccount(ctx, accountId) {
   return response.ok ? response.json() : null;
 }
 
-/** The limit sections that decide whether a seat can be used: its main limit (mainLimit, the
- * page's rules.main_limit) when it shows one, else all of them (core/use_next.py seat_limits). */
-export function seatLimits(sections, mainLimit) {
-  const main = sections.filter((section) => section.dataset.limitId === mainLimit);
-  return main.length ? main : sections;
-}
-
-/** What the summary and the sorting need of a card, as it shows now. */
-export function cardFacts(card, current, mainLimit) {
-  let maxUsed = null;
+/** What the summary and the sorting need of a card, as it shows at `current`: whether the seat
+ * is at its limit and its highest used percent, by its deciding limits only (windows.js
+ * seatFacts: the main limit, `mainLimit`, when the card shows one); the soonest reset of any. */
+export function cardFacts(card, current, mainLimit, fullPercent) {
   let soonest = null;
-  let atLimit = false;
-  const sections = [...card.querySelectorAll(".limit")];
-  const deciding = new Set(seatLimits(sections, mainLimit));
-  for (const section of sections) {
-    const decides = deciding.has(section);
-    for (const item of section.querySelectorAll(".window:not([hidden])")) {
-      if (decides && item.dataset.used !== "") {
-        const used = Number(item.dataset.used);
-        maxUsed = maxUsed === null ? used : Math.max(maxUsed, used);
-        if (used >= 100) atLimit = true;
-      }
-      const at = Number(item.querySelector(".countdown").dataset.resetAt || NaN);
-      if (Number.isFinite(at) && at > current && (soonest === null || at < soonest)) soonest = at;
-    }
+  const limits = [...card.querySelectorAll(".limit")].map((section) => {
+    const windows = [...section.querySelectorAll(".window:not([hidden])")].map((item) => {
+      const resetsAt = numberOr(item.querySelector(".countdown").dataset.resetAt);
+      if (resetsAt !== null && resetsAt > current && (soonest === null || resetsAt < soonest)) soonest = resetsAt;
+      return [numberOr(item.dataset.reportedUsed), resetsAt];
+    });
     const until = section.dataset.hitUntil;
-    if (decides && (until === "unknown" || (until && Number(until) > current))) atLimit = true;
-  }
+    const hit = until === "" || until === undefined ? null : { resetsAt: until === "unknown" ? null : Number(until) };
+    return { limitId: section.dataset.limitId, hit, windows };
+  });
+  const { atLimit, maxUsed } = seatFacts(limits, current, mainLimit, fullPercent);
   return { maxUsed, soonest, atLimit, title: card.dataset.title || "", id: Number(card.dataset.accountId) };
 }
 

@@ -66,7 +66,7 @@ export function start(ctx) {
   const nearLimit = (facts) => !facts.atLimit && facts.maxUsed !== null && facts.maxUsed >= page.thresholds.critical;
 
   function updateSummary(current) {
-    const shown = [...cardList().querySelectorAll(".card")].map((card) => cardFacts(card, current, ctx.rules.main_limit));
+    const shown = [...cardList().querySelectorAll(".card")].map((card) => cardFacts(card, current, ctx.rules.main_limit, ctx.rules.full_percent));
     let near = accountsPage.near_limit;
     let at = accountsPage.at_limit;
     for (const facts of shown) {
@@ -140,7 +140,7 @@ export function start(ctx) {
     if (sort === LEFT) return; // the server's order, asked again after changes (askUseNext)
     const list = cardList();
     const current = ctx.now();
-    const facts = new Map([...list.querySelectorAll(".card")].map((card) => [card, cardFacts(card, current, ctx.rules.main_limit)]));
+    const facts = new Map([...list.querySelectorAll(".card")].map((card) => [card, cardFacts(card, current, ctx.rules.main_limit, ctx.rules.full_percent)]));
     const byName = (a, b) => {
       if (!a.title !== !b.title) return a.title ? -1 : 1;
       return a.title.localeCompare(b.title, page.lang, { sensitivity: "base" }) || a.id - b.id;
@@ -370,7 +370,7 @@ export function start(ctx) {
   // -- start ----------------------------------------------------------------------------------
 
   const current = ctx.now();
-  for (const card of cardList().querySelectorAll(".card")) baseline.set(card.dataset.accountId, cardFacts(card, current, ctx.rules.main_limit));
+  for (const card of cardList().querySelectorAll(".card")) baseline.set(card.dataset.accountId, cardFacts(card, current, ctx.rules.main_limit, ctx.rules.full_percent));
   if (!setupControls()) return null;
   sortCards();
   setupPanels();

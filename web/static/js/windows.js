@@ -77,3 +77,32 @@ export function urgentForecast(candidates, now, fullPercent) {
   });
   return best;
 }
+
+/** The limits that decide whether a seat can be used (core/use_next.py seat_limits): its main
+ * limit (`mainLimit`, the page's rules.main_limit) when it has one, else all of them. Each limit
+ * is an object with a `limitId`. */
+export function seatLimits(limits, mainLimit) {
+  const main = limits.filter((limit) => limit.limitId === mainLimit);
+  return main.length ? main : limits;
+}
+
+/** What a seat's limits say of it at `now`, counting only the limits that decide it
+ * (seatLimits): whether it is at its limit (core/use_next.py at_limit: a hit not back yet, or a
+ * window at `fullPercent` whose reset has not passed) and its highest used percent now
+ * (views.CardView.max_used). Another limit reached shows on its own section only.
+ * `limits`: [{limitId, hit: null | {resetsAt}, windows: [[used as reported, resetsAt]]}]. */
+export function seatFacts(limits, now, mainLimit, fullPercent) {
+  let atLimit = false;
+  let maxUsed = null;
+  for (const limit of seatLimits(limits, mainLimit)) {
+    const hit = limit.hit;
+    if (hit && (hit.resetsAt === null || hit.resetsAt > now)) atLimit = true;
+    for (const [reported, resetsAt] of limit.windows) {
+      const used = asOf(reported, resetsAt, now).used;
+      if (used === null) continue;
+      maxUsed = maxUsed === null ? used : Math.max(maxUsed, used);
+      if (used >= fullPercent) atLimit = true;
+    }
+  }
+  return { atLimit, maxUsed };
+}
