@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -56,8 +57,9 @@ _CODEX_ID: Final = MAIN_LIMIT
 _CODEX_PREFIX: Final = "x-codex"
 _CODEX_NAMES_START: Final = _CODEX_PREFIX + "-"  # every codex-wide header's name starts so
 _ACTIVE_LIMIT: Final = "x-codex-active-limit"
-# The reached type the upstream sends when it has none to tell.
+# The reached type the upstream sends when it has none to tell, and what a kind's name is.
 _NO_REACHED_TYPE: Final = "unknown"
+_KIND_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # Integers go to SQLite INTEGER columns: anything beyond a signed 64-bit value is junk.
 _INT_MAX: Final = 2**63 - 1
@@ -159,9 +161,10 @@ def _parse_reset_at(raw: str | None) -> int | None:
 
 
 def known_reached_type(text: str | None) -> str | None:
-    """A rate_limit_reached_type as stored: the text, but None for "unknown" (the upstream's
-    way of saying it has none). Another kind, even one not known yet, is kept as sent."""
-    if text is None or text.strip().lower() == _NO_REACHED_TYPE:
+    """A rate_limit_reached_type as stored: a kind's name, even one not known yet, as sent;
+    None for "unknown" (the upstream's way of saying it has none) and for anything that is no
+    name (a byte that was not UTF-8, spaces, punctuation)."""
+    if text is None or text.lower() == _NO_REACHED_TYPE or not _KIND_NAME.fullmatch(text):
         return None
     return text
 

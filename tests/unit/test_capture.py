@@ -740,8 +740,17 @@ def test_no_rate_limit_header_is_no_report() -> None:
     assert parse_rate_limit_headers({"x-codex-turn-state": "abc"}, NOW) is None
 
 
-@pytest.mark.parametrize("value", ["unknown", " Unknown "])
-def test_an_unknown_reached_type_header_is_none(value: str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [
+        "unknown",
+        " Unknown ",
+        "\udcff",  # the byte 0xff, as aiohttp decodes a header that is not UTF-8
+        "two words",
+        "<script>",
+    ],
+)
+def test_an_unknown_or_unreadable_reached_type_header_is_none(value: str) -> None:
     report = parse({"x-codex-primary-used-percent": "5", "x-codex-rate-limit-reached-type": value})
     assert report.rate_limit_reached_type is None
 
@@ -765,3 +774,13 @@ def test_the_memo_gives_bare_reports_like_the_parser() -> None:
     first = parser.parse(headers, NOW)
     assert first == parse_rate_limit_headers(headers, NOW)
     assert parser.parse(dict(headers), NOW) is first
+
+
+def test_a_reached_type_not_known_yet_is_kept_as_sent() -> None:
+    report = parse(
+        {
+            "x-codex-primary-used-percent": "5",
+            "x-codex-rate-limit-reached-type": "future_rate_limit_reached_type",
+        }
+    )
+    assert report.rate_limit_reached_type == "future_rate_limit_reached_type"
