@@ -371,16 +371,20 @@ def _reported(headers: Mapping[str, str]) -> _Reported | None:
         # fake a family: the line must be a name of its own.
         if prefix.startswith("x-") and LIMIT_ID.fullmatch(limit_id) and name in headers:
             prefixes.setdefault(limit_id, prefix)
-    if _ACTIVE_LIMIT in names:
-        active_id = limit_id_of(headers.get(_ACTIVE_LIMIT))
-        if active_id is not None and active_id not in prefixes:
-            active_prefix = "x-" + active_id.replace("_", "-")
-            if "\n" + active_prefix + "-" in "\n" + names:  # a header of its own, its name
-                prefixes[active_id] = active_prefix
-    elif not prefixes and (
-        _CODEX_NAMES_START not in names or not any(name in names for name in _REPORT_NAMES)
-    ):
-        return None  # the common case of a response without any: nothing more to look for
+    if _CODEX_NAMES_START not in names:
+        if not prefixes:
+            return None  # the common case of a response without any: nothing more to look for
+    elif _ACTIVE_LIMIT in names:
+        active = headers.get(_ACTIVE_LIMIT)
+        # Mostly it names a family read already ("codex"): no need to normalise it then.
+        if active is not None and active not in prefixes:
+            active_id = limit_id_of(active)
+            if active_id is not None and active_id not in prefixes:
+                active_prefix = "x-" + active_id.replace("_", "-")
+                if "\n" + active_prefix + "-" in "\n" + names:  # a header of its own, its name
+                    prefixes[active_id] = active_prefix
+    elif not prefixes and not any(name in names for name in _REPORT_NAMES):
+        return None
     # Only "x-codex" maps to the id "codex" (the id has no "_" to come from a "-").
     limit_ids = sorted(prefixes)
     if _CODEX_ID in prefixes:

@@ -784,3 +784,12 @@ def test_a_reached_type_not_known_yet_is_kept_as_sent() -> None:
         }
     )
     assert report.rate_limit_reached_type == "future_rate_limit_reached_type"
+
+
+@pytest.mark.parametrize("active", ["codex_other", "codex-other", " Codex-Other "])
+def test_the_active_limit_is_one_family_however_it_is_spelt(active: str) -> None:
+    bare = parse({"x-codex-active-limit": active, "x-codex-other-limit-name": "sonic"})
+    assert bare.limits == (LimitReport("codex_other", "sonic", ()),)
+    windowed = parse({"x-codex-active-limit": active, "x-codex-other-primary-used-percent": "5"})
+    assert [limit.limit_id for limit in windowed.limits] == ["codex_other"]
+    assert windowed.active_limit == active.strip()
