@@ -13,7 +13,7 @@ from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeVar
 
-from codexgate.core.limits import active_limit_id, report_limit_id
+from codexgate.core.limits import report_limit_id
 from codexgate.core.models import (
     FIVE_HOUR,
     MONTHLY,
@@ -331,7 +331,7 @@ def usage_values(snapshot: Snapshot, limit: LimitReport) -> UsageValues:
             secondary = secondary or window
     credits = report.credits
     # A quota error and the account-wide fields go on one row: the limit the report is about.
-    speaks = report if limit.limit_id == active_limit_id(report.active_limit) else _SILENT
+    speaks = report if limit.limit_id == report_limit_id(report) else _SILENT
     hit = speaks.limit_hit
     spend = speaks.spend_control
     # Written out field by field: this runs for every new report, and one flat tuple is the
@@ -430,8 +430,7 @@ def same_values(old: UsageValues, new: UsageValues) -> bool:
         if old[start:end] != new[start:end]:
             return False
     for index in _RESET_INDEXES:
-        a, b = old[index], new[index]
-        if a != b and (a is None or b is None or abs(a - b) > UNCHANGED_RESET_SECONDS):
+        if _resets_apart(old[index], new[index]):
             return False
     a, b = old[_SPEND_LIMITS], new[_SPEND_LIMITS]
     return a == b or _same_spend_limits(a, b)
@@ -446,12 +445,16 @@ def _same_spend_limits(old: object, new: object) -> bool:
     if len(before) != len(after):
         return False
     for was, now in zip(before, after, strict=True):
-        a, b = was.resets_at, now.resets_at
-        if a != b and (a is None or b is None or abs(a - b) > UNCHANGED_RESET_SECONDS):
+        if _resets_apart(was.resets_at, now.resets_at):
             return False
-        if replace(was, resets_at=b) != now:
+        if replace(was, resets_at=now.resets_at) != now:
             return False
     return True
+
+
+def _resets_apart(old: int | None, new: int | None) -> bool:
+    """Whether two reset times differ by more than UNCHANGED_RESET_SECONDS (or one is unknown)."""
+    return old != new and (old is None or new is None or abs(old - new) > UNCHANGED_RESET_SECONDS)
 
 
 @dataclass(slots=True)

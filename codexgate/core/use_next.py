@@ -50,7 +50,7 @@ _Limit = TypeVar("_Limit", bound=_OfALimit)
 
 def seat_limits(limits: Sequence[_Limit]) -> Sequence[_Limit]:
     """The limits that decide whether a seat can be used: its main limit when it reports one,
-    else all of them. The page script's copy is web/static/js/cards.js `seatLimits`, the
+    else all of them. The page script's copy is web/static/js/windows.js `seatLimits`, the
     overview's SQL is in the stores (storage/*/usage.py)."""
     main = [limit for limit in limits if limit.limit_id == MAIN_LIMIT]
     return main or limits
